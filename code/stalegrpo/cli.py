@@ -1,0 +1,84 @@
+"""The ``stalegrpo`` command line.
+
+Every subcommand takes an optional YAML config plus ``key=value`` overrides (validated against
+the config's schema, see :mod:`stalegrpo.config`) and an output directory. The heavy modules
+are imported only when their subcommand runs, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from stalegrpo.config import ConfigError
+
+# subcommand -> (module, help). Each module exposes ``main(config, overrides, out)`` and a
+# ``CONFIG_CLASS`` dataclass whose schema ``stalegrpo schema NAME`` prints.
+COMMANDS = {
+    "exact": ("stalegrpo.exact", "run the exact staleness testbed over a grid (SCIENCE.md §9)"),
+    "pretrain": ("stalegrpo.pretrain", "build the tokenizer and pretrain the base policy on a task"),
+    "train": ("stalegrpo.train", "run asynchronous GRPO on a language model (SCIENCE.md §2-§5)"),
+}
+BENCHES = {
+    "exact": ("stalegrpo.exact", "grid throughput of the exact testbed: runs x steps per second"),
+    "lm": ("stalegrpo.bench", "t_gen, t_train, sync vs async step rates and speedup (SCIENCE.md §7)"),
+}
+
+
+def _add_config_args(p: argparse.ArgumentParser, out_default: str) -> None:
+    p.add_argument("config", nargs="?", help="YAML config file (defaults are used without one)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of config keys, e.g. lr=1e-3")
+    p.add_argument("--out", default=out_default, help=f"output directory (default: {out_default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stalegrpo",
+        description="Staleness-learning-rate scaling laws for asynchronous GRPO: testbed, runs and benchmarks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _add_config_args(p, f"results/{name}")
+    bench = sub.add_parser("bench", help="benchmarks that print ratios measured in one run", description="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    for name, (_, help_text) in BENCHES.items():
+        p = bench_sub.add_parser(name, help=help_text, description=help_text)
+        _add_config_args(p, f"results/bench/{name}")
+    schema = sub.add_parser("schema", help="print the JSON schema of a command's config", description="print a config schema")
+    schema.add_argument("name", choices=sorted(COMMANDS), help="command whose config schema to print")
+    return parser
+
+
+def _split_overrides(args) -> tuple[str | None, list[str]]:
+    # argparse puts a lone 'key=value' into the config slot when no file is given
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and "=" in config and not config.endswith((".yaml", ".yml")):
+        config, overrides = None, [config, *overrides]
+    return config, overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "schema":
+            module = importlib.import_module(COMMANDS[args.name][0])
+            from stalegrpo.config import json_schema
+
+            print(json.dumps(json_schema(module.CONFIG_CLASS), indent=2))
+            return 0
+        config, overrides = _split_overrides(args)
+        if args.command == "bench":
+            module = importlib.import_module(BENCHES[args.bench][0])
+            return module.bench(config, overrides, args.out) or 0
+        module = importlib.import_module(COMMANDS[args.command][0])
+        return module.main(config, overrides, args.out) or 0
+    except ConfigError as err:
+        print(f"stalegrpo {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
