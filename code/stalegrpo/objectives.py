@@ -87,7 +87,7 @@ def token_surrogate(
             weight = weight.clamp(max=tis_cap)
 
     ratio = torch.exp(logprobs - anchor)
-    clipped_ratio = torch.minimum(torch.maximum(ratio, 1 - eps_lo), 1 + eps_hi)
+    clipped_ratio = ratio.clamp(min=1 - eps_lo, max=1 + eps_hi)
     value = torch.minimum(ratio * advantages, clipped_ratio * advantages)
     with torch.no_grad():
         clipped_low = (ratio < 1 - eps_lo) & (advantages < 0)
