@@ -1,0 +1,147 @@
+"""The policy π_θ: a character tokenizer and a small Llama, and the log-probs of completions.
+
+SCIENCE.md §10: the default policy is a ~330k-parameter ``LlamaForCausalLM`` (hidden 128,
+2 layers, 4 heads, MLP 256, tied embeddings) over character tokens, pretrained locally by
+``stalegrpo pretrain``; nothing comes from a model hub. :func:`sequence_logprobs` is the one
+computation of log π_θ(y_t | x, y_<t) that both the actor (to check its behavior log-probs μ)
+and the learner (for the ratio ρ = π_θ / μ of SCIENCE.md §2) use: prompts are left-padded and
+the position ids are ``cumsum(mask) - 1`` everywhere, so a sampled sequence gets the same
+positions in generation and in training.
+
+Contract shared with the learner side (/tmp/lm_api.md)::
+
+    def build_tokenizer(alphabet: str | None = None) -> PreTrainedTokenizerFast  # pad/bos/eos
+    def build_model(tokenizer, hidden=128, layers=2, heads=4, intermediate=256, seed=0) -> LlamaForCausalLM
+    def load_policy(path, dtype=torch.float32) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]
+    def encode_prompts(tokenizer, prompts) -> tuple[LongTensor, BoolTensor]  # [B, Lp] left-padded, bos first
+    # added:
+    def sequence_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                          temperature=1.0) -> FloatTensor  # [N, Lc], 0 where completion_mask is False
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
+
+# a 1 MB checkpoint loads in milliseconds; the progress bars would only clutter logs and tests
+hf_logging.disable_progress_bar()
+
+ALPHABET = "0123456789+-*/=(),: "
+"""the characters of every task's prompts and answers"""
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+
+
+def build_tokenizer(alphabet: str | None = None) -> PreTrainedTokenizerFast:
+    """One token per character (WordLevel over single characters), with pad/bos/eos/unk tokens.
+
+    Encoding a text prepends BOS; prompts are padded on the left so that every completion
+    starts at the same column of the batch.
+    """
+    alphabet = ALPHABET if alphabet is None else alphabet
+    chars = list(dict.fromkeys(alphabet))  # unique, order kept
+    vocab = {tok: i for i, tok in enumerate([PAD, BOS, EOS, UNK, *chars])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()  # characters join without spaces
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, vocab[BOS])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=PAD,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        padding_side="left",
+        model_max_length=512,
+    )
+
+
+def build_model(
+    tokenizer: PreTrainedTokenizerFast,
+    hidden: int = 128,
+    layers: int = 2,
+    heads: int = 4,
+    intermediate: int = 256,
+    seed: int = 0,
+    max_positions: int = 128,
+) -> LlamaForCausalLM:
+    """A freshly initialised small Llama with tied input/output embeddings."""
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        intermediate_size=intermediate,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def load_policy(path, dtype: torch.dtype = torch.float32) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    """Model and tokenizer saved with ``save_pretrained`` in the local directory ``path``."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no policy checkpoint at {str(path)!r} (expected config.json from save_pretrained; "
+            "make one with `stalegrpo pretrain --out DIR`)"
+        )
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(path, padding_side="left")
+    model = LlamaForCausalLM.from_pretrained(path, dtype=dtype)
+    return model, tokenizer
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of distinct parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def encode_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, Lp] token ids (BOS first, left-padded) and the boolean attention mask."""
+    enc = tokenizer(list(prompts), padding=True, return_tensors="pt", padding_side="left")
+    return enc["input_ids"], enc["attention_mask"].bool()
+
+
+def position_ids(mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding: cumsum(mask) - 1 (padding gets 0)."""
+    return (mask.long().cumsum(-1) - 1).clamp_(min=0)
+
+
+def completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature=1.0):
+    """Logits / temperature at the positions that predict each completion token: [N, Lc, V]."""
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    mask = torch.cat([prompt_mask, completion_mask], dim=1).long()
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=False)
+    lp = prompt_ids.shape[1]
+    # the logit at column i predicts token i + 1
+    return out.logits[:, lp - 1 : -1].float() / temperature
+
+
+def sequence_logprobs(
+    model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature: float = 1.0
+) -> torch.Tensor:
+    """log π_θ(y_t | x, y_<t) at ``temperature`` for each completion token, [N, Lc], 0 at padding.
+
+    This is the learner's full-forward recomputation; the actor's behavior log-probs equal it
+    at the same weights (tested to 1e-5 in fp32).
+    """
+    logits = completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature)
+    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+    return logprobs * completion_mask
+
+
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of the softmax of ``logits`` over the last axis (e.g. from :func:`completion_logits`)."""
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(-1)

@@ -1,0 +1,131 @@
+"""Tasks with verifiable rewards: procedurally generated, seeded problems and their verifiers.
+
+A task is the environment of GRPO (SCIENCE.md §1): it draws prompts x, and its verifier gives
+each completion y a reward r in [0, 1]. The default testbed of SCIENCE.md §10 is multi-digit
+addition with zero-padded, fixed-length prompts ("07+45=" → "52"); multiplication is the harder
+task. Every problem belongs to exactly one split, decided by a hash of its prompt, so the
+train and held-out splits are disjoint and the same on every machine and in every run.
+
+Contract shared with the learner side (/tmp/lm_api.md)::
+
+    @dataclass(frozen=True)
+    class Problem:
+        prompt: str        # e.g. "12+34="
+        answer: str        # e.g. "46"
+    class Task(Protocol):
+        name: str
+        max_new_tokens: int                      # completion budget incl. EOS
+        def sample(self, split, n, rng) -> list[Problem]   # split in {"train","heldout"}, disjoint
+        def reward(self, problem, completion) -> float     # the verifier, in [0, 1]
+    def get_task(name: str, **options) -> Task  # "addition", "multiplication"
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+SPLITS = ("train", "heldout")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One prompt and its reference answer."""
+
+    prompt: str
+    """the text the policy continues, e.g. "12+34=" """
+    answer: str
+    """the answer the verifier accepts, e.g. "46" """
+
+
+class Task(Protocol):
+    name: str
+    max_new_tokens: int
+
+    def sample(self, split: str, n: int, rng: np.random.Generator) -> list[Problem]: ...
+
+    def reward(self, problem: Problem, completion: str) -> float: ...
+
+
+def heldout_fraction_of(prompt: str, task_name: str) -> float:
+    """A deterministic number in [0, 1) for a prompt; below ``heldout_fraction`` means held out.
+
+    A cryptographic hash (not Python's salted ``hash``) keeps the split identical across
+    processes and machines.
+    """
+    digest = hashlib.blake2b(f"{task_name}:{prompt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2**64
+
+
+@dataclass
+class BinaryOpTask:
+    """``a OP b =`` with both operands zero-padded to ``digits`` digits; the reward is exact match.
+
+    Zero padding makes all prompts the same length, so a batch needs no prompt padding and
+    position ids are the same for every row. The answer carries no leading zeros.
+    """
+
+    name: str = "addition"
+    """task name: "addition" or "multiplication" """
+    digits: int = 2
+    """digits of each operand"""
+    heldout_fraction: float = 0.1
+    """fraction of all problems that are held out (by prompt hash)"""
+
+    def __post_init__(self):
+        if self.name not in OPERATORS:
+            raise ValueError(f"unknown binary-op task {self.name!r}; choose from {sorted(OPERATORS)}")
+        if self.digits < 1:
+            raise ValueError(f"digits must be >= 1, got {self.digits}")
+        self.symbol, self.op = OPERATORS[self.name]
+        largest = self.op(10**self.digits - 1, 10**self.digits - 1)
+        self.max_new_tokens = len(str(largest)) + 1  # the answer's digits plus EOS
+
+    def problem(self, a: int, b: int) -> Problem:
+        d = self.digits
+        return Problem(prompt=f"{a:0{d}d}{self.symbol}{b:0{d}d}=", answer=str(self.op(a, b)))
+
+    def split_of(self, problem: Problem) -> str:
+        return "heldout" if heldout_fraction_of(problem.prompt, self.name) < self.heldout_fraction else "train"
+
+    def sample(self, split: str, n: int, rng: np.random.Generator) -> list[Problem]:
+        """``n`` problems drawn uniformly from ``split`` (with replacement), by rejection."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        out: list[Problem] = []
+        while len(out) < n:
+            a, b = rng.integers(0, 10**self.digits, size=(2, 2 * (n - len(out)) + 8))
+            for x, y in zip(a.tolist(), b.tolist()):
+                p = self.problem(x, y)
+                if self.split_of(p) == split:
+                    out.append(p)
+                    if len(out) == n:
+                        break
+        return out
+
+    def all_problems(self, split: str) -> list[Problem]:
+        """Every problem of a split, in a fixed order (for exhaustive evaluation of small tasks)."""
+        n = 10**self.digits
+        return [p for a in range(n) for b in range(n) if self.split_of(p := self.problem(a, b)) == split]
+
+    def reward(self, problem: Problem, completion: str) -> float:
+        """1 if the completion is exactly the answer (surrounding whitespace ignored), else 0."""
+        return float(completion.strip() == problem.answer)
+
+
+OPERATORS = {
+    "addition": ("+", lambda a, b: a + b),
+    "multiplication": ("*", lambda a, b: a * b),
+}
+
+TASKS = tuple(OPERATORS)
+
+
+def get_task(name: str, **options) -> Task:
+    """The task called ``name`` with its options (e.g. ``digits=3``)."""
+    if name in OPERATORS:
+        return BinaryOpTask(name=name, **options)
+    raise ValueError(f"unknown task {name!r}; choose from {list(TASKS)}")
