@@ -1,0 +1,539 @@
+"""Fits of the staleness × learning-rate scaling laws (SCIENCE.md §8, on data from §3, §4, §9).
+
+Three claims are tested, each by one fit:
+
+- **F1 bias**: the per-step surrogate-gradient bias grows as O(S·η). ``fit_bias_slope`` regresses
+  log bias on log(S·η) by ordinary least squares; the claim is a slope of 1 at small S·η. The 95%
+  CI is a percentile bootstrap over points.
+- **F2 collapse**: in the horizon-limited regime T_c·η is constant across η (continuous time
+  t = k·η, SCIENCE.md §9). ``tc_eta_cv`` reports the coefficient of variation of T_c·η across η.
+- **F3 stability frontier**: the largest stable learning rate obeys η* = min(a/S, b/T).
+  ``eta_star_table`` extracts η*(S, T′) per seed from the collapse table, truncating runs at
+  horizons T′ ≤ T; ``fit_frontier`` fits a and b in log space and reports S* = a·T/b.
+
+Censoring (SCIENCE.md §4: a run that never collapses is right-censored at its horizon) is
+carried through every fit, and a fit with too few points returns ``status="too_few_points"``
+with NaN numbers instead of raising. ``summarize_exact`` runs all fits for one exact-testbed grid
+and returns a JSON-serialisable dict; ``write_macros`` turns it into LaTeX macros for the paper.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+OK = "ok"
+TOO_FEW = "too_few_points"
+
+EXACT, LOWER, UPPER, BOTH = "none", "lower", "upper", "both"
+"""η* bound flags: exact (interpolated), lower bound (nothing collapsed), upper bound (the smallest
+η collapsed), and, for a median over seeds, 'both' (the bounds leave the median undetermined)"""
+
+
+# ---------------------------------------------------------------------------------------------
+# F1: bias slope
+# ---------------------------------------------------------------------------------------------
+
+
+def _ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Slope, intercept and R² of y on x."""
+    xm, ym = x.mean(), y.mean()
+    slope = ((x - xm) * (y - ym)).sum() / ((x - xm) ** 2).sum()
+    intercept = ym - slope * xm
+    ss_tot = ((y - ym) ** 2).sum()
+    ss_res = ((y - intercept - slope * x) ** 2).sum()
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+    return float(slope), float(intercept), float(r2)
+
+
+def _bootstrap_slopes(x: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """OLS slopes of n_boot resamples of the points (vectorised); degenerate resamples dropped."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
+    xb, yb = x[idx], y[idx]
+    xc = xb - xb.mean(axis=1, keepdims=True)
+    yc = yb - yb.mean(axis=1, keepdims=True)
+    var = (xc**2).sum(axis=1)
+    keep = var > 1e-12 * max(1.0, float((x**2).mean()))  # a resample of one repeated x has no slope
+    return (xc * yc).sum(axis=1)[keep] / var[keep]
+
+
+def fit_bias_slope(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Fit log y = intercept + slope · log x, with x = S·η and y = the bias (SCIENCE.md §8 F1).
+
+    Points with a non-positive or non-finite x or y are dropped (the bias probe reports the square
+    root of a positive part, so an exact zero carries no slope information). ``ci_low``/``ci_high``
+    are the 2.5/97.5 percentiles of the slope over ``n_boot`` bootstrap resamples of the points.
+    Fewer than 3 usable points, or fewer than 2 distinct x, gives ``status="too_few_points"``.
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    usable = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    lx, ly = np.log(x[usable]), np.log(y[usable])
+    n, dropped = int(usable.sum()), int((~usable).sum())
+    nan = float("nan")
+    result = dict(slope=nan, intercept=nan, ci_low=nan, ci_high=nan, r2=nan, n=n, n_dropped=dropped)
+    if n < 3 or len(np.unique(lx)) < 2:
+        return result | dict(status=TOO_FEW, message=f"{n} usable points (need >= 3 with >= 2 distinct S*eta)")
+
+    slope, intercept, r2 = _ols(lx, ly)
+    boots = _bootstrap_slopes(lx, ly, n_boot, seed)
+    if len(boots) > 0:
+        result["ci_low"], result["ci_high"] = (float(v) for v in np.percentile(boots, [2.5, 97.5]))
+    message = f"OLS of log bias on log(S*eta) over {n} points"
+    if dropped:
+        message += f"; {dropped} non-positive/non-finite points dropped"
+    return result | dict(slope=slope, intercept=intercept, r2=r2, status=OK, message=message)
+
+
+# ---------------------------------------------------------------------------------------------
+# F2: T_c·η in the horizon-limited regime
+# ---------------------------------------------------------------------------------------------
+
+
+def tc_eta_cv(eta, collapse_step, censored) -> dict:
+    """Coefficient of variation of T_c·η across η, over uncensored runs (SCIENCE.md §8 F2).
+
+    T_c·η is first averaged over the seeds at each η (``per_eta``), so that η values with more
+    collapsed seeds do not weigh more; the CV is then std/mean of those per-η means with ddof = 1
+    (the sample std, which needs >= 2 distinct η). Censored runs are excluded, since their T_c is
+    only a lower bound; they are counted in ``n_censored`` and named in the message. A large share
+    of censored runs biases the CV (the surviving runs are the early collapsers).
+    """
+    eta = np.asarray(eta, dtype=np.float64).ravel()
+    step = np.asarray(collapse_step, dtype=np.float64).ravel()
+    censored = np.asarray(censored, dtype=bool).ravel()
+    usable = ~censored & np.isfinite(eta) & np.isfinite(step) & (eta > 0)
+    n_censored = int(censored.sum())
+
+    frame = pd.DataFrame({"eta": eta[usable], "tc_eta": step[usable] * eta[usable]})
+    per_eta = frame.groupby("eta", sort=True)["tc_eta"].agg(tc_eta="mean", n="size").reset_index()
+    per_eta_records = [
+        dict(eta=float(r.eta), tc_eta=float(r.tc_eta), n=int(r.n)) for r in per_eta.itertuples(index=False)
+    ]
+    censor_note = f"; {n_censored} censored runs excluded" if n_censored else ""
+    nan = float("nan")
+    result = dict(cv=nan, mean=nan, std=nan, n=int(usable.sum()), n_eta=len(per_eta),
+                  n_censored=n_censored, per_eta=per_eta_records, ddof=1)
+    if len(per_eta) < 2:
+        return result | dict(status=TOO_FEW, message=f"{len(per_eta)} distinct eta with a collapse (need >= 2)"
+                             + censor_note)
+
+    means = per_eta["tc_eta"].to_numpy()
+    mean, std = float(means.mean()), float(means.std(ddof=1))
+    cv = std / mean if mean > 0 else float("nan")
+    message = f"CV over {len(per_eta)} eta values ({result['n']} collapsed runs)" + censor_note
+    return result | dict(cv=cv, mean=mean, std=std, status=OK, message=message)
+
+
+# ---------------------------------------------------------------------------------------------
+# F3: the stability frontier η*(S, T)
+# ---------------------------------------------------------------------------------------------
+
+
+def _eta_star(etas: np.ndarray, collapsed: np.ndarray) -> tuple[float, str]:
+    """η* and its bound flag from one (S, seed) column of the grid, sorted by η.
+
+    "First collapsing" is the smallest collapsing η, and η* interpolates geometrically between it
+    and the largest stable η below it. Stable runs above the first collapse (stability need not be
+    monotone in η with noise) are ignored: the frontier is where instability starts.
+    """
+    if not collapsed.any():
+        return float(etas[-1]), LOWER
+    first = int(np.argmax(collapsed))
+    if first == 0:
+        return float(etas[0]), UPPER
+    return float(math.sqrt(etas[first - 1] * etas[first])), EXACT
+
+
+def eta_star_table(runs: pd.DataFrame, horizons) -> pd.DataFrame:
+    """η* per (S, T′, seed), with T′ in ``horizons`` (SCIENCE.md §8 F3).
+
+    ``runs`` has columns S, eta, seed, collapse_step, censored, horizon. A run is collapsed within
+    T′ iff it is not censored and collapse_step < T′; a censored run whose horizon is shorter than
+    T′ says nothing about T′. An (S, seed) column is reported at T′ only if every η up to its first
+    collapse is known there (a hole in the grid would move η*). Several runs at one (S, seed, η)
+    (e.g. pooled variants) count as collapsed if any of them collapsed. ``bound`` is "none" for an interpolated
+    η*, "lower" when no η collapsed (η* ≥ the largest η) and "upper" when the smallest η collapsed
+    (η* ≤ the smallest η).
+    """
+    columns = ["S", "T", "seed", "eta_star", "bound"]
+    needed = {"S", "eta", "seed", "collapse_step", "censored", "horizon"}
+    if runs is None or len(runs) == 0 or not needed <= set(runs.columns):
+        return pd.DataFrame(columns=columns)
+    runs = runs[np.isfinite(runs["eta"].astype(float)) & (runs["eta"].astype(float) > 0)]
+
+    rows = []
+    for horizon in sorted({int(h) for h in horizons}):
+        censored = runs["censored"].astype(bool)
+        known = ~censored | (runs["horizon"] >= horizon)
+        collapsed = ~censored & (runs["collapse_step"] < horizon)
+        at_t = runs.assign(collapsed=collapsed, unknown=~known)
+        for (s, seed), group in at_t.groupby(["S", "seed"], sort=True):
+            by_eta = group.groupby("eta", sort=True)[["collapsed", "unknown"]].any()
+            etas, hit = by_eta.index.to_numpy(dtype=float), by_eta["collapsed"].to_numpy()
+            first = int(np.argmax(hit)) if hit.any() else len(hit)
+            if (by_eta["unknown"].to_numpy() & ~hit)[:first].any():
+                continue
+            eta_star, bound = _eta_star(etas, hit)
+            rows.append(dict(S=s, T=horizon, seed=seed, eta_star=eta_star, bound=bound))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _median_bound(values: np.ndarray, bounds: np.ndarray) -> str:
+    """Whether the median over seeds is exact or only a bound, given per-seed bound flags.
+
+    The true median lies between the median with every upper bound pushed to 0 and the median
+    with every lower bound pushed to +inf; it is exact when both equal the recorded median.
+    """
+    median = np.median(values)
+    low_end = np.median(np.where(bounds == UPPER, 0.0, values))
+    high_end = np.median(np.where(bounds == LOWER, np.inf, values))
+    low_ok, high_ok = np.isclose(low_end, median), np.isclose(high_end, median)
+    if low_ok and high_ok:
+        return EXACT
+    if low_ok:
+        return LOWER
+    if high_ok:
+        return UPPER
+    return BOTH
+
+
+def eta_star_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (S, T): median, min and max of η* over seeds, n_seeds, the censored fraction, and
+    whether the median is exact or a bound (``bound``, see :func:`_median_bound`)."""
+    columns = ["S", "T", "median", "min", "max", "n_seeds", "frac_censored", "bound"]
+    if table is None or len(table) == 0:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for (s, t), group in table.groupby(["S", "T"], sort=True):
+        values, bounds = group["eta_star"].to_numpy(float), group["bound"].to_numpy(str)
+        rows.append(dict(S=s, T=t, median=float(np.median(values)), min=float(values.min()),
+                         max=float(values.max()), n_seeds=len(group),
+                         frac_censored=float(np.mean(bounds != EXACT)), bound=_median_bound(values, bounds)))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _frontier_log(params: np.ndarray, log_s: np.ndarray, log_t: np.ndarray) -> np.ndarray:
+    """log η* = min(log a − log S, log b − log T); S = 0 (log S = −inf) leaves only the b/T branch."""
+    log_a, log_b = params[..., 0:1], params[..., 1:2]
+    return np.minimum(log_a - log_s, log_b - log_t)
+
+
+def _frontier_loss(params, log_s, log_t, y, bound) -> np.ndarray:
+    """Sum of squared log residuals, one-sided for bounded points (a Tobit-like hinge).
+
+    A lower bound is only penalised when the model falls below it, an upper bound only when the
+    model rises above it; ``params`` may carry leading grid dimensions.
+    """
+    r = _frontier_log(np.atleast_2d(params), log_s, log_t) - y
+    r = np.where(bound == LOWER, np.minimum(r, 0.0), r)
+    r = np.where(bound == UPPER, np.maximum(r, 0.0), r)
+    return (r**2).sum(axis=-1)
+
+
+def _fit_min_law(log_s, log_t, y, bound) -> np.ndarray:
+    """Minimise the piecewise-quadratic loss: a coarse grid over (log a, log b), then Nelder-Mead
+    from the best few grid points (the loss has a kink per point, so one start is not enough)."""
+    a_guess = (y + log_s)[np.isfinite(log_s)]
+    b_guess = y + log_t
+    grid_a = np.linspace(a_guess.min() - 2, a_guess.max() + 2, 61) if len(a_guess) else np.array([0.0])
+    grid_b = np.linspace(b_guess.min() - 2, b_guess.max() + 2, 61)
+    grid = np.stack(np.meshgrid(grid_a, grid_b, indexing="ij"), axis=-1).reshape(-1, 2)
+    losses = _frontier_loss(grid, log_s, log_t, y, bound)
+    best = None
+    for start in grid[np.argsort(losses)[:5]]:
+        res = optimize.minimize(lambda p: float(_frontier_loss(p, log_s, log_t, y, bound)[0]), start,
+                                method="Nelder-Mead", options=dict(xatol=1e-8, fatol=1e-12, maxiter=4000))
+        if best is None or res.fun < best.fun:
+            best = res
+    return best.x
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+    ss_tot = ((y - y.mean()) ** 2).sum()
+    return float(1 - ((y - pred) ** 2).sum() / ss_tot) if len(y) > 1 and ss_tot > 0 else float("nan")
+
+
+def _pure_fits(log_s, log_t, y) -> dict:
+    """One-regime comparison fits on the exact points: η* = a/S (S ≥ 1 only) and η* = b/T (all).
+
+    Each has a closed-form log-space intercept; r2 is over that fit's own points, and
+    ``r2_common`` over the S ≥ 1 points that all three fits share.
+    """
+    has_s = np.isfinite(log_s)
+    out = {}
+    if has_s.sum() >= 2:
+        log_a = float((y + log_s)[has_s].mean())
+        out["pure_S"] = dict(a=math.exp(log_a), r2=_r2(y[has_s], log_a - log_s[has_s]), n=int(has_s.sum()))
+    else:
+        out["pure_S"] = dict(a=float("nan"), r2=float("nan"), n=int(has_s.sum()))
+    log_b = float((y + log_t).mean())
+    out["pure_T"] = dict(b=math.exp(log_b), r2=_r2(y, log_b - log_t), n=len(y),
+                         r2_common=_r2(y[has_s], log_b - log_t[has_s]) if has_s.sum() >= 2 else float("nan"))
+    return out
+
+
+def fit_frontier(eta_star: pd.DataFrame) -> dict:
+    """Fit η* = min(a/S, b/T) to the per-(S, T) medians of η* (SCIENCE.md §8 F3).
+
+    Accepts either :func:`eta_star_summary`'s table or :func:`eta_star_table`'s per-seed table
+    (summarised here). The fit is least squares in log space. Censoring: a median that is only a
+    lower (upper) bound enters with a one-sided penalty, i.e. only when the fit falls below (rises
+    above) it; medians bounded both ways are excluded. R² is over the exact points only. If every
+    point lies in one regime, the other parameter is not identified: it is reported at the edge of
+    the values consistent with the data (``a_identified``/``b_identified`` False) and S* is then a
+    bound. ``points`` says which regime each point falls in ("staleness": a/S binds; "horizon").
+    """
+    nan = float("nan")
+    result = dict(a=nan, b=nan, S_star=[], r2=nan, n=0, n_censored=0, n_excluded=0, points=[],
+                  a_identified=False, b_identified=False, pure_S={}, pure_T={})
+    if eta_star is None or len(eta_star) == 0:
+        return result | dict(status=TOO_FEW, message="no eta* points")
+    if "eta_star" in eta_star.columns:
+        eta_star = eta_star_summary(eta_star)
+
+    pts = eta_star[np.isfinite(eta_star["median"].astype(float)) & (eta_star["median"].astype(float) > 0)]
+    pts = pts[(pts["bound"] != BOTH) & (pts["S"] >= 0) & (pts["T"] > 0)]
+    s, t = pts["S"].to_numpy(float), pts["T"].to_numpy(float)
+    with np.errstate(divide="ignore"):
+        log_s = np.log(s)  # S = 0 gives −inf: only the b/T branch
+    log_t, y, bound = np.log(t), np.log(pts["median"].to_numpy(float)), pts["bound"].to_numpy(str)
+    exact = bound == EXACT
+    result |= dict(n=int(exact.sum()), n_censored=int((~exact).sum()), n_excluded=len(eta_star) - len(pts))
+    if exact.sum() < 3:
+        return result | dict(status=TOO_FEW, message=f"{int(exact.sum())} uncensored (S, T) medians (need >= 3)")
+
+    log_a, log_b = _fit_min_law(log_s, log_t, y, bound)
+    stale = (log_a - log_s) < (log_b - log_t)
+    a_identified, b_identified = bool((stale & exact).any()), bool((~stale & exact).any())
+    # an unidentified branch is moved to the edge where it would start to bind on some point
+    has_s = np.isfinite(log_s)
+    if not b_identified and has_s.any():
+        log_b = float(np.max((log_a - log_s + log_t)[has_s]))
+    if not a_identified and has_s.any():
+        log_a = float(np.max((log_b - log_t + log_s)[has_s]))
+    pred = _frontier_log(np.array([log_a, log_b]), log_s, log_t)
+    a = math.exp(log_a) if has_s.any() else nan  # with no S >= 1 point, a/S never binds
+    b = math.exp(log_b)
+
+    points = [dict(S=float(si), T=float(ti), eta_star=float(math.exp(yi)), fit=float(math.exp(pi)),
+                   bound=str(bi), regime="staleness" if st else "horizon")
+              for si, ti, yi, pi, bi, st in zip(s, t, y, pred, bound, stale)]
+    common = exact & np.isfinite(log_s)
+    pure = _pure_fits(log_s[exact], log_t[exact], y[exact])
+    message = (f"min(a/S, b/T) fit to {int(exact.sum())} medians in log space; {int((~exact).sum())} bounded "
+               f"medians as one-sided constraints; {result['n_excluded']} excluded")
+    if not (a_identified and b_identified):
+        message += "; only one regime has uncensored points, so the other parameter (and S*) is a bound"
+    return result | dict(
+        a=a, b=b, r2=_r2(y[exact], pred[exact]),
+        r2_common=_r2(y[common], pred[common]) if common.sum() >= 2 else nan,
+        S_star=[dict(T=float(ti), S_star=a * ti / b) for ti in np.unique(t)],
+        points=points, a_identified=a_identified, b_identified=b_identified,
+        pure_S=pure["pure_S"], pure_T=pure["pure_T"], status=OK, message=message,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# One exact-testbed grid: all fits, JSON, LaTeX macros
+# ---------------------------------------------------------------------------------------------
+
+
+def _jsonable(obj):
+    """Plain Python types for json.dumps: numpy scalars unwrapped, NaN/inf → None."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, pd.DataFrame):
+        return _jsonable(obj.to_dict(orient="records"))
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _has(frame, columns) -> bool:
+    return frame is not None and len(frame) > 0 and set(columns) <= set(frame.columns)
+
+
+def _bias_points(steps: pd.DataFrame, runs: pd.DataFrame, config: dict) -> tuple[np.ndarray, np.ndarray, str]:
+    """(x = S·η, y = bias) per run with S ≥ 1 and S·η ≤ small_drift_max.
+
+    The run's ``bias_probe`` if the runs table has it; otherwise the mean of ``bias`` over steps
+    S ≤ step < S + bias_window (the first steps at which the lag has reached S, before the run has
+    drifted far from its start).
+    """
+    empty = np.array([]), np.array([])
+    if not _has(runs, ["S", "eta"]):
+        return *empty, "no runs"
+    runs = runs[(runs["S"] >= 1) & (runs["S"] * runs["eta"] <= config.get("small_drift_max", math.inf))]
+    if "bias_probe" in runs.columns:
+        return (runs["S"] * runs["eta"]).to_numpy(float), runs["bias_probe"].to_numpy(float), "bias_probe"
+    if not _has(steps, ["run", "step", "bias"]) or "run" not in runs.columns:
+        return *empty, "no bias column"
+    window = int(config.get("bias_window", 20))
+    merged = steps[["run", "step", "bias"]].merge(runs[["run", "S", "eta"]], on="run")
+    in_window = merged[(merged["step"] >= merged["S"]) & (merged["step"] < merged["S"] + window)]
+    per_run = in_window.groupby("run").agg(S=("S", "first"), eta=("eta", "first"), bias=("bias", "mean"))
+    return (per_run["S"] * per_run["eta"]).to_numpy(float), per_run["bias"].to_numpy(float), \
+        f"mean bias over steps S..S+{window}"
+
+
+def _horizon_regime(runs: pd.DataFrame, config: dict) -> tuple[pd.DataFrame, str]:
+    """Runs in the horizon-limited regime: S·η ≤ horizon_regime_max_tau if configured, else the
+    synchronous runs (S = 0), where no staleness constraint can bind."""
+    tau_max = config.get("horizon_regime_max_tau")
+    if tau_max is None:
+        return runs[runs["S"] == 0], "S == 0"
+    return runs[runs["S"] * runs["eta"] <= tau_max], f"S*eta <= {tau_max}"
+
+
+def _counts(steps: pd.DataFrame, runs: pd.DataFrame) -> dict:
+    counts = dict(n_runs=0 if runs is None else len(runs), n_steps=0 if steps is None else len(steps))
+    if _has(runs, ["censored"]):
+        counts |= dict(n_censored=int(runs["censored"].astype(bool).sum()),
+                       n_collapsed=int((~runs["censored"].astype(bool)).sum()))
+    for column in ("S", "eta", "seed"):
+        if _has(runs, [column]):
+            counts[f"n_{column}"] = int(runs[column].nunique())
+    return counts
+
+
+def summarize_exact(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = None) -> dict:
+    """All fits for one exact-testbed grid (SCIENCE.md §8, §9), as a JSON-serialisable dict.
+
+    Keys: ``bias_slope`` (F1), ``tc_eta`` (F2, over the horizon-limited runs), ``eta_star`` (per
+    seed records) and ``eta_star_summary`` (per (S, T)), ``frontier`` (F3, at horizons
+    ``frontier_horizons`` or T/4, T/2, T with T the longest horizon), ``counts``, ``warnings``.
+    If the tables hold several (objective, eps, optimizer) variants, the top-level fits pool them
+    (with a warning) and ``by_variant`` holds one summary per variant.
+    """
+    config = dict(config or {})
+    warnings = []
+    x, y, bias_source = _bias_points(steps, runs, config)
+    bias_slope = fit_bias_slope(x, y, n_boot=int(config.get("n_boot", 1000)), seed=int(config.get("seed", 0)))
+    bias_slope["source"] = bias_source
+
+    run_columns = ["S", "eta", "collapse_step", "censored"]
+    if _has(runs, run_columns):
+        regime, regime_rule = _horizon_regime(runs, config)
+        tc_eta = tc_eta_cv(regime["eta"], regime["collapse_step"], regime["censored"])
+        tc_eta["regime"] = regime_rule
+    else:
+        tc_eta = tc_eta_cv([], [], []) | dict(regime="no runs")
+
+    if _has(runs, run_columns + ["seed", "horizon"]):
+        longest = int(runs["horizon"].max())
+        horizons = config.get("frontier_horizons") or [longest // 4, longest // 2, longest]
+        horizons = [int(h) for h in horizons if int(h) > 0]
+    else:
+        horizons = []
+    table = eta_star_table(runs, horizons)
+    summary_table = eta_star_summary(table)
+    frontier = fit_frontier(summary_table)
+
+    variants = [c for c in ("objective", "eps", "optimizer") if _has(runs, [c])]
+    by_variant = {}
+    if variants and len(runs.groupby(variants)) > 1:
+        warnings.append(f"{len(runs.groupby(variants))} variants of {variants} pooled at top level")
+        for key, sub_runs in runs.groupby(variants):
+            key = key if isinstance(key, tuple) else (key,)
+            name = ",".join(f"{c}={v}" for c, v in zip(variants, key))
+            linked = _has(steps, ["run"]) and "run" in sub_runs.columns
+            sub_steps = steps[steps["run"].isin(sub_runs["run"])] if linked else steps
+            by_variant[name] = summarize_exact(sub_steps, sub_runs.drop(columns=variants), config)
+
+    summary = dict(bias_slope=bias_slope, tc_eta=tc_eta, eta_star=table, eta_star_summary=summary_table,
+                   frontier=frontier, horizons=horizons, counts=_counts(steps, runs), warnings=warnings)
+    if by_variant:
+        summary["by_variant"] = by_variant
+    return _jsonable(summary)
+
+
+_DIGITS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
+
+
+def _spell(number) -> str:
+    """A number as letters for a macro name, digit by digit: 500 → FiveZeroZero."""
+    return "".join(_DIGITS[int(d)] for d in str(int(round(float(number)))))
+
+
+def _fmt(value) -> str:
+    """3 significant digits; scientific notation as ×10^k outside [1e-3, 1e4); n/a for missing."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return r"\textrm{n/a}"
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    value = float(f"{float(value):.3g}")  # round first, so 9.996 becomes 10.0 and not 10.00
+    if value == 0:
+        return "0"
+    exponent = math.floor(math.log10(abs(value)))
+    if -3 <= exponent < 4:
+        return f"{round(value, 2 - exponent):.{max(0, 2 - exponent)}f}"
+    mantissa = value / 10**exponent
+    return rf"\ensuremath{{{mantissa:.2f}\times 10^{{{exponent}}}}}"
+
+
+def _macro_values(summary: dict) -> dict:
+    """Macro name (letters only, without prefix) → value, from a :func:`summarize_exact` dict."""
+    bias, tc, front = summary.get("bias_slope", {}), summary.get("tc_eta", {}), summary.get("frontier", {})
+    ok = {name: part.get("status") == OK for name, part in (("bias", bias), ("tc", tc), ("front", front))}
+
+    def val(part, key, okay):
+        return part.get(key) if okay else None
+
+    values = {
+        "BiasSlope": val(bias, "slope", ok["bias"]), "BiasSlopeLow": val(bias, "ci_low", ok["bias"]),
+        "BiasSlopeHigh": val(bias, "ci_high", ok["bias"]), "BiasSlopeRsq": val(bias, "r2", ok["bias"]),
+        "BiasSlopeN": bias.get("n"),
+        "TcEtaCV": val(tc, "cv", ok["tc"]), "TcEtaMean": val(tc, "mean", ok["tc"]),
+        "TcEtaN": tc.get("n"), "TcEtaNCensored": tc.get("n_censored"),
+        "FrontierA": val(front, "a", ok["front"]), "FrontierB": val(front, "b", ok["front"]),
+        "FrontierRsq": val(front, "r2", ok["front"]),
+        "FrontierRsqPureS": val(front.get("pure_S") or {}, "r2", ok["front"]),
+        "FrontierRsqPureT": val(front.get("pure_T") or {}, "r2", ok["front"]),
+        "FrontierN": front.get("n"), "FrontierNCensored": front.get("n_censored"),
+    }
+    for entry in front.get("S_star") or []:
+        values[f"FrontierSstarT{_spell(entry['T'])}"] = val(entry, "S_star", ok["front"])
+    for key, count in (summary.get("counts") or {}).items():
+        values["Count" + "".join(part.capitalize() for part in key.split("_"))] = count
+    return values
+
+
+def write_macros(summary: dict, path, prefix: str = "") -> Path:
+    r"""Write one ``\newcommand`` per key number of ``summary`` to ``path`` (a .tex file to \input).
+
+    Names are ``prefix`` + a letters-only name (LaTeX macro names cannot hold digits, so horizons
+    are spelled out: S* at T = 500 is ``\FrontierSstarTFiveZeroZero``). A fit that said
+    too_few_points gives n/a, so the paper states that instead of a number.
+    """
+    if not prefix.isalpha() and prefix != "":
+        raise ValueError(f"macro prefix must be letters only, got {prefix!r}")
+    lines = ["% generated by stalegrpo.fits.write_macros; do not edit"]
+    for name, value in _macro_values(summary).items():
+        lines.append(rf"\newcommand{{\{prefix}{name}}}{{{_fmt(value)}}}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_summary(summary: dict, path) -> Path:
+    """Write a :func:`summarize_exact` dict as JSON (strict: NaN already mapped to null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    return path

@@ -1,0 +1,219 @@
+"""Fits on synthetic data with known answers (SCIENCE.md §8)."""
+
+import json
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stalegrpo import fits
+
+
+# --- F1: bias slope ---------------------------------------------------------------------------
+
+
+def test_bias_slope_one_is_covered_by_its_ci():
+    rng = np.random.default_rng(0)
+    x = np.logspace(-3, -1, 40)
+    y = 0.7 * x * np.exp(rng.normal(0, 0.2, x.size))
+    fit = fits.fit_bias_slope(x, y, n_boot=500)
+    assert fit["status"] == "ok" and fit["n"] == 40
+    assert fit["ci_low"] <= fit["slope"] <= fit["ci_high"]
+    assert fit["ci_low"] <= 1.0 <= fit["ci_high"]
+    assert fit["ci_high"] - fit["ci_low"] < 0.3  # the CI is informative, not vacuous
+    assert fit["r2"] > 0.9
+
+
+def test_bias_slope_two_is_recovered_and_bad_points_dropped():
+    x = np.logspace(-2, 0, 20)
+    y = 3.0 * x**2
+    fit = fits.fit_bias_slope(np.r_[x, 0.0, 1.0, np.nan], np.r_[y, 1.0, -1.0, 1.0], n_boot=200)
+    assert fit["slope"] == pytest.approx(2.0, abs=1e-9)
+    assert math.exp(fit["intercept"]) == pytest.approx(3.0)
+    assert fit["n"] == 20 and fit["n_dropped"] == 3
+
+
+@pytest.mark.parametrize("x, y", [([], []), ([0.1, 0.2], [1, 2]), ([0.1, 0.1, 0.1], [1, 2, 3])])
+def test_bias_slope_too_few_points(x, y):
+    fit = fits.fit_bias_slope(x, y)
+    assert fit["status"] == "too_few_points"
+    assert math.isnan(fit["slope"]) and math.isnan(fit["ci_low"])
+
+
+# --- F2: T_c·η --------------------------------------------------------------------------------
+
+
+def test_tc_eta_cv_small_for_inverse_law_and_large_for_constant():
+    eta = np.repeat([0.01, 0.03, 0.1, 0.3], 3)
+    censored = np.zeros(eta.size, dtype=bool)
+    inverse = fits.tc_eta_cv(eta, np.round(5.0 / eta), censored)
+    assert inverse["status"] == "ok" and inverse["cv"] < 0.01
+    assert inverse["mean"] == pytest.approx(5.0, rel=0.01)
+    assert [p["eta"] for p in inverse["per_eta"]] == [0.01, 0.03, 0.1, 0.3]
+    constant = fits.tc_eta_cv(eta, np.full(eta.size, 50), censored)
+    assert constant["cv"] > 0.8
+
+
+def test_tc_eta_cv_excludes_and_counts_censored():
+    eta = np.array([0.1, 0.2, 0.4, 0.4])
+    step = np.array([100, 50, 25, 999])  # the last run never collapsed: T_c = horizon is a bound
+    fit = fits.tc_eta_cv(eta, step, [False, False, False, True])
+    assert fit["cv"] == pytest.approx(0.0, abs=1e-12)
+    assert fit["n"] == 3 and fit["n_censored"] == 1 and "censored" in fit["message"]
+    too_few = fits.tc_eta_cv(eta, step, [False, True, True, True])
+    assert too_few["status"] == "too_few_points" and too_few["cv"] != too_few["cv"]
+
+
+# --- F3: η* table ------------------------------------------------------------------------------
+
+
+def _runs(rows, horizon=100):
+    """rows: (S, seed, eta, collapse_step or None for censored)."""
+    return pd.DataFrame(
+        [dict(S=s, seed=seed, eta=eta, collapse_step=horizon if c is None else c, censored=c is None,
+              horizon=horizon) for s, seed, eta, c in rows]
+    )
+
+
+def test_eta_star_geometric_interpolation_and_censoring_both_ways():
+    runs = _runs([
+        (1, 0, 0.01, None), (1, 0, 0.04, None), (1, 0, 0.16, 30),      # between 0.04 and 0.16
+        (2, 0, 0.01, None), (2, 0, 0.04, None), (2, 0, 0.16, None),    # nothing collapses
+        (4, 0, 0.01, 10), (4, 0, 0.04, 5), (4, 0, 0.16, 2),            # everything collapses
+        (8, 0, 0.01, None), (8, 0, 0.04, 70), (8, 0, 0.16, None),      # non-monotone
+    ])
+    table = fits.eta_star_table(runs, [100]).set_index("S")
+    assert table.loc[1, "eta_star"] == pytest.approx(0.08) and table.loc[1, "bound"] == "none"
+    assert table.loc[2, "eta_star"] == 0.16 and table.loc[2, "bound"] == "lower"
+    assert table.loc[4, "eta_star"] == 0.01 and table.loc[4, "bound"] == "upper"
+    assert table.loc[8, "eta_star"] == pytest.approx(0.02) and table.loc[8, "bound"] == "none"
+    assert list(table.columns) == ["T", "seed", "eta_star", "bound"]
+
+
+def test_eta_star_truncation_to_shorter_horizons():
+    runs = _runs([(1, 0, 0.01, None), (1, 0, 0.04, 60), (1, 0, 0.16, 20)])
+    table = fits.eta_star_table(runs, [10, 50, 100]).set_index("T")
+    assert table.loc[10, "eta_star"] == 0.16 and table.loc[10, "bound"] == "lower"  # nothing yet
+    assert table.loc[50, "eta_star"] == pytest.approx(0.08)                         # 0.16 collapsed
+    assert table.loc[100, "eta_star"] == pytest.approx(0.02)                        # 0.04 too
+    assert len(fits.eta_star_table(runs, [200])) == 0  # censored at 100 says nothing about 200
+    runs.loc[0, "horizon"] = runs.loc[0, "collapse_step"] = 400  # now known stable up to 400
+    assert fits.eta_star_table(runs, [200])["eta_star"].item() == pytest.approx(0.02)
+
+
+def test_eta_star_summary_median_range_and_bound():
+    table = pd.DataFrame(dict(S=1, T=100, seed=[0, 1, 2], eta_star=[0.02, 0.04, 0.16],
+                              bound=["none", "none", "lower"]))
+    row = fits.eta_star_summary(table).iloc[0]
+    assert (row["median"], row["min"], row["max"]) == (0.04, 0.02, 0.16)
+    assert row["frac_censored"] == pytest.approx(1 / 3)
+    assert row["bound"] == "none"  # the censored seed is above the median: the median is exact
+    table.loc[1, "bound"] = "lower"
+    assert fits.eta_star_summary(table).iloc[0]["bound"] == "lower"
+
+
+# --- F3: frontier fit --------------------------------------------------------------------------
+
+
+def _frontier_points(a, b, S, T, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in S:
+        for t in T:
+            eta = min(a / s if s > 0 else np.inf, b / t) * math.exp(rng.normal(0, noise))
+            rows.append(dict(S=s, T=t, median=eta, min=eta, max=eta, n_seeds=1, frac_censored=0.0, bound="none"))
+    return pd.DataFrame(rows)
+
+
+def test_frontier_recovers_a_b_and_s_star():
+    points = _frontier_points(2.0, 50.0, [0, 1, 2, 4, 8, 16, 32], [100, 200, 400], noise=0.05)
+    fit = fits.fit_frontier(points)
+    assert fit["status"] == "ok" and fit["a_identified"] and fit["b_identified"]
+    assert fit["a"] == pytest.approx(2.0, rel=0.1) and fit["b"] == pytest.approx(50.0, rel=0.1)
+    for entry in fit["S_star"]:
+        assert entry["S_star"] == pytest.approx(fit["a"] * entry["T"] / fit["b"])
+    assert {p["regime"] for p in fit["points"]} == {"staleness", "horizon"}
+    assert all(p["regime"] == "horizon" for p in fit["points"] if p["S"] == 0)
+    assert fit["r2"] > 0.95
+    assert fit["r2"] > fit["pure_S"]["r2"] + 0.1 and fit["r2"] > fit["pure_T"]["r2"] + 0.1
+
+
+def test_frontier_one_regime_only_pure_fit_matches():
+    points = _frontier_points(2.0, 1e6, [1, 2, 4, 8, 16], [100, 200], noise=0.02)
+    fit = fits.fit_frontier(points)
+    assert fit["status"] == "ok" and not fit["b_identified"] and "bound" in fit["message"]
+    assert fit["a"] == pytest.approx(2.0, rel=0.05)
+    assert fit["pure_S"]["r2"] == pytest.approx(fit["r2"], abs=0.02)
+    assert fit["pure_T"]["r2"] < 0.5
+
+
+def test_frontier_censored_points_are_one_sided_and_too_few():
+    points = _frontier_points(2.0, 50.0, [0, 1, 2, 4, 8, 16], [100, 200])
+    points.loc[0, ["median", "bound"]] = [1e-3, "lower"]  # a consistent lower bound: no pull
+    fit = fits.fit_frontier(points)
+    assert fit["n_censored"] == 1 and fit["a"] == pytest.approx(2.0, rel=1e-3)
+    assert fit["b"] == pytest.approx(50.0, rel=1e-3)
+    assert fits.fit_frontier(points.iloc[:2])["status"] == "too_few_points"
+    assert fits.fit_frontier(pd.DataFrame())["status"] == "too_few_points"
+
+
+# --- one grid, end to end ----------------------------------------------------------------------
+
+
+def _grid(a=0.4, b=20.0, horizon=200):
+    """Runs that collapse where η > a/S (at once) or at T_c = b/η (the horizon law)."""
+    runs, steps = [], []
+    for s in (0, 1, 2, 4, 8):
+        for eta in np.geomspace(0.02, 1.0, 8):
+            for seed in (0, 1):
+                tc = 5 if s > 0 and eta > a / s else int(b / eta)
+                run = len(runs)
+                runs.append(dict(run=run, S=s, eta=eta, seed=seed, eps=0.2, objective="behavior", optimizer="sgd",
+                                 horizon=horizon, collapse_step=min(tc, horizon), detector="reward",
+                                 censored=tc >= horizon))
+                for step in range(0, 40, 4):
+                    steps.append(dict(run=run, S=s, eta=eta, seed=seed, step=step, bias=0.3 * s * eta, reward=0.5))
+    return pd.DataFrame(steps), pd.DataFrame(runs)
+
+
+def test_summarize_exact_end_to_end_and_macros(tmp_path):
+    steps, runs = _grid()
+    summary = fits.summarize_exact(steps, runs, dict(n_boot=100))
+    json.dumps(summary, allow_nan=False)
+    assert summary["bias_slope"]["slope"] == pytest.approx(1.0)
+    assert summary["tc_eta"]["status"] == "ok" and summary["tc_eta"]["regime"] == "S == 0"
+    assert summary["horizons"] == [50, 100, 200]
+    assert summary["frontier"]["status"] == "ok"
+    assert summary["counts"]["n_runs"] == len(runs)
+
+    path = fits.write_macros(summary, tmp_path / "macros.tex", prefix="Exact")
+    lines = path.read_text().splitlines()[1:]
+    names = [re.match(r"\\newcommand\{\\(\w+)\}\{(.+)\}$", line).group(1) for line in lines]
+    assert all(name.isalpha() for name in names) and len(set(names)) == len(names)
+    assert r"\newcommand{\ExactBiasSlope}{1.00}" in lines
+    assert "ExactFrontierSstarTTwoZeroZero" in names
+
+
+def test_summarize_exact_never_raises_on_empty_input(tmp_path):
+    summary = fits.summarize_exact(pd.DataFrame(), pd.DataFrame(), {})
+    json.dumps(summary, allow_nan=False)
+    for key in ("bias_slope", "tc_eta", "frontier"):
+        assert summary[key]["status"] == "too_few_points"
+    text = fits.write_macros(summary, tmp_path / "m.tex").read_text()
+    assert r"\newcommand{\BiasSlope}{\textrm{n/a}}" in text
+    with pytest.raises(ValueError):
+        fits.write_macros(summary, tmp_path / "m.tex", prefix="Grid2")
+
+
+def test_summarize_exact_prefers_bias_probe_and_splits_variants():
+    steps, runs = _grid()
+    runs["bias_probe"] = 0.1 * (runs["S"] * runs["eta"]) ** 2
+    other = runs.assign(run=runs["run"] + len(runs), eps=0.3)
+    summary = fits.summarize_exact(steps, pd.concat([runs, other]), dict(n_boot=50, small_drift_max=1.0))
+    assert summary["bias_slope"]["slope"] == pytest.approx(2.0)
+    assert summary["bias_slope"]["source"] == "bias_probe"
+    assert set(summary["by_variant"]) == {"objective=behavior,eps=0.2,optimizer=sgd",
+                                          "objective=behavior,eps=0.3,optimizer=sgd"}
+    assert summary["warnings"]
