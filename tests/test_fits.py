@@ -10,7 +10,6 @@ import pytest
 
 from stalegrpo import fits
 
-
 # --- F1: bias slope ---------------------------------------------------------------------------
 
 
@@ -72,18 +71,37 @@ def test_tc_eta_cv_excludes_and_counts_censored():
 def _runs(rows, horizon=100):
     """rows: (S, seed, eta, collapse_step or None for censored)."""
     return pd.DataFrame(
-        [dict(S=s, seed=seed, eta=eta, collapse_step=horizon if c is None else c, censored=c is None,
-              horizon=horizon) for s, seed, eta, c in rows]
+        [
+            {
+                "S": s,
+                "seed": seed,
+                "eta": eta,
+                "collapse_step": horizon if c is None else c,
+                "censored": c is None,
+                "horizon": horizon,
+            }
+            for s, seed, eta, c in rows
+        ]
     )
 
 
 def test_eta_star_geometric_interpolation_and_censoring_both_ways():
-    runs = _runs([
-        (1, 0, 0.01, None), (1, 0, 0.04, None), (1, 0, 0.16, 30),      # between 0.04 and 0.16
-        (2, 0, 0.01, None), (2, 0, 0.04, None), (2, 0, 0.16, None),    # nothing collapses
-        (4, 0, 0.01, 10), (4, 0, 0.04, 5), (4, 0, 0.16, 2),            # everything collapses
-        (8, 0, 0.01, None), (8, 0, 0.04, 70), (8, 0, 0.16, None),      # non-monotone
-    ])
+    runs = _runs(
+        [
+            (1, 0, 0.01, None),
+            (1, 0, 0.04, None),
+            (1, 0, 0.16, 30),  # between 0.04 and 0.16
+            (2, 0, 0.01, None),
+            (2, 0, 0.04, None),
+            (2, 0, 0.16, None),  # nothing collapses
+            (4, 0, 0.01, 10),
+            (4, 0, 0.04, 5),
+            (4, 0, 0.16, 2),  # everything collapses
+            (8, 0, 0.01, None),
+            (8, 0, 0.04, 70),
+            (8, 0, 0.16, None),  # non-monotone
+        ]
+    )
     table = fits.eta_star_table(runs, [100]).set_index("S")
     assert table.loc[1, "eta_star"] == pytest.approx(0.08) and table.loc[1, "bound"] == "none"
     assert table.loc[2, "eta_star"] == 0.16 and table.loc[2, "bound"] == "lower"
@@ -96,16 +114,23 @@ def test_eta_star_truncation_to_shorter_horizons():
     runs = _runs([(1, 0, 0.01, None), (1, 0, 0.04, 60), (1, 0, 0.16, 20)])
     table = fits.eta_star_table(runs, [10, 50, 100]).set_index("T")
     assert table.loc[10, "eta_star"] == 0.16 and table.loc[10, "bound"] == "lower"  # nothing yet
-    assert table.loc[50, "eta_star"] == pytest.approx(0.08)                         # 0.16 collapsed
-    assert table.loc[100, "eta_star"] == pytest.approx(0.02)                        # 0.04 too
+    assert table.loc[50, "eta_star"] == pytest.approx(0.08)  # 0.16 collapsed
+    assert table.loc[100, "eta_star"] == pytest.approx(0.02)  # 0.04 too
     assert len(fits.eta_star_table(runs, [200])) == 0  # censored at 100 says nothing about 200
     runs.loc[0, "horizon"] = runs.loc[0, "collapse_step"] = 400  # now known stable up to 400
     assert fits.eta_star_table(runs, [200])["eta_star"].item() == pytest.approx(0.02)
 
 
 def test_eta_star_summary_median_range_and_bound():
-    table = pd.DataFrame(dict(S=1, T=100, seed=[0, 1, 2], eta_star=[0.02, 0.04, 0.16],
-                              bound=["none", "none", "lower"]))
+    table = pd.DataFrame(
+        {
+            "S": 1,
+            "T": 100,
+            "seed": [0, 1, 2],
+            "eta_star": [0.02, 0.04, 0.16],
+            "bound": ["none", "none", "lower"],
+        }
+    )
     row = fits.eta_star_summary(table).iloc[0]
     assert (row["median"], row["min"], row["max"]) == (0.04, 0.02, 0.16)
     assert row["frac_censored"] == pytest.approx(1 / 3)
@@ -123,7 +148,18 @@ def _frontier_points(a, b, S, T, noise=0.0, seed=0):
     for s in S:
         for t in T:
             eta = min(a / s if s > 0 else np.inf, b / t) * math.exp(rng.normal(0, noise))
-            rows.append(dict(S=s, T=t, median=eta, min=eta, max=eta, n_seeds=1, frac_censored=0.0, bound="none"))
+            rows.append(
+                {
+                    "S": s,
+                    "T": t,
+                    "median": eta,
+                    "min": eta,
+                    "max": eta,
+                    "n_seeds": 1,
+                    "frac_censored": 0.0,
+                    "bound": "none",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -170,17 +206,39 @@ def _grid(a=0.4, b=20.0, horizon=200):
             for seed in (0, 1):
                 tc = 5 if s > 0 and eta > a / s else int(b / eta)
                 run = len(runs)
-                runs.append(dict(run=run, S=s, eta=eta, seed=seed, eps=0.2, objective="behavior", optimizer="sgd",
-                                 horizon=horizon, collapse_step=min(tc, horizon), detector="reward",
-                                 censored=tc >= horizon))
+                runs.append(
+                    {
+                        "run": run,
+                        "S": s,
+                        "eta": eta,
+                        "seed": seed,
+                        "eps": 0.2,
+                        "objective": "behavior",
+                        "optimizer": "sgd",
+                        "horizon": horizon,
+                        "collapse_step": min(tc, horizon),
+                        "detector": "reward",
+                        "censored": tc >= horizon,
+                    }
+                )
                 for step in range(0, 40, 4):
-                    steps.append(dict(run=run, S=s, eta=eta, seed=seed, step=step, bias=0.3 * s * eta, reward=0.5))
+                    steps.append(
+                        {
+                            "run": run,
+                            "S": s,
+                            "eta": eta,
+                            "seed": seed,
+                            "step": step,
+                            "bias": 0.3 * s * eta,
+                            "reward": 0.5,
+                        }
+                    )
     return pd.DataFrame(steps), pd.DataFrame(runs)
 
 
 def test_summarize_exact_end_to_end_and_macros(tmp_path):
     steps, runs = _grid()
-    summary = fits.summarize_exact(steps, runs, dict(n_boot=100))
+    summary = fits.summarize_exact(steps, runs, {"n_boot": 100})
     json.dumps(summary, allow_nan=False)
     assert summary["bias_slope"]["slope"] == pytest.approx(1.0)
     assert summary["tc_eta"]["status"] == "ok" and summary["tc_eta"]["regime"] == "S == 0"
@@ -211,9 +269,11 @@ def test_summarize_exact_prefers_bias_probe_and_splits_variants():
     steps, runs = _grid()
     runs["bias_probe"] = 0.1 * (runs["S"] * runs["eta"]) ** 2
     other = runs.assign(run=runs["run"] + len(runs), eps=0.3)
-    summary = fits.summarize_exact(steps, pd.concat([runs, other]), dict(n_boot=50, small_drift_max=1.0))
+    summary = fits.summarize_exact(steps, pd.concat([runs, other]), {"n_boot": 50, "small_drift_max": 1.0})
     assert summary["bias_slope"]["slope"] == pytest.approx(2.0)
     assert summary["bias_slope"]["source"] == "bias_probe"
-    assert set(summary["by_variant"]) == {"objective=behavior,eps=0.2,optimizer=sgd",
-                                          "objective=behavior,eps=0.3,optimizer=sgd"}
+    assert set(summary["by_variant"]) == {
+        "objective=behavior,eps=0.2,optimizer=sgd",
+        "objective=behavior,eps=0.3,optimizer=sgd",
+    }
     assert summary["warnings"]

@@ -77,9 +77,20 @@ def fit_bias_slope(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
     lx, ly = np.log(x[usable]), np.log(y[usable])
     n, dropped = int(usable.sum()), int((~usable).sum())
     nan = float("nan")
-    result = dict(slope=nan, intercept=nan, ci_low=nan, ci_high=nan, r2=nan, n=n, n_dropped=dropped)
+    result = {
+        "slope": nan,
+        "intercept": nan,
+        "ci_low": nan,
+        "ci_high": nan,
+        "r2": nan,
+        "n": n,
+        "n_dropped": dropped,
+    }
     if n < 3 or len(np.unique(lx)) < 2:
-        return result | dict(status=TOO_FEW, message=f"{n} usable points (need >= 3 with >= 2 distinct S*eta)")
+        return result | {
+            "status": TOO_FEW,
+            "message": f"{n} usable points (need >= 3 with >= 2 distinct S*eta)",
+        }
 
     slope, intercept, r2 = _ols(lx, ly)
     boots = _bootstrap_slopes(lx, ly, n_boot, seed)
@@ -88,7 +99,7 @@ def fit_bias_slope(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
     message = f"OLS of log bias on log(S*eta) over {n} points"
     if dropped:
         message += f"; {dropped} non-positive/non-finite points dropped"
-    return result | dict(slope=slope, intercept=intercept, r2=r2, status=OK, message=message)
+    return result | {"slope": slope, "intercept": intercept, "r2": r2, "status": OK, "message": message}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,21 +125,32 @@ def tc_eta_cv(eta, collapse_step, censored) -> dict:
     frame = pd.DataFrame({"eta": eta[usable], "tc_eta": step[usable] * eta[usable]})
     per_eta = frame.groupby("eta", sort=True)["tc_eta"].agg(tc_eta="mean", n="size").reset_index()
     per_eta_records = [
-        dict(eta=float(r.eta), tc_eta=float(r.tc_eta), n=int(r.n)) for r in per_eta.itertuples(index=False)
+        {"eta": float(r.eta), "tc_eta": float(r.tc_eta), "n": int(r.n)}
+        for r in per_eta.itertuples(index=False)
     ]
     censor_note = f"; {n_censored} censored runs excluded" if n_censored else ""
     nan = float("nan")
-    result = dict(cv=nan, mean=nan, std=nan, n=int(usable.sum()), n_eta=len(per_eta),
-                  n_censored=n_censored, per_eta=per_eta_records, ddof=1)
+    result = {
+        "cv": nan,
+        "mean": nan,
+        "std": nan,
+        "n": int(usable.sum()),
+        "n_eta": len(per_eta),
+        "n_censored": n_censored,
+        "per_eta": per_eta_records,
+        "ddof": 1,
+    }
     if len(per_eta) < 2:
-        return result | dict(status=TOO_FEW, message=f"{len(per_eta)} distinct eta with a collapse (need >= 2)"
-                             + censor_note)
+        return result | {
+            "status": TOO_FEW,
+            "message": f"{len(per_eta)} distinct eta with a collapse (need >= 2)" + censor_note,
+        }
 
     means = per_eta["tc_eta"].to_numpy()
     mean, std = float(means.mean()), float(means.std(ddof=1))
     cv = std / mean if mean > 0 else float("nan")
     message = f"CV over {len(per_eta)} eta values ({result['n']} collapsed runs)" + censor_note
-    return result | dict(cv=cv, mean=mean, std=std, status=OK, message=message)
+    return result | {"cv": cv, "mean": mean, "std": std, "status": OK, "message": message}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,7 +203,7 @@ def eta_star_table(runs: pd.DataFrame, horizons) -> pd.DataFrame:
             if (by_eta["unknown"].to_numpy() & ~hit)[:first].any():
                 continue
             eta_star, bound = _eta_star(etas, hit)
-            rows.append(dict(S=s, T=horizon, seed=seed, eta_star=eta_star, bound=bound))
+            rows.append({"S": s, "T": horizon, "seed": seed, "eta_star": eta_star, "bound": bound})
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -213,9 +235,18 @@ def eta_star_summary(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (s, t), group in table.groupby(["S", "T"], sort=True):
         values, bounds = group["eta_star"].to_numpy(float), group["bound"].to_numpy(str)
-        rows.append(dict(S=s, T=t, median=float(np.median(values)), min=float(values.min()),
-                         max=float(values.max()), n_seeds=len(group),
-                         frac_censored=float(np.mean(bounds != EXACT)), bound=_median_bound(values, bounds)))
+        rows.append(
+            {
+                "S": s,
+                "T": t,
+                "median": float(np.median(values)),
+                "min": float(values.min()),
+                "max": float(values.max()),
+                "n_seeds": len(group),
+                "frac_censored": float(np.mean(bounds != EXACT)),
+                "bound": _median_bound(values, bounds),
+            }
+        )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -248,8 +279,12 @@ def _fit_min_law(log_s, log_t, y, bound) -> np.ndarray:
     losses = _frontier_loss(grid, log_s, log_t, y, bound)
     best = None
     for start in grid[np.argsort(losses)[:5]]:
-        res = optimize.minimize(lambda p: float(_frontier_loss(p, log_s, log_t, y, bound)[0]), start,
-                                method="Nelder-Mead", options=dict(xatol=1e-8, fatol=1e-12, maxiter=4000))
+        res = optimize.minimize(
+            lambda p: float(_frontier_loss(p, log_s, log_t, y, bound)[0]),
+            start,
+            method="Nelder-Mead",
+            options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000},
+        )
         if best is None or res.fun < best.fun:
             best = res
     return best.x
@@ -270,12 +305,20 @@ def _pure_fits(log_s, log_t, y) -> dict:
     out = {}
     if has_s.sum() >= 2:
         log_a = float((y + log_s)[has_s].mean())
-        out["pure_S"] = dict(a=math.exp(log_a), r2=_r2(y[has_s], log_a - log_s[has_s]), n=int(has_s.sum()))
+        out["pure_S"] = {
+            "a": math.exp(log_a),
+            "r2": _r2(y[has_s], log_a - log_s[has_s]),
+            "n": int(has_s.sum()),
+        }
     else:
-        out["pure_S"] = dict(a=float("nan"), r2=float("nan"), n=int(has_s.sum()))
+        out["pure_S"] = {"a": float("nan"), "r2": float("nan"), "n": int(has_s.sum())}
     log_b = float((y + log_t).mean())
-    out["pure_T"] = dict(b=math.exp(log_b), r2=_r2(y, log_b - log_t), n=len(y),
-                         r2_common=_r2(y[has_s], log_b - log_t[has_s]) if has_s.sum() >= 2 else float("nan"))
+    out["pure_T"] = {
+        "b": math.exp(log_b),
+        "r2": _r2(y, log_b - log_t),
+        "n": len(y),
+        "r2_common": _r2(y[has_s], log_b - log_t[has_s]) if has_s.sum() >= 2 else float("nan"),
+    }
     return out
 
 
@@ -289,12 +332,26 @@ def fit_frontier(eta_star: pd.DataFrame) -> dict:
     point lies in one regime, the other parameter is not identified: it is reported at the edge of
     the values consistent with the data (``a_identified``/``b_identified`` False) and S* is then a
     bound. ``points`` says which regime each point falls in ("staleness": a/S binds; "horizon").
+    S* = a·T/b per horizon is the regime boundary: for S > S* the stale-rollout constraint binds.
+    Comparison fits ``pure_S`` (η* = a/S) and ``pure_T`` (η* = b/T) show whether both are needed.
     """
     nan = float("nan")
-    result = dict(a=nan, b=nan, S_star=[], r2=nan, n=0, n_censored=0, n_excluded=0, points=[],
-                  a_identified=False, b_identified=False, pure_S={}, pure_T={})
+    result = {
+        "a": nan,
+        "b": nan,
+        "S_star": [],
+        "r2": nan,
+        "n": 0,
+        "n_censored": 0,
+        "n_excluded": 0,
+        "points": [],
+        "a_identified": False,
+        "b_identified": False,
+        "pure_S": {},
+        "pure_T": {},
+    }
     if eta_star is None or len(eta_star) == 0:
-        return result | dict(status=TOO_FEW, message="no eta* points")
+        return result | {"status": TOO_FEW, "message": "no eta* points"}
     if "eta_star" in eta_star.columns:
         eta_star = eta_star_summary(eta_star)
 
@@ -305,9 +362,16 @@ def fit_frontier(eta_star: pd.DataFrame) -> dict:
         log_s = np.log(s)  # S = 0 gives −inf: only the b/T branch
     log_t, y, bound = np.log(t), np.log(pts["median"].to_numpy(float)), pts["bound"].to_numpy(str)
     exact = bound == EXACT
-    result |= dict(n=int(exact.sum()), n_censored=int((~exact).sum()), n_excluded=len(eta_star) - len(pts))
+    result |= {
+        "n": int(exact.sum()),
+        "n_censored": int((~exact).sum()),
+        "n_excluded": len(eta_star) - len(pts),
+    }
     if exact.sum() < 3:
-        return result | dict(status=TOO_FEW, message=f"{int(exact.sum())} uncensored (S, T) medians (need >= 3)")
+        return result | {
+            "status": TOO_FEW,
+            "message": f"{int(exact.sum())} uncensored (S, T) medians (need >= 3)",
+        }
 
     log_a, log_b = _fit_min_law(log_s, log_t, y, bound)
     stale = (log_a - log_s) < (log_b - log_t)
@@ -322,22 +386,39 @@ def fit_frontier(eta_star: pd.DataFrame) -> dict:
     a = math.exp(log_a) if has_s.any() else nan  # with no S >= 1 point, a/S never binds
     b = math.exp(log_b)
 
-    points = [dict(S=float(si), T=float(ti), eta_star=float(math.exp(yi)), fit=float(math.exp(pi)),
-                   bound=str(bi), regime="staleness" if st else "horizon")
-              for si, ti, yi, pi, bi, st in zip(s, t, y, pred, bound, stale)]
+    points = [
+        {
+            "S": float(si),
+            "T": float(ti),
+            "eta_star": float(math.exp(yi)),
+            "fit": float(math.exp(pi)),
+            "bound": str(bi),
+            "regime": "staleness" if st else "horizon",
+        }
+        for si, ti, yi, pi, bi, st in zip(s, t, y, pred, bound, stale)
+    ]
     common = exact & np.isfinite(log_s)
     pure = _pure_fits(log_s[exact], log_t[exact], y[exact])
-    message = (f"min(a/S, b/T) fit to {int(exact.sum())} medians in log space; {int((~exact).sum())} bounded "
-               f"medians as one-sided constraints; {result['n_excluded']} excluded")
+    message = (
+        f"min(a/S, b/T) fit to {int(exact.sum())} medians in log space; {int((~exact).sum())} bounded "
+        f"medians as one-sided constraints; {result['n_excluded']} excluded"
+    )
     if not (a_identified and b_identified):
         message += "; only one regime has uncensored points, so the other parameter (and S*) is a bound"
-    return result | dict(
-        a=a, b=b, r2=_r2(y[exact], pred[exact]),
-        r2_common=_r2(y[common], pred[common]) if common.sum() >= 2 else nan,
-        S_star=[dict(T=float(ti), S_star=a * ti / b) for ti in np.unique(t)],
-        points=points, a_identified=a_identified, b_identified=b_identified,
-        pure_S=pure["pure_S"], pure_T=pure["pure_T"], status=OK, message=message,
-    )
+    return result | {
+        "a": a,
+        "b": b,
+        "r2": _r2(y[exact], pred[exact]),
+        "r2_common": _r2(y[common], pred[common]) if common.sum() >= 2 else nan,
+        "S_star": [{"T": float(ti), "S_star": a * ti / b} for ti in np.unique(t)],
+        "points": points,
+        "a_identified": a_identified,
+        "b_identified": b_identified,
+        "pure_S": pure["pure_S"],
+        "pure_T": pure["pure_T"],
+        "status": OK,
+        "message": message,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,8 +466,11 @@ def _bias_points(steps: pd.DataFrame, runs: pd.DataFrame, config: dict) -> tuple
     merged = steps[["run", "step", "bias"]].merge(runs[["run", "S", "eta"]], on="run")
     in_window = merged[(merged["step"] >= merged["S"]) & (merged["step"] < merged["S"] + window)]
     per_run = in_window.groupby("run").agg(S=("S", "first"), eta=("eta", "first"), bias=("bias", "mean"))
-    return (per_run["S"] * per_run["eta"]).to_numpy(float), per_run["bias"].to_numpy(float), \
-        f"mean bias over steps S..S+{window}"
+    return (
+        (per_run["S"] * per_run["eta"]).to_numpy(float),
+        per_run["bias"].to_numpy(float),
+        f"mean bias over steps S..S+{window}",
+    )
 
 
 def _horizon_regime(runs: pd.DataFrame, config: dict) -> tuple[pd.DataFrame, str]:
@@ -399,10 +483,12 @@ def _horizon_regime(runs: pd.DataFrame, config: dict) -> tuple[pd.DataFrame, str
 
 
 def _counts(steps: pd.DataFrame, runs: pd.DataFrame) -> dict:
-    counts = dict(n_runs=0 if runs is None else len(runs), n_steps=0 if steps is None else len(steps))
+    counts = {"n_runs": 0 if runs is None else len(runs), "n_steps": 0 if steps is None else len(steps)}
     if _has(runs, ["censored"]):
-        counts |= dict(n_censored=int(runs["censored"].astype(bool).sum()),
-                       n_collapsed=int((~runs["censored"].astype(bool)).sum()))
+        counts |= {
+            "n_censored": int(runs["censored"].astype(bool).sum()),
+            "n_collapsed": int((~runs["censored"].astype(bool)).sum()),
+        }
     for column in ("S", "eta", "seed"):
         if _has(runs, [column]):
             counts[f"n_{column}"] = int(runs[column].nunique())
@@ -430,7 +516,7 @@ def summarize_exact(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None
         tc_eta = tc_eta_cv(regime["eta"], regime["collapse_step"], regime["censored"])
         tc_eta["regime"] = regime_rule
     else:
-        tc_eta = tc_eta_cv([], [], []) | dict(regime="no runs")
+        tc_eta = tc_eta_cv([], [], []) | {"regime": "no runs"}
 
     if _has(runs, run_columns + ["seed", "horizon"]):
         longest = int(runs["horizon"].max())
@@ -453,8 +539,16 @@ def summarize_exact(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None
             sub_steps = steps[steps["run"].isin(sub_runs["run"])] if linked else steps
             by_variant[name] = summarize_exact(sub_steps, sub_runs.drop(columns=variants), config)
 
-    summary = dict(bias_slope=bias_slope, tc_eta=tc_eta, eta_star=table, eta_star_summary=summary_table,
-                   frontier=frontier, horizons=horizons, counts=_counts(steps, runs), warnings=warnings)
+    summary = {
+        "bias_slope": bias_slope,
+        "tc_eta": tc_eta,
+        "eta_star": table,
+        "eta_star_summary": summary_table,
+        "frontier": frontier,
+        "horizons": horizons,
+        "counts": _counts(steps, runs),
+        "warnings": warnings,
+    }
     if by_variant:
         summary["by_variant"] = by_variant
     return _jsonable(summary)
@@ -465,7 +559,7 @@ _DIGITS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight
 
 def _spell(number) -> str:
     """A number as letters for a macro name, digit by digit: 500 → FiveZeroZero."""
-    return "".join(_DIGITS[int(d)] for d in str(int(round(float(number)))))
+    return "".join(_DIGITS[int(d)] for d in str(round(float(number))))
 
 
 def _fmt(value) -> str:
@@ -495,16 +589,22 @@ def _macro_values(summary: dict) -> dict:
         return part.get(key) if okay else None
 
     values = {
-        "BiasSlope": val(bias, "slope", ok["bias"]), "BiasSlopeLow": val(bias, "ci_low", ok["bias"]),
-        "BiasSlopeHigh": val(bias, "ci_high", ok["bias"]), "BiasSlopeRsq": val(bias, "r2", ok["bias"]),
+        "BiasSlope": val(bias, "slope", ok["bias"]),
+        "BiasSlopeLow": val(bias, "ci_low", ok["bias"]),
+        "BiasSlopeHigh": val(bias, "ci_high", ok["bias"]),
+        "BiasSlopeRsq": val(bias, "r2", ok["bias"]),
         "BiasSlopeN": bias.get("n"),
-        "TcEtaCV": val(tc, "cv", ok["tc"]), "TcEtaMean": val(tc, "mean", ok["tc"]),
-        "TcEtaN": tc.get("n"), "TcEtaNCensored": tc.get("n_censored"),
-        "FrontierA": val(front, "a", ok["front"]), "FrontierB": val(front, "b", ok["front"]),
+        "TcEtaCV": val(tc, "cv", ok["tc"]),
+        "TcEtaMean": val(tc, "mean", ok["tc"]),
+        "TcEtaN": tc.get("n"),
+        "TcEtaNCensored": tc.get("n_censored"),
+        "FrontierA": val(front, "a", ok["front"]),
+        "FrontierB": val(front, "b", ok["front"]),
         "FrontierRsq": val(front, "r2", ok["front"]),
         "FrontierRsqPureS": val(front.get("pure_S") or {}, "r2", ok["front"]),
         "FrontierRsqPureT": val(front.get("pure_T") or {}, "r2", ok["front"]),
-        "FrontierN": front.get("n"), "FrontierNCensored": front.get("n_censored"),
+        "FrontierN": front.get("n"),
+        "FrontierNCensored": front.get("n_censored"),
     }
     for entry in front.get("S_star") or []:
         values[f"FrontierSstarT{_spell(entry['T'])}"] = val(entry, "S_star", ok["front"])
