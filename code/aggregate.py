@@ -1,0 +1,122 @@
+"""Aggregate every run on disk into tidy tables (SCIENCE.md §8: each figure reads one table).
+
+- ``steps``: one row per (run, step). Columns: ``source`` ("exact" or "lm"), ``experiment``
+  (the exact experiment, or "lm"), ``run`` (unique within the table), then the per-step metrics
+  as each source writes them (SCIENCE.md §3; the exact testbed's ``reward`` is the LM's
+  ``reward_mean``).
+- ``runs``: one row per run: its grid coordinates (S, eta, seed, objective, ...), horizon,
+  collapse_step, detector, censored, and for LM runs the summary's final numbers.
+- ``throughput``: one row per S from the LM benchmark's bench.json (SCIENCE.md §7); empty with
+  its columns when there is no benchmark yet.
+
+    python code/aggregate.py --exact-runs results/exact/main/runs.parquet \
+        --steps results/tables/steps.parquet --runs results/tables/runs.parquet \
+        --throughput results/tables/throughput.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+THROUGHPUT_COLUMNS = ["S", "t_gen", "t_train", "sync_steps_per_s", "async_steps_per_s", "speedup", "ideal",
+                      "efficiency"]
+
+
+def exact_tables(runs_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One experiment's (steps, runs); the experiment is the name of the folder."""
+    experiment = runs_path.parent.name
+    runs = pd.read_parquet(runs_path)
+    steps = pd.read_parquet(runs_path.parent / "steps.parquet")
+    if "horizon" not in runs.columns:  # steps run per run, when the testbed does not record it
+        runs = runs.merge(steps.groupby("run")["step"].max().add(1).rename("horizon"), left_on="run",
+                          right_index=True, how="left")
+    for frame in (steps, runs):
+        frame.insert(0, "experiment", experiment)
+        frame.insert(0, "source", "exact")
+        frame["run"] = experiment + "/" + frame["run"].astype(str)
+    return steps, runs
+
+
+NUMERIC = {"S": int, "eta": float, "seed": int}
+"""grid columns that are numbers; the others (objective, lr_schedule, schedule) are names"""
+
+
+def _grid_point(run_dir: Path) -> dict:
+    """{'S': 4, 'eta': 0.001, ...} from a Paramspace folder such as .../S~4/eta~0.001/seed~0/..."""
+    point = {}
+    for part in run_dir.parts:
+        if "~" in part:
+            key, value = part.split("~", 1)
+            point[key] = NUMERIC[key](value) if key in NUMERIC else value
+    return point
+
+
+def lm_tables(summary_paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(steps, runs) of every LM run, keyed by the run's Paramspace folder."""
+    steps, runs = [], []
+    for path in summary_paths:
+        run_dir = path.parent
+        run = "/".join(p for p in run_dir.parts if "~" in p)
+        point = _grid_point(run_dir)
+        summary = json.loads(path.read_text())
+        scalars = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
+        runs.append(dict(source="lm", experiment="lm", run=run) | point | scalars)
+        frame = pd.read_parquet(run_dir / "steps.parquet")
+        frame.insert(0, "run", run)
+        frame.insert(0, "experiment", "lm")
+        frame.insert(0, "source", "lm")
+        for key, value in point.items():
+            frame[key] = value
+        steps.append(frame)
+    return (pd.concat(steps, ignore_index=True) if steps else pd.DataFrame(),
+            pd.DataFrame(runs))
+
+
+def throughput_table(bench_paths: list[Path]) -> pd.DataFrame:
+    """bench.json → one row per S. Accepts ``{"per_S": [{S: .., ...}, ...]}`` or ``{"4": {...}}``
+    as well as flat top-level numbers shared by every S (t_gen, t_train, ideal)."""
+    rows = []
+    for path in bench_paths:
+        bench = json.loads(path.read_text())
+        shared = {k: v for k, v in bench.items() if isinstance(v, (int, float))}
+        per_s = bench.get("per_S") or bench.get("per_s") or bench.get("results") or []
+        if isinstance(per_s, dict):
+            per_s = [dict(S=int(s)) | values for s, values in per_s.items()]
+        rows.extend(shared | row for row in per_s)
+    table = pd.DataFrame(rows)
+    for column in THROUGHPUT_COLUMNS:
+        if column not in table:
+            table[column] = pd.Series(dtype=float)
+    return table
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exact-runs", nargs="*", default=[], type=Path, help="runs.parquet of each exact experiment")
+    parser.add_argument("--lm-summaries", nargs="*", default=[], type=Path, help="summary.json of each LM run")
+    parser.add_argument("--bench", nargs="*", default=[], type=Path, help="bench.json of the LM benchmark")
+    parser.add_argument("--steps", required=True, type=Path)
+    parser.add_argument("--runs", required=True, type=Path)
+    parser.add_argument("--throughput", required=True, type=Path)
+    args = parser.parse_args(argv)
+
+    parts = [exact_tables(p) for p in args.exact_runs] + [lm_tables(args.lm_summaries)]
+    steps = pd.concat([s for s, _ in parts if len(s)], ignore_index=True) if any(len(s) for s, _ in parts) \
+        else pd.DataFrame(columns=["source", "experiment", "run", "step"])
+    runs = pd.concat([r for _, r in parts if len(r)], ignore_index=True) if any(len(r) for _, r in parts) \
+        else pd.DataFrame(columns=["source", "experiment", "run"])
+    throughput = throughput_table(args.bench)
+
+    for frame, path in ((steps, args.steps), (runs, args.runs), (throughput, args.throughput)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(path, index=False)
+    print(f"steps: {len(steps)} rows, runs: {len(runs)} rows "
+          f"({runs.groupby('source').size().to_dict() if len(runs) else {}}), throughput: {len(throughput)} rows")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""What the figure scripts share: arguments, table loading, a grayscale-safe style, saving, and
+the "no data yet" figure (SCIENCE.md §8: one script per figure, from the aggregated tables).
+
+Every figure must read in grayscale: series differ by marker and line style as well as colour,
+and colours come from a cubehelix palette whose lightness is monotone in the series order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<"]
+DASHES = ["-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
+
+
+def parse_args(description: str, tables: tuple[str, ...]) -> argparse.Namespace:
+    """Arguments of a plot script: its input tables, the experiment to show, and the outputs."""
+    parser = argparse.ArgumentParser(description=description)
+    for table in tables:
+        parser.add_argument(f"--{table}", required=True, type=Path, help=f"aggregated {table} table / fits JSON")
+    parser.add_argument("--experiment", default="main", help="exact-testbed experiment to show")
+    parser.add_argument("--S", default="None", help="dashboard: staleness bound of the two runs (None = choose)")
+    parser.add_argument("--dpi", type=int, default=150, help="PNG resolution")
+    parser.add_argument("--pdf", required=True, type=Path)
+    parser.add_argument("--png", required=True, type=Path)
+    return parser.parse_args()
+
+
+def setup() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.05)
+    plt.rcParams.update({"figure.constrained_layout.use": True, "savefig.bbox": "tight", "pdf.fonttype": 42})
+
+
+def palette(n: int) -> list:
+    """n colours, dark to light, readable in grayscale (cubehelix, monotone lightness)."""
+    return sns.cubehelix_palette(max(n, 1), start=0.3, rot=-0.9, dark=0.12, light=0.72, reverse=True)
+
+
+def exact_tables(steps_path: Path | None, runs_path: Path, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(steps, runs) of one exact-testbed experiment, without the aggregation columns."""
+    return tuple(_select(path, experiment) for path in (steps_path, runs_path))
+
+
+def _select(path: Path | None, experiment: str, source: str = "exact") -> pd.DataFrame:
+    """Rows of one source (and exact experiment) of an aggregated table; empty columns dropped."""
+    frame = pd.read_parquet(path) if path is not None else pd.DataFrame()
+    if not len(frame):
+        return frame
+    keep = frame["source"] == source
+    if source == "exact":
+        keep &= frame["experiment"] == experiment
+    return frame[keep].dropna(axis="columns", how="all").reset_index(drop=True)
+
+
+def lm_tables(steps_path: Path | None, runs_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(steps, runs) of the language-model runs."""
+    return tuple(_select(path, "", source="lm") for path in (steps_path, runs_path))
+
+
+def experiment_fits(fits_path: Path, experiment: str) -> dict:
+    return json.loads(fits_path.read_text()).get("exact", {}).get(experiment, {})
+
+
+def save(fig, args) -> None:
+    args.pdf.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.pdf)
+    fig.savefig(args.png, dpi=args.dpi)
+    plt.close(fig)
+    print(f"wrote {args.pdf} and {args.png}")
+
+
+def no_data(args, title: str, message: str) -> None:
+    """A figure that says in words why there is nothing to plot (never placeholder data)."""
+    fig, ax = plt.subplots(figsize=(6.0, 2.4))
+    ax.set_axis_off()
+    ax.text(0.5, 0.72, title, ha="center", va="center", fontsize=13, weight="bold", transform=ax.transAxes)
+    ax.text(0.5, 0.35, "\n".join(textwrap.wrap(message, 70)), ha="center", va="center", fontsize=10,
+            transform=ax.transAxes)
+    save(fig, args)

@@ -1,0 +1,60 @@
+"""F1 (SCIENCE.md §8): staleness bias of the surrogate gradient against S·η, log-log, by S.
+
+The points are exactly those that stalegrpo.fits fitted (one per run with S ≥ 1), the line is the
+fitted power law with its bootstrap 95% CI on the slope, and a dotted guide shows slope 1 (the
+claim: bias = O(S·η) at small S·η).
+
+    python code/plot_bias.py --steps results/tables/steps.parquet --runs results/tables/runs.parquet \
+        --fits results/fits/fits.json --pdf figures/bias.pdf --png figures/bias.png
+"""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+import figures_common as fc
+from stalegrpo import fits
+
+
+def main() -> None:
+    args = fc.parse_args(__doc__, ("steps", "runs", "fits"))
+    fc.setup()
+    steps, runs = fc.exact_tables(args.steps, args.runs, args.experiment)
+    summary = fc.experiment_fits(args.fits, args.experiment)
+    options = summary.get("options", {})
+    parts, source = [], "no runs"
+    for s_value, group in runs[runs["S"] >= 1].groupby("S") if len(runs) else []:
+        x, y, source = fits._bias_points(steps, group, options)  # the very points the fit used
+        parts.append(pd.DataFrame({"S·η": x, "bias": y, "S": str(int(s_value))}))
+    points = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["S·η", "bias", "S"])
+    points = points[(points["S·η"] > 0) & (points["bias"] > 0) & np.isfinite(points["bias"].astype(float))]
+    if not len(points):
+        fc.no_data(args, "F1: staleness bias", f"No bias measurements in experiment '{args.experiment}' yet "
+                   f"({source}); run the exact testbed.")
+        return
+    s_values = sorted(points["S"].unique(), key=int)
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.9))
+    sns.scatterplot(data=points, x="S·η", y="bias", hue="S", style="S", hue_order=s_values,
+                    style_order=s_values, palette=fc.palette(len(s_values)),
+                    markers=fc.MARKERS[: len(s_values)], s=42, edgecolor="black", linewidth=0.4, ax=ax)
+    ax.set(xscale="log", yscale="log", xlabel="S·η (max lag × learning rate, dimensionless)",
+           ylabel="bias ‖E g(θ; μ_stale) − E g(θ; π_θ)‖")
+    grid = np.geomspace(points["S·η"].min(), points["S·η"].max(), 50)
+    fit = summary.get("bias_slope", {})
+    if fit.get("status") == fits.OK:
+        ax.plot(grid, np.exp(fit["intercept"]) * grid ** fit["slope"], color="black", lw=1.4,
+                label=f"fit: slope {fit['slope']:.2f} [{fit['ci_low']:.2f}, {fit['ci_high']:.2f}] (95% CI)")
+        anchor = np.exp(fit["intercept"]) * np.sqrt(grid[0] * grid[-1]) ** fit["slope"]
+        ax.plot(grid, anchor * grid / np.sqrt(grid[0] * grid[-1]), color="0.4", ls=":", lw=1.2, label="slope 1 (claim)")
+    else:
+        ax.text(0.02, 0.98, f"no fit: {fit.get('message', fit.get('status', 'missing'))}", transform=ax.transAxes,
+                va="top", fontsize=8)
+    ax.legend(title="S", fontsize=7, title_fontsize=8, loc="lower right", ncols=2)
+    ax.set_title(f"F1: surrogate-gradient bias vs S·η (exact testbed, {args.experiment}; {source})", fontsize=8)
+    fc.save(fig, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""F2 (SCIENCE.md §8): collapse time T_c over (S, η), and T_c·η against S.
+
+Left: heat map of the median T_c over seeds; a cell where every seed was censored (no detector
+fired within the horizon) shows "≥T" on a hatched background, a partly censored cell is marked
+"*". Right: T_c·η against S, one line per η; hollow markers are censored runs plotted at
+horizon·η (a lower bound). The claim: T_c·η is flat across η where the horizon limits (drift
+T·η governs) and falls with S where the stale constraint binds.
+
+    python code/plot_collapse.py --runs results/tables/runs.parquet --fits results/fits/fits.json \
+        --pdf figures/collapse.pdf --png figures/collapse.png
+"""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+import figures_common as fc
+from stalegrpo import fits
+
+
+def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (S, η): median T_c over seeds (censored runs at their horizon) and censored counts."""
+    runs = runs.assign(censored=runs["censored"].astype(bool))
+    runs = runs.assign(t_c=np.where(runs["censored"], runs["horizon"], runs["collapse_step"]).astype(float))
+    return runs.groupby(["S", "eta"]).agg(t_c=("t_c", "median"), n=("t_c", "size"),
+                                          n_censored=("censored", "sum"), horizon=("horizon", "max")).reset_index()
+
+
+def main() -> None:
+    args = fc.parse_args(__doc__, ("runs", "fits"))
+    fc.setup()
+    _, runs = fc.exact_tables(None, args.runs, args.experiment)
+    needed = {"S", "eta", "collapse_step", "censored"}
+    if not len(runs) or not needed <= set(runs.columns):
+        fc.no_data(args, "F2: collapse time", f"No exact-testbed runs in experiment '{args.experiment}' yet.")
+        return
+    if "horizon" not in runs:
+        raise SystemExit("runs table has no horizon column (make_fits/aggregate should provide it)")
+    cells = cell_table(runs)
+    summary = fc.experiment_fits(args.fits, args.experiment).get("tc_eta", {})
+
+    s_values, etas = sorted(cells["S"].unique()), sorted(cells["eta"].unique())
+    grid = cells.pivot(index="S", columns="eta", values="t_c").reindex(index=s_values, columns=etas)
+    cens = cells.pivot(index="S", columns="eta", values="n_censored").reindex(index=s_values, columns=etas)
+    count = cells.pivot(index="S", columns="eta", values="n").reindex(index=s_values, columns=etas)
+
+    fig, (ax_map, ax_line) = plt.subplots(1, 2, figsize=(10.0, 4.0), width_ratios=[1.1, 1.0])
+    image = ax_map.imshow(np.log10(grid.to_numpy(float)), cmap="Greys_r", aspect="auto", origin="lower")
+    for i, s in enumerate(s_values):
+        for j, eta in enumerate(etas):
+            value, n_c, n = grid.loc[s, eta], cens.loc[s, eta], count.loc[s, eta]
+            if np.isnan(value):
+                continue
+            all_censored = n_c == n
+            if all_censored:
+                ax_map.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
+                                               edgecolor="0.5", lw=0))
+            label = f"≥{value:.0f}" if all_censored else f"{value:.0f}" + ("*" if n_c else "")
+            shade = image.norm(np.log10(value))
+            ax_map.text(j, i, label, ha="center", va="center", fontsize=7,
+                        color="black" if shade > 0.55 else "white")
+    ax_map.set_xticks(range(len(etas)), [f"{e:g}" for e in etas], rotation=45)
+    ax_map.set_yticks(range(len(s_values)), [str(s) for s in s_values])
+    ax_map.set(xlabel="learning rate η (per step)", ylabel="max lag S (learner steps)")
+    ax_map.grid(False)
+    bar = fig.colorbar(image, ax=ax_map, shrink=0.85)
+    bar.set_label("log10 median T_c (learner steps)")
+    ax_map.set_title("median T_c; ≥T hatched: all seeds censored; * some censored", fontsize=8)
+
+    per_run = runs.assign(censored=runs["censored"].astype(bool))
+    per_run = per_run.assign(t_c=np.where(per_run["censored"], per_run["horizon"], per_run["collapse_step"]))
+    per_run = per_run.assign(tc_eta=per_run["t_c"] * per_run["eta"], S_plot=per_run["S"].clip(lower=0.5))
+    colours = fc.palette(len(etas))
+    for k, eta in enumerate(etas):
+        sub = per_run[per_run["eta"] == eta]
+        med = sub.groupby("S_plot")["tc_eta"].median()
+        style = dict(color=colours[k], marker=fc.MARKERS[k % len(fc.MARKERS)], ls=fc.DASHES[k % len(fc.DASHES)])
+        ax_line.plot(med.index, med.to_numpy(), label=f"{eta:g}", ms=5, mec="black", mew=0.4, **style)
+        hollow = sub[sub["censored"]]
+        ax_line.scatter(hollow["S_plot"], hollow["tc_eta"], marker=style["marker"], facecolors="white",
+                        edgecolors=colours[k], s=30, zorder=3, linewidths=1.0)
+    ax_line.set(xscale="log", yscale="log", xlabel="max lag S (learner steps; S = 0 drawn at 0.5)",
+                ylabel="T_c·η (collapse time × learning rate)")
+    ax_line.legend(title="η (hollow: censored)", fontsize=7, title_fontsize=7, ncols=2)
+    if summary.get("status") == fits.OK:
+        note = f"CV of T_c·η across η ({summary.get('regime')}): {summary['cv']:.2f}"
+    else:
+        note = f"T_c·η CV: {summary.get('message', 'no fit')}"
+    ax_line.set_title(note, fontsize=8)
+    fig.suptitle(f"F2: collapse time over (S, η) — exact testbed, experiment {args.experiment}", fontsize=10)
+    fc.save(fig, args)
+
+
+if __name__ == "__main__":
+    main()

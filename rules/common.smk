@@ -1,0 +1,158 @@
+# Helpers of the workflow: config validation, every path, the LM parameter space, and the
+# functions that rules call for their inputs and shell arguments. Rules themselves hold no
+# lambdas and build no paths; they read them from PATHS and call the functions below.
+
+import itertools
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from snakemake.utils import Paramspace, validate
+
+
+validate(config, "../config/schema/workflow.schema.yaml")
+
+# Shell commands call `python`: put the interpreter that runs Snakemake first on PATH so that a
+# venv works without being activated (with --sdm conda, the env's bin is prepended again), and put
+# code/ on PYTHONPATH so that a conda env needs the dependencies only, not an install of stalegrpo.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(Path(workflow.basedir) / "code"), os.environ.get("PYTHONPATH")) if p
+)
+STALEGRPO = "python -m stalegrpo.cli"
+"""the stalegrpo command line (code/stalegrpo/cli.py), independent of console-script installs"""
+
+RESULTS = config["results"]
+EXACT = config["exact"]
+LM = config["lm"]
+FIGURES = ("bias", "collapse", "frontier", "dashboard", "schedules", "throughput")
+"""one figure per SCIENCE.md §8 item F1-F6, each made by code/plot_<name>.py"""
+
+EXACT_EXPERIMENTS = sorted(EXACT["experiments"]) if EXACT["enabled"] else []
+
+# -- the LM grid: one Paramspace over the de-duplicated union of the configured grids ---------
+GRID_COLUMNS = ["S", "eta", "seed", "objective", "lr_schedule", "schedule"]
+
+
+def _grid_frame(grids: dict) -> pd.DataFrame:
+    rows = []
+    for grid in grids.values():
+        rows.extend(itertools.product(*(grid[c] for c in GRID_COLUMNS)))
+    frame = pd.DataFrame(rows, columns=GRID_COLUMNS).drop_duplicates()
+    return frame.astype({"S": int, "eta": float, "seed": int}).reset_index(drop=True)
+
+
+LM_SPACE = Paramspace(_grid_frame(LM["grids"]) if LM["enabled"] else pd.DataFrame(columns=GRID_COLUMNS))
+
+PATHS = dict(
+    # simulation outputs
+    exact_dir=f"{RESULTS}/exact/{{experiment}}",
+    exact_steps=f"{RESULTS}/exact/{{experiment}}/steps.parquet",
+    exact_runs=f"{RESULTS}/exact/{{experiment}}/runs.parquet",
+    exact_summary=f"{RESULTS}/exact/{{experiment}}/summary.json",
+    pretrain_dir=f"{RESULTS}/lm/pretrain/{{base}}",
+    pretrain_json=f"{RESULTS}/lm/pretrain/{{base}}/pretrain.json",
+    run_dir=f"{RESULTS}/lm/runs/{LM_SPACE.wildcard_pattern}",
+    run_steps=f"{RESULTS}/lm/runs/{LM_SPACE.wildcard_pattern}/steps.parquet",
+    run_summary=f"{RESULTS}/lm/runs/{LM_SPACE.wildcard_pattern}/summary.json",
+    bench_dir=f"{RESULTS}/lm/bench",
+    bench_json=f"{RESULTS}/lm/bench/bench.json",
+    # logs, one per job
+    exact_log=f"{RESULTS}/logs/exact/{{experiment}}.log",
+    pretrain_log=f"{RESULTS}/logs/pretrain/{{base}}.log",
+    run_log=f"{RESULTS}/logs/train/{LM_SPACE.wildcard_pattern}.log",
+    bench_log=f"{RESULTS}/logs/bench/lm.log",
+    aggregate_log=f"{RESULTS}/logs/aggregate.log",
+    fits_log=f"{RESULTS}/logs/fits.log",
+    paper_log=f"{RESULTS}/logs/paper.log",
+    # aggregated tidy tables (the only thing figures and fits read)
+    steps=f"{RESULTS}/tables/steps.parquet",
+    runs=f"{RESULTS}/tables/runs.parquet",
+    throughput=f"{RESULTS}/tables/throughput.parquet",
+    # fits
+    fits=f"{RESULTS}/fits/fits.json",
+    macros="paper/generated/macros.tex",
+    # figures and paper
+    paper="paper/main.pdf",
+)
+for _key in ("exact_steps", "exact_runs", "exact_summary"):
+    PATHS[f"all_{_key}"] = expand(PATHS[_key], experiment=EXACT_EXPERIMENTS)
+PATHS["all_run_steps"] = expand(PATHS["run_steps"], zip, **LM_SPACE.dataframe.to_dict("list"))
+PATHS["all_run_summaries"] = expand(PATHS["run_summary"], zip, **LM_SPACE.dataframe.to_dict("list"))
+FIGURE = {
+    name: dict(
+        script=f"code/plot_{name}.py",
+        pdf=f"figures/{name}.pdf",
+        png=f"figures/{name}.png",
+        caption=f"../report/{name}.rst",
+        log=f"{RESULTS}/logs/figures/{name}.log",
+    )
+    for name in FIGURES
+}
+PATHS["all_figures"] = [FIGURE[name][kind] for name in FIGURES for kind in ("pdf", "png")]
+
+
+def _plain(value):
+    """A numpy scalar as the Python scalar it holds (so a shell sees 0.001, not np.float64(0.001))."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def override_args(overrides: dict) -> str:
+    """{'a': 1, 'b': [1, 2]} -> "a=1 'b=[1, 2]'", shell-quoted for a stalegrpo command line."""
+    parts = []
+    for key, value in overrides.items():
+        text = yaml.safe_dump(_plain(value), default_flow_style=True, width=10_000).strip()
+        text = text.removesuffix("\n...").removesuffix("...").strip()
+        parts.append(shlex.quote(f"{key}={text}"))
+    return " ".join(parts)
+
+
+# -- input functions and params (named functions: rules hold no lambdas) -----------------------
+def exact_config(wildcards):
+    return EXACT["experiments"][wildcards.experiment]["config"]
+
+
+def exact_overrides(wildcards):
+    return override_args(EXACT["experiments"][wildcards.experiment]["overrides"])
+
+
+def pretrain_inputs(wildcards):
+    """The base policy a train job needs: the workflow's own pretraining, or nothing when the
+    config names a local checkpoint."""
+    return [] if LM["checkpoint"] else expand(PATHS["pretrain_json"], base=LM["base"])
+
+
+def checkpoint_dir():
+    return LM["checkpoint"] or expand(PATHS["pretrain_dir"], base=LM["base"])[0]
+
+
+def train_overrides(wildcards):
+    """The grid point of this job as `stalegrpo train` overrides, plus the base checkpoint."""
+    point = LM_SPACE.instance(wildcards)
+    overrides = {LM["keys"][column]: _plain(point[column]) for column in GRID_COLUMNS}
+    overrides[LM["checkpoint_key"]] = checkpoint_dir()
+    return override_args(LM["train_overrides"] | overrides)
+
+
+def bench_overrides(wildcards):
+    return override_args(LM["bench"]["overrides"] | {LM["checkpoint_key"]: checkpoint_dir()})
+
+
+def bench_outputs(wildcards):
+    return [PATHS["bench_json"]] if LM["enabled"] and LM["bench"]["enabled"] else []
+
+
+def fit_options(wildcards):
+    """The fit options of every exact experiment, as one JSON argument for code/make_fits.py."""
+    return json.dumps({name: EXACT["experiments"][name]["fits"] for name in EXACT_EXPERIMENTS})
+
+
+def default_targets():
+    targets = list(PATHS["all_figures"]) + [PATHS["fits"], PATHS["macros"]]
+    if config["paper"]["enabled"]:
+        targets.append(PATHS["paper"])
+    return targets

@@ -1,0 +1,25 @@
+# Simulation: the exact testbed (SCIENCE.md §9). One job per experiment; the testbed vectorises
+# the whole (S, eta, seed, eps) grid of an experiment inside that job.
+
+
+rule exact:
+    input:
+        config=exact_config,
+    output:
+        steps=PATHS["exact_steps"],
+        runs=PATHS["exact_runs"],
+        summary=PATHS["exact_summary"],
+    params:
+        out=PATHS["exact_dir"],
+        overrides=exact_overrides,
+        stalegrpo=STALEGRPO,
+    log:
+        PATHS["exact_log"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime="20m",
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "{params.stalegrpo} exact {input.config} {params.overrides} --out {params.out} > {log} 2>&1"

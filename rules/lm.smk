@@ -1,0 +1,73 @@
+# Simulation: language-model runs (SCIENCE.md §2-§7), switched on by lm.enabled.
+# 1. pretrain the base policy once per base (task + model), unless lm.checkpoint names one;
+# 2. train one job per point of the Paramspace over S x eta x seed x objective x LR schedule;
+# 3. benchmark sync vs async throughput.
+
+
+rule pretrain:
+    input:
+        config=LM["pretrain"]["config"],
+    output:
+        PATHS["pretrain_json"],
+    params:
+        out=PATHS["pretrain_dir"],
+        overrides=override_args(LM["pretrain"]["overrides"]),
+        stalegrpo=STALEGRPO,
+    log:
+        PATHS["pretrain_log"],
+    threads: LM["resources"]["threads"]
+    resources:
+        mem_mb=LM["resources"]["mem_mb"],
+        runtime=LM["resources"]["runtime"],
+        gpu=LM["resources"]["gpu"],
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "{params.stalegrpo} pretrain {input.config} {params.overrides} --out {params.out} > {log} 2>&1"
+
+
+rule train:
+    input:
+        config=LM["train_config"],
+        base=pretrain_inputs,
+    output:
+        steps=PATHS["run_steps"],
+        summary=PATHS["run_summary"],
+    params:
+        out=PATHS["run_dir"],
+        overrides=train_overrides,
+        stalegrpo=STALEGRPO,
+    log:
+        PATHS["run_log"],
+    threads: LM["resources"]["threads"]
+    resources:
+        mem_mb=LM["resources"]["mem_mb"],
+        runtime=LM["resources"]["runtime"],
+        gpu=LM["resources"]["gpu"],
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "{params.stalegrpo} train {input.config} {params.overrides} --out {params.out} > {log} 2>&1"
+
+
+rule bench:
+    input:
+        config=LM["bench"]["config"],
+        base=pretrain_inputs,
+    output:
+        PATHS["bench_json"],
+    params:
+        out=PATHS["bench_dir"],
+        overrides=bench_overrides,
+        stalegrpo=STALEGRPO,
+    log:
+        PATHS["bench_log"],
+    threads: LM["resources"]["threads"]
+    resources:
+        mem_mb=LM["resources"]["mem_mb"],
+        runtime=LM["resources"]["runtime"],
+        gpu=LM["resources"]["gpu"],
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "{params.stalegrpo} bench lm {input.config} {params.overrides} --out {params.out} > {log} 2>&1"
