@@ -1,0 +1,136 @@
+"""Throughput of asynchronous GRPO against its synchronous baseline (SCIENCE.md §7).
+
+    stalegrpo bench lm config/train.yaml init_checkpoint=results/lm/pretrain/tiny-addition --out results/bench/lm
+
+In one process, one after the other on the same machine:
+
+1. the synchronous baseline: the ``async`` schedule with S = 0 (actor and learner alternate);
+   its steady-state steps give t_gen (one batch generated) and t_train (one learner step,
+   weight push and bookkeeping included), hence the ideal speedup (t_gen + t_train) / max(t_gen, t_train);
+2. ``async`` runs with S in ``bench.lags``: their measured speedup over (1) and its efficiency
+   measured / ideal;
+3. the staleness bookkeeping (lags, snapshots, admission check) as a % of the step time;
+4. sampling tokens/s of the actor's KV-cache loop against ``transformers``' ``generate``.
+
+Overrides ``bench.KEY=VALUE`` set :class:`BenchConfig`; all others set the train config.
+The ratios are printed and written to OUT/bench.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from stalegrpo.config import load_config, to_dict
+
+
+@dataclass
+class BenchConfig:
+    """Options of ``stalegrpo bench lm`` (given as ``bench.KEY=VALUE``)."""
+
+    steps: int = field(default=40, metadata={"minimum": 2})
+    """learner steps per measured run"""
+    skip: int = field(default=5, metadata={"minimum": 0})
+    """first steps of each run left out of the rates (start-up, first weight push)"""
+    lags: list[int] = field(default_factory=lambda: [1, 2, 4])
+    """staleness bounds S of the async runs"""
+    sampling_repeats: int = field(default=5, metadata={"minimum": 1})
+    """timed repeats of the sampling benchmark"""
+
+
+def steady(rows: pd.DataFrame, skip: int) -> pd.DataFrame:
+    return rows.iloc[min(skip, len(rows) - 2) :]
+
+
+def measure(cfg, out: Path, skip: int) -> dict:
+    """One train run from scratch; its steady-state rates and mean component times."""
+    from stalegrpo.train import run
+
+    shutil.rmtree(out, ignore_errors=True)
+    summary = run(cfg, out)
+    rows = steady(pd.read_parquet(out / "steps.parquet"), skip)
+    # steps per second from the wall clock over the steady window (the step before it included)
+    span = rows["wall_time"].iloc[-1] - rows["wall_time"].iloc[0]
+    step_s = span / (len(rows) - 1) if len(rows) > 1 else float(rows["step_time_s"].mean())
+    t_train = float((rows["train_s"] + rows["bookkeeping_s"] + rows["weight_sync_s"]).mean())
+    return {
+        "S": cfg.S,
+        "steps_per_s": 1.0 / step_s,
+        "step_s": step_s,
+        "t_gen": float(rows["gen_s"].mean()),
+        "t_train": t_train,
+        "learner_wait_s": float(rows["learner_wait_s"].mean()),
+        "actor_wait_s": float(rows["actor_wait_s"].mean()),
+        "lag_mean": float(rows["lag_mean"].mean()),
+        "bookkeeping_s": float(rows["bookkeeping_s"].mean()),
+        "bookkeeping_pct": 100 * float(rows["bookkeeping_s"].mean()) / step_s,
+        "admission_violations": summary["admission_violations"],
+    }
+
+
+def sampling(cfg, repeats: int) -> dict:
+    from stalegrpo.actors import benchmark_sampling, make_actor
+    from stalegrpo.policy import load_policy
+    from stalegrpo.tasks import get_task
+
+    torch.set_num_threads(max(1, cfg.threads // 2))  # the actor's share in async runs
+    task = get_task(cfg.task, digits=cfg.digits)
+    model, tokenizer = load_policy(cfg.init_checkpoint)
+    actor = make_actor(cfg.actor, model, tokenizer, task)
+    problems = task.sample("train", cfg.batch_prompts, np.random.default_rng(cfg.seed))
+    return benchmark_sampling(actor, problems, cfg.group_size, repeats=repeats, temperature=cfg.temperature)
+
+
+def bench(config_path, overrides, out) -> int:
+    from stalegrpo.train import TrainConfig, check
+
+    bench_overrides = [o.removeprefix("bench.") for o in overrides if o.startswith("bench.")]
+    options = load_config(BenchConfig, None, bench_overrides)
+    cfg = load_config(TrainConfig, config_path, [o for o in overrides if not o.startswith("bench.")])
+    cfg = replace(cfg, schedule="async", steps=options.steps, eval_every=0, eval_prompts=32, probe_every=0,
+                  checkpoint_every=10**6, max_minutes=None, progress=False)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    runs = []
+    for S in [0, *options.lags]:
+        run_cfg = replace(cfg, S=S)
+        check(run_cfg)
+        runs.append(measure(run_cfg, out / f"async_S{S}", options.skip))
+        print(f"S={S}: {runs[-1]['steps_per_s']:.2f} steps/s, t_gen {runs[-1]['t_gen'] * 1e3:.0f} ms, "
+              f"t_train {runs[-1]['t_train'] * 1e3:.0f} ms, mean lag {runs[-1]['lag_mean']:.2f}", flush=True)
+    sync = runs[0]
+    t_gen, t_train = sync["t_gen"], sync["t_train"]
+    ideal = (t_gen + t_train) / max(t_gen, t_train)
+    for r in runs:
+        r["speedup"] = r["steps_per_s"] / sync["steps_per_s"]
+        r["efficiency"] = r["speedup"] / ideal
+    result = {
+        "config": to_dict(cfg),
+        "bench": to_dict(options),
+        "t_gen": t_gen,
+        "t_train": t_train,
+        "ideal_speedup": ideal,
+        "sync_steps_per_s": sync["steps_per_s"],
+        "runs": runs,
+        "bookkeeping_pct_max": max(r["bookkeeping_pct"] for r in runs),
+        "sampling": sampling(cfg, options.sampling_repeats),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "threads": cfg.threads,
+    }
+    (out / "bench.json").write_text(json.dumps(result, indent=2))
+
+    print(f"t_gen = {t_gen * 1e3:.1f} ms, t_train = {t_train * 1e3:.1f} ms, ideal speedup = {ideal:.2f}")
+    for r in runs[1:]:
+        print(f"async S={r['S']}: speedup {r['speedup']:.2f} (ideal {ideal:.2f}, efficiency {r['efficiency']:.2f}), "
+              f"bookkeeping {r['bookkeeping_pct']:.2f}% of the step")
+    s = result["sampling"]
+    print(f"sampling: KV-cache loop {s['loop_tokens_per_s']:.0f} tokens/s vs generate {s['generate_tokens_per_s']:.0f} "
+          f"tokens/s (ratio {s['ratio']:.2f})")
+    return 0

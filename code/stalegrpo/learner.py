@@ -1,0 +1,242 @@
+"""The GRPO learner: one DeepSpeed engine that takes one optimizer step per minibatch
+(SCIENCE.md §2, §3, §6).
+
+Each step k consumes a minibatch of samples with behavior versions v (lag s = k - v), recomputes
+log π_{θ_k} of the sampled tokens with :func:`stalegrpo.policy.sequence_logprobs` (the same
+function the actor's log-probs are checked against), and maximises the surrogate of
+:mod:`stalegrpo.objectives` (``behavior``, ``recompute``, ``decoupled`` or ``tis``) minus an
+optional β·KL(π_θ‖π_ref) (k3). Before the update it measures what §3 asks for at θ_k: the
+normalised ESS of the sequence and token weights exp(log π_{θ_k} - log μ), kl_behavior =
+KL(μ‖π_{θ_k}), kl_ref, mismatch_kl (on the lag-0 samples, whose μ is the same version as the
+learner), entropy, clip fractions, the gradient norm before clipping, the cosine with the
+previous step's gradient and the update norm ‖θ_{k+1} - θ_k‖.
+
+The learning rate of step k follows §6: ``constant`` η_0, ``ess`` η_0·min(1, ESS_k)^{1/2} or
+``staleness`` η_0 / max(1, mean lag), all times a shared linear warm-up.
+
+DeepSpeed runs the same code on CPU (gloo) and CUDA (NCCL); the ZeRO stage comes from a JSON file
+under config/deepspeed/. A single-process run sets the launcher's environment itself, with a
+free port, so several runs can share a machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+from pathlib import Path
+
+import torch
+
+from stalegrpo.buffer import flat_params
+from stalegrpo.objectives import aggregate, group_advantages, k3_kl, token_surrogate
+from stalegrpo.policy import sequence_logprobs, token_entropy
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def setup_distributed_env() -> None:
+    """Environment of a one-process DeepSpeed job, unless a launcher already set it."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions"))
+    if "MASTER_PORT" not in os.environ:
+        with socket.socket() as s:  # a free port, so that runs side by side do not collide
+            s.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    for key, value in (("MASTER_ADDR", "127.0.0.1"), ("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):
+        os.environ.setdefault(key, value)
+
+
+def resolve_path(path: str | Path) -> Path:
+    """``path`` as given, or relative to the repository root (so configs work from any cwd)."""
+    path = Path(path)
+    return path if path.exists() or path.is_absolute() else REPO_ROOT / path
+
+
+def deepspeed_engine(model: torch.nn.Module, optimizer: torch.optim.Optimizer, config_path, grad_clip: float):
+    """A DeepSpeed engine over ``model`` with the ZeRO stage of the JSON at ``config_path``."""
+    setup_distributed_env()
+    import deepspeed
+
+    if os.environ["WORLD_SIZE"] == "1":
+        # the shared-memory allreduce op only helps several ranks on one host; skipping it
+        # avoids a ~60 s C++ build on a machine that has never built it
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    path = resolve_path(config_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"DeepSpeed config {str(config_path)!r} does not exist")
+    ds_config = json.loads(path.read_text())
+    # one optimizer step per call: the learner forms its own minibatches
+    ds_config.update(train_micro_batch_size_per_gpu=1, gradient_accumulation_steps=1, gradient_clipping=grad_clip)
+    ds_config.pop("train_batch_size", None)
+    ds_config.setdefault("steps_per_print", 10**9)
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
+    return engine
+
+
+def learning_rate(cfg, step: int, ess: float, mean_lag: float) -> float:
+    """η_k of SCIENCE.md §6 (``cfg.lr_schedule``), with the shared warm-up."""
+    warmup = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
+    if cfg.lr_schedule == "constant":
+        lr = cfg.lr
+    elif cfg.lr_schedule == "ess":
+        lr = cfg.lr * math.sqrt(min(1.0, ess)) if math.isfinite(ess) else cfg.lr
+    elif cfg.lr_schedule == "staleness":
+        lr = cfg.lr / max(1.0, mean_lag)
+    else:
+        raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}")
+    return lr * warmup
+
+
+def normalised_ess(log_weights: torch.Tensor) -> float:
+    """(Σw)² / (N·Σw²) of weights given as logs, computed without overflow."""
+    if log_weights.numel() == 0:
+        return float("nan")
+    lse1 = torch.logsumexp(log_weights.double(), 0)
+    lse2 = torch.logsumexp(2 * log_weights.double(), 0)
+    return float(torch.exp(2 * lse1 - lse2 - math.log(log_weights.numel())))
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
+    total = mask.sum()
+    return float((values * mask).sum() / total) if total > 0 else float("nan")
+
+
+class Learner:
+    """GRPO learner over a DeepSpeed engine; ``version`` counts the optimizer steps taken."""
+
+    def __init__(self, model, ref_model, cfg, version: int = 0):
+        self.cfg = cfg
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
+        config_path = Path(cfg.deepspeed_dir) / f"zero{cfg.deepspeed_zero}.json"
+        self.engine = deepspeed_engine(model, self.optimizer, config_path, cfg.grad_clip)
+        self.model = self.engine.module
+        self.ref_model = ref_model.eval().requires_grad_(False) if ref_model is not None else None
+        self.version = version
+        self.prev_grad: torch.Tensor | None = None
+        # the logits of the training forward, captured for the entropy without a second forward
+        self._logits = None
+        self.model.lm_head.register_forward_hook(lambda module, args, out: setattr(self, "_logits", out.detach()))
+
+    # -- the objective -------------------------------------------------------------------
+    def objective(self, logprobs, batch, ref_logprobs):
+        """The maximised surrogate (minus β·KL to the reference) and its token clip masks."""
+        cfg = self.cfg
+        advantages = group_advantages(batch.rewards.view(-1, cfg.group_size)).reshape(-1, 1)
+        surrogate = token_surrogate(
+            logprobs, batch.behavior_logprobs, advantages, cfg.objective, cfg.eps_lo, cfg.eps_hi, cfg.tis_cap
+        )
+        value = aggregate(surrogate.value, batch.completion_mask, cfg.aggregation)
+        if cfg.kl_beta > 0:
+            value = value - cfg.kl_beta * aggregate(k3_kl(logprobs, ref_logprobs), batch.completion_mask, cfg.aggregation)
+        return value, surrogate
+
+    def logprobs(self, model, batch):
+        return sequence_logprobs(
+            model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask, self.cfg.temperature
+        )
+
+    @torch.no_grad()
+    def ref_logprobs(self, batch):
+        if self.ref_model is None or (self.cfg.kl_beta == 0 and not self.cfg.log_kl_ref):
+            return None
+        return self.logprobs(self.ref_model, batch)
+
+    # -- one learner step ----------------------------------------------------------------
+    def step(self, batch) -> dict:
+        """One optimizer step on ``batch`` at version k; returns the §3 metrics of the step."""
+        cfg = self.cfg
+        mask = batch.completion_mask.float()
+        lag = self.version - batch.version
+        logprobs = self.logprobs(self.engine, batch)
+        ref_logprobs = self.ref_logprobs(batch)
+        lp = logprobs.detach()
+
+        # diagnostics at θ_k, before the update
+        log_ratio = (lp - batch.behavior_logprobs) * mask
+        kl_behavior_tok = k3_kl(batch.behavior_logprobs, lp)
+        fresh = (lag == 0).float().unsqueeze(1) * mask
+        lp_len = batch.prompt_ids.shape[1]
+        logits = self._logits[:, lp_len - 1 : -1].float() / cfg.temperature
+        metrics = {
+            "ess": normalised_ess(log_ratio.sum(1)),
+            "ess_token": normalised_ess(log_ratio[batch.completion_mask]),
+            "kl_behavior": masked_mean(kl_behavior_tok, mask),
+            "kl_ref": masked_mean(k3_kl(lp, ref_logprobs), mask) if ref_logprobs is not None else float("nan"),
+            "mismatch_kl": masked_mean(kl_behavior_tok, fresh),
+            "entropy": masked_mean(token_entropy(logits), mask),
+        }
+        lr = learning_rate(cfg, self.version, metrics["ess"], float(lag.float().mean()))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+        value, surrogate = self.objective(logprobs, batch, ref_logprobs)
+        loss = -value
+        metrics.update(
+            lr=lr,
+            loss=float(loss.detach()),
+            clip_frac_low=masked_mean(surrogate.clipped_low.float(), mask),
+            clip_frac_high=masked_mean(surrogate.clipped_high.float(), mask),
+        )
+        if not torch.isfinite(loss):
+            metrics.update(finite=False, grad_norm=float("nan"), grad_cos=float("nan"), update_norm=float("nan"))
+            return metrics
+        self.engine.backward(loss)
+        grad = self.flat_grad()
+        grad_norm = float(grad.norm())
+        metrics["grad_norm"] = grad_norm
+        metrics["grad_cos"] = (
+            float(torch.nn.functional.cosine_similarity(grad, self.prev_grad, dim=0))
+            if self.prev_grad is not None
+            else float("nan")
+        )
+        self.prev_grad = grad
+        metrics["finite"] = math.isfinite(grad_norm)
+        if not metrics["finite"]:
+            metrics["update_norm"] = float("nan")
+            return metrics
+        before = flat_params(self.model)
+        self.engine.step()
+        metrics["update_norm"] = float((flat_params(self.model) - before).norm())
+        self.version += 1
+        return metrics
+
+    def flat_grad(self) -> torch.Tensor:
+        """The full gradient of the last backward as one vector (any ZeRO stage ≤ 2)."""
+        from deepspeed.utils import safe_get_full_grad
+
+        return torch.cat([safe_get_full_grad(p).detach().reshape(-1).float().clone() for p in self.model.parameters()])
+
+    # -- the bias probe of §3.2 ----------------------------------------------------------
+    def probe_gradient(self, probe_model, batch) -> torch.Tensor:
+        """Flat gradient of the objective at the weights of ``probe_model`` (θ_k, a detached copy)."""
+        logprobs = self.logprobs(probe_model, batch)
+        value, _ = self.objective(logprobs, batch, self.ref_logprobs(batch))
+        grads = torch.autograd.grad(value, list(probe_model.parameters()), allow_unused=True)
+        return torch.cat(
+            [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, probe_model.parameters())]
+        )
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def save(self, directory: Path, tag: str) -> None:
+        self.engine.save_checkpoint(str(directory), tag=tag)
+
+    def load(self, directory: Path, tag: str) -> None:
+        path, _ = self.engine.load_checkpoint(str(directory), tag=tag)
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint {tag!r} under {str(directory)!r}")
+
+
+def bias_probe(grad_stale_a, grad_stale_b, grad_fresh_a, grad_fresh_b) -> dict:
+    """The unbiased squared-bias estimate of SCIENCE.md §3.2 and the relative bias."""
+    bias_sq = float(torch.dot(grad_stale_a - grad_fresh_a, grad_stale_b - grad_fresh_b))
+    grad_sq = float(torch.dot(grad_fresh_a, grad_fresh_b))
+    bias = math.sqrt(max(bias_sq, 0.0))
+    return {
+        "probe_bias_sq": bias_sq,
+        "probe_bias": bias,
+        "probe_grad_sq": grad_sq,
+        "probe_rel_bias": bias / math.sqrt(grad_sq) if grad_sq > 0 else float("nan"),
+    }
