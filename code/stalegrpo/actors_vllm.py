@@ -1,0 +1,242 @@
+"""The ``vllm`` actor backend: μ = π_{θ_v} sampled by a vLLM engine, with behavior log-probs.
+
+SCIENCE.md §1-§2 and §5: the same contract as the ``hf`` actor (:class:`stalegrpo.actors.Actor`,
+:class:`stalegrpo.actors.Rollout`): G completions per prompt, the log-prob log μ(y_t | x, y_<t)
+of every sampled token at the sampling temperature, the behavior version v of every sample, and
+rewards from the task's verifier. The learner recomputes π_θ with
+:func:`stalegrpo.policy.sequence_logprobs`; vLLM feeds each prompt unpadded with positions
+0, 1, ..., which is exactly ``cumsum(mask) - 1`` on the left-padded batch, so the two agree to
+float rounding (tested to 1e-4 in fp32, measured ~1e-6).
+
+Weights change after every learner step (§5), and the engine must follow them exactly:
+
+* :meth:`VLLMActor.load_weights` reloads a state dict in place with vLLM's
+  ``reload_weights`` worker method through ``LLM.collective_rpc``. It runs the model's own
+  ``load_weights`` (HF names → fused qkv / gate-up layers) between vLLM's layer-wise reload
+  hooks, so backends that repack weights after loading (the CPU backend's oneDNN linear layers)
+  repack again. Calling ``model.load_weights`` directly skips that and leaves stale kernels.
+* It then resets the prefix cache: cached KV blocks are keyed by token ids only, so without a
+  reset a prompt seen before would be continued from keys and values of old weights. Prefix
+  caching stays on because on long prompts (GSM8K-like) it shares each prompt's KV across its G
+  samples; for the short prompts of the CPU default it never hits (blocks are 32 tokens).
+* The seconds spent are kept in ``weight_sync_s`` (the §3 column of the same name).
+
+The engine runs in the calling process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so in the async
+schedule it lives in the actor process that constructs the actor, and a state dict reaches it
+without serialisation. On CPU the vLLM worker replaces ``torch.set_num_threads`` by a no-op for
+the whole process once the engine exists: set the thread count before constructing the actor.
+
+GPU path (not exercised here): the same code runs on one CUDA device with ``device="cuda"``
+(``gpu_memory_utilization`` instead of the CPU KV-cache size). With tensor parallelism the
+engine runs worker processes; then pass weights through vLLM's weight-transfer API
+(``weight_transfer_config={"backend": "nccl"}``, ``init_weight_transfer_engine`` /
+``start_weight_update`` / ``update_weights`` / ``finish_weight_update``: NCCL broadcast from
+the learner) or ``reload_weights(weights_path=...)`` from a safetensors file in /dev/shm,
+still followed by ``reset_prefix_cache``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stalegrpo.actors import Rollout
+from stalegrpo.policy import encode_prompts, load_policy
+from stalegrpo.tasks import Problem, Task
+
+ENGINE_ENV = {
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",  # engine core in this process: weights pass by reference
+    "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB; the default (0 = auto) asks for more than a laptop has
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",  # do not pin threads on a shared machine
+    "VLLM_LOGGING_LEVEL": "WARNING",
+}
+"""environment vLLM reads at import; set only where the user has not set it"""
+for _key, _value in ENGINE_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+
+class _QuietRotaryReload(logging.Filter):
+    """Drops the warning each reload logs for the rotary embedding, whose cos/sin cache is no weight."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("RotaryEmbedding: Failed to load weights")
+
+
+class VLLMActor:
+    """The ``vllm`` backend of :class:`stalegrpo.actors.Actor`.
+
+    ``model_path_or_model`` is a ``save_pretrained`` directory or a transformers model, which is
+    then saved to a temporary directory for the engine. ``self.model`` is the transformers model
+    kept in step with the engine's weights: it names and shapes the parameters (the training
+    loop builds state dicts from it) and lets tests recompute log-probs at the actor's version.
+    Extra keyword arguments go to ``vllm.LLM``.
+    """
+
+    def __init__(
+        self, model_path_or_model, tokenizer, task: Task, device="cpu", version: int = 0, **engine_kwargs
+    ):
+        from vllm import LLM  # imported here: vLLM is an optional dependency
+
+        self._remove_tmpdir = lambda: None
+        if isinstance(model_path_or_model, (str, os.PathLike)):
+            path = Path(model_path_or_model)
+            self.model, saved_tokenizer = load_policy(path)
+            tokenizer = tokenizer or saved_tokenizer
+        else:
+            self.model = model_path_or_model
+            path = Path(tempfile.mkdtemp(prefix="stalegrpo-vllm-"))
+            self._remove_tmpdir = weakref.finalize(self, shutil.rmtree, path, ignore_errors=True)
+            self.model.save_pretrained(path)
+            tokenizer.save_pretrained(path)
+        self.model.eval()
+        self.tokenizer = tokenizer
+        self.task = task
+        self.device = torch.device(device)
+        self.version = version
+        self.weight_sync_s = 0.0
+        """seconds the last :meth:`load_weights` took (reload plus prefix-cache reset)"""
+        # test hooks: skipping either step must make behavior log-probs wrong (tests/test_actors_vllm.py)
+        self._skip_reload = False
+        self._skip_cache_reset = False
+
+        dtype = next(self.model.parameters()).dtype
+        options = {
+            "model": str(path),
+            "dtype": str(dtype).removeprefix("torch."),
+            "enforce_eager": True,  # no graph capture: start-up in seconds
+            "seed": 0,
+            # log μ after temperature, as the learner's ratio needs (the default is the raw softmax)
+            "logprobs_mode": "processed_logprobs",
+            "skip_tokenizer_init": True,  # token ids in and out; texts come from our tokenizer
+            "generation_config": "vllm",  # ignore sampling defaults saved with the model
+            "enable_prefix_caching": True,
+        }
+        if self.device.type == "cpu":
+            options["block_size"] = 32  # the CPU attention backend needs a multiple of 32
+        start = time.perf_counter()
+        self.llm = LLM(**(options | engine_kwargs))
+        self.startup_s = time.perf_counter() - start
+        """seconds the engine took to start"""
+        reload_logger = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+        if not any(isinstance(f, _QuietRotaryReload) for f in reload_logger.filters):
+            reload_logger.addFilter(_QuietRotaryReload())
+
+    def generate(
+        self,
+        problems: list[Problem],
+        group_size: int,
+        temperature: float = 1.0,
+        seed: int | None = None,
+        max_new_tokens: int | None = None,
+    ) -> Rollout:
+        """G samples per problem; rows of a group contiguous, as in the ``hf`` actor.
+
+        With a ``seed``, prompt i gets its own seed from ``numpy.random.SeedSequence(seed)`` and
+        vLLM gives its j-th sample that seed + j, so a batch is reproducible and independent of
+        the engine's scheduling. ``temperature = 0`` is greedy, with untempered log-probs.
+        """
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        start = time.perf_counter()
+        prompt_ids, prompt_mask = encode_prompts(self.tokenizer, [p.prompt for p in problems])
+        seeds = [None] * len(problems)
+        if seed is not None:
+            seeds = np.random.SeedSequence(seed).generate_state(len(problems)).tolist()
+        params = [
+            SamplingParams(
+                n=group_size,
+                temperature=temperature,
+                top_p=1.0,
+                top_k=0,
+                max_tokens=max_new_tokens or self.task.max_new_tokens,
+                stop_token_ids=[self.tokenizer.eos_token_id],
+                logprobs=0,  # only the sampled token's log-prob
+                seed=s,
+                detokenize=False,
+            )
+            for s in seeds
+        ]
+        prompts = [
+            TokensPrompt(prompt_token_ids=ids[mask].tolist()) for ids, mask in zip(prompt_ids, prompt_mask)
+        ]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+
+        samples = [sorted(out.outputs, key=lambda c: c.index) for out in outputs]
+        width = max(len(c.token_ids) for group in samples for c in group)
+        n = len(problems) * group_size
+        completion_ids = torch.full((n, width), self.tokenizer.pad_token_id, dtype=torch.long)
+        completion_mask = torch.zeros(n, width, dtype=torch.bool)
+        logprobs = torch.zeros(n, width)
+        row = 0
+        for group in samples:
+            for c in group:
+                length = len(c.token_ids)
+                completion_ids[row, :length] = torch.tensor(c.token_ids)
+                completion_mask[row, :length] = True
+                logprobs[row, :length] = torch.tensor(
+                    [step[tok].logprob for step, tok in zip(c.logprobs, c.token_ids)]
+                )
+                row += 1
+
+        group_index = torch.arange(len(problems)).repeat_interleave(group_size)
+        rollout = Rollout(
+            problems=list(problems),
+            prompt_ids=prompt_ids.repeat_interleave(group_size, 0),
+            prompt_mask=prompt_mask.repeat_interleave(group_size, 0),
+            completion_ids=completion_ids,
+            completion_mask=completion_mask,
+            behavior_logprobs=logprobs,
+            rewards=torch.zeros(n),
+            group=group_index,
+            version=torch.full((n,), self.version, dtype=torch.long),
+            gen_seconds=0.0,
+        )
+        texts = rollout.texts(self.tokenizer)
+        rollout.rewards = torch.tensor(
+            [self.task.reward(problems[g], t) for g, t in zip(group_index.tolist(), texts)]
+        )
+        rollout.gen_seconds = time.perf_counter() - start
+        return rollout
+
+    @torch.no_grad()
+    def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None:
+        """Reload the learner's weights into the engine in place; later samples carry ``version``.
+
+        Accepts the names of the transformers model's ``named_parameters`` (a ``module.``
+        prefix from DeepSpeed is dropped; the tied ``lm_head.weight`` may be absent).
+        """
+        start = time.perf_counter()
+        state = {k.removeprefix("module."): v for k, v in state_dict.items()}
+        params = dict(self.model.named_parameters())  # tied weights appear once
+        missing = sorted(set(params) - set(state))
+        if missing:
+            raise KeyError(
+                f"load_weights: state dict lacks {missing[:5]}{' ...' if len(missing) > 5 else ''}"
+            )
+        for name, p in params.items():
+            p.copy_(state[name])
+        if not self._skip_reload:
+            weights = [(name, p.detach()) for name, p in params.items()]
+            if self.model.config.tie_word_embeddings:
+                # vLLM's reload rebuilds each layer apart, which unties lm_head from the
+                # embedding; without its own copy lm_head would keep the old weights
+                weights.append(("lm_head.weight", self.model.get_input_embeddings().weight.detach()))
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        if not self._skip_cache_reset and not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM could not reset its prefix cache (requests still running?)")
+        self.version = int(version)
+        self.weight_sync_s = time.perf_counter() - start
+
+    def close(self) -> None:
+        """Free the engine and the temporary checkpoint."""
+        self.llm = None
+        self._remove_tmpdir()
