@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-THROUGHPUT_COLUMNS = ["S", "t_gen", "t_train", "sync_steps_per_s", "async_steps_per_s", "speedup", "ideal",
-                      "efficiency"]
+THROUGHPUT_COLUMNS = ["S", "steps_per_s", "t_gen", "t_train", "speedup", "ideal", "efficiency"]
 
 
 def exact_tables(runs_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -77,16 +76,16 @@ def lm_tables(summary_paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def throughput_table(bench_paths: list[Path]) -> pd.DataFrame:
-    """bench.json → one row per S. Accepts ``{"per_S": [{S: .., ...}, ...]}`` or ``{"4": {...}}``
-    as well as flat top-level numbers shared by every S (t_gen, t_train, ideal)."""
+    """bench.json (`stalegrpo bench lm`) → one row per S: the async run at that S (S = 0 is the
+    synchronous baseline) with its steps/s, speedup and efficiency, plus the shared ideal speedup
+    (t_gen + t_train) / max(t_gen, t_train) of the synchronous run."""
     rows = []
     for path in bench_paths:
         bench = json.loads(path.read_text())
-        shared = {k: v for k, v in bench.items() if isinstance(v, (int, float))}
-        per_s = bench.get("per_S") or bench.get("per_s") or bench.get("results") or []
-        if isinstance(per_s, dict):
-            per_s = [dict(S=int(s)) | values for s, values in per_s.items()]
-        rows.extend(shared | row for row in per_s)
+        shared = dict(ideal=bench.get("ideal_speedup"), sync_t_gen=bench.get("t_gen"),
+                      sync_t_train=bench.get("t_train"), device=bench.get("device"), threads=bench.get("threads"))
+        rows.extend(shared | {k: v for k, v in run.items() if not isinstance(v, (dict, list))}
+                    for run in bench.get("runs", []))
     table = pd.DataFrame(rows)
     for column in THROUGHPUT_COLUMNS:
         if column not in table:

@@ -29,14 +29,17 @@ def _fmt_list(values) -> str:
 
 
 def grid_macros(prefix: str, runs: pd.DataFrame, summary: dict) -> dict:
-    """Numbers that describe one experiment's grid, for the text."""
-    values = {}
+    """Numbers that describe one experiment's grid, for the text (n/a where there are no runs)."""
+    values = dict.fromkeys(["SValues", "SMax", "EtaMin", "EtaMax", "NumSeeds", "Objective", "Horizon",
+                            "FrontierSstarLongest"])
     if len(runs):
         values["SValues"] = _fmt_list(sorted(runs["S"].unique()))
         values["SMax"] = int(runs["S"].max())
         values["EtaMin"] = float(runs["eta"].min())
         values["EtaMax"] = float(runs["eta"].max())
         values["NumSeeds"] = int(runs["seed"].nunique())
+        if "objective" in runs:
+            values["Objective"] = r"\texttt{" + ", ".join(sorted(runs["objective"].astype(str).unique())) + "}"
         if "horizon" in runs:
             values["Horizon"] = int(runs["horizon"].max())
     horizons = summary.get("horizons") or []
@@ -48,13 +51,14 @@ def grid_macros(prefix: str, runs: pd.DataFrame, summary: dict) -> dict:
     return {prefix + name: value for name, value in values.items()}
 
 
-def experiment_row(experiment: str, summary: dict) -> str:
+def experiment_row(experiment: str, runs: pd.DataFrame, summary: dict) -> str:
     """One row of the paper's table of exact experiments: runs, collapses and the three fits."""
     counts, bias = summary.get("counts") or {}, summary.get("bias_slope") or {}
     tc, front = summary.get("tc_eta") or {}, summary.get("frontier") or {}
     ok = {name: part.get("status") == fits.OK for name, part in (("b", bias), ("t", tc), ("f", front))}
     cells = [
         r"\texttt{" + experiment + "}",
+        r"\texttt{" + ", ".join(sorted(runs["objective"].astype(str).unique())) + "}" if "objective" in runs else "",
         fits._fmt(counts.get("n_runs")),
         fits._fmt(counts.get("n_collapsed")),
         (f"{fits._fmt(bias['slope'])} [{fits._fmt(bias['ci_low'])}, {fits._fmt(bias['ci_high'])}]"
@@ -109,7 +113,10 @@ def main(argv=None) -> None:
         extra |= grid_macros(prefix, exp_runs, summary)
         for warning in summary.get("warnings", []):
             print(f"{experiment}: {warning}")
-    extra["ExactExperimentRows"] = "\n".join(experiment_row(e, s) for e, s in result["exact"].items())
+    extra["ExactExperimentRows"] = "\n".join(
+        experiment_row(e, runs[(runs["source"] == "exact") & (runs["experiment"] == e)], s)
+        for e, s in result["exact"].items()
+    )
     extra |= lm_macros(runs, throughput)
     result["lm"] = {k: v for k, v in extra.items() if k.startswith(("LM", "Bench"))}
     for name, value in extra.items():

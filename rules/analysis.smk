@@ -31,6 +31,7 @@ rule fits:
         steps=PATHS["steps"],
         runs=PATHS["runs"],
         throughput=PATHS["throughput"],
+        exact_configs=[EXACT["experiments"][name]["config"] for name in EXACT_EXPERIMENTS],
         script="code/make_fits.py",
     output:
         fits=PATHS["fits"],

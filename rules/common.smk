@@ -4,25 +4,25 @@
 
 import itertools
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
 
 import pandas as pd
 import yaml
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import Paramspace, validate
 
 
 validate(config, "../config/schema/workflow.schema.yaml")
 
-# Shell commands call `python`: put the interpreter that runs Snakemake first on PATH so that a
-# venv works without being activated (with --sdm conda, the env's bin is prepended again), and put
-# code/ on PYTHONPATH so that a conda env needs the dependencies only, not an install of stalegrpo.
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(Path(workflow.basedir) / "code"), os.environ.get("PYTHONPATH")) if p
-)
+# Shell commands call `python`. Without --sdm conda, that is the interpreter that runs Snakemake
+# (so a venv works without being activated); with it, the rule's env. code/ goes on PYTHONPATH
+# so that a conda env needs the dependencies only, not an install of stalegrpo.
+_CODE = shlex.quote(str(Path(workflow.basedir) / "code"))
+_USE_CONDA = DeploymentMethod.CONDA in (workflow.deployment_settings.deployment_method or ())
+_BIN = "" if _USE_CONDA else f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
+shell.prefix(f"set -euo pipefail; {_BIN}export PYTHONPATH={_CODE}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 STALEGRPO = "python -m stalegrpo.cli"
 """the stalegrpo command line (code/stalegrpo/cli.py), independent of console-script installs"""
 
@@ -32,34 +32,44 @@ LM = config["lm"]
 FIGURES = ("bias", "collapse", "frontier", "dashboard", "schedules", "throughput")
 """one figure per SCIENCE.md §8 item F1-F6, each made by code/plot_<name>.py"""
 
-EXACT_EXPERIMENTS = sorted(EXACT["experiments"]) if EXACT["enabled"] else []
+
+
+def _selected(section: str, names, defined: dict) -> list:
+    """The names a `run` list selects (all defined ones for null); an unknown name stops the run."""
+    if names is None:
+        return sorted(defined)
+    unknown = sorted(set(names) - set(defined))
+    if unknown:
+        raise ValueError(f"config key {section}.run names {unknown}, not defined in {section}: {sorted(defined)}")
+    return list(names)
+
+
+EXACT_EXPERIMENTS = _selected("exact", EXACT["run"], EXACT["experiments"]) if EXACT["enabled"] else []
+LM_GRIDS = _selected("lm", LM["run"], LM["grids"]) if LM["enabled"] else []
 
 # -- the LM grid: one Paramspace over the de-duplicated union of the configured grids ---------
 GRID_COLUMNS = ["S", "eta", "seed", "objective", "lr_schedule", "schedule"]
 
 
 def _grid_frame(grids: dict) -> pd.DataFrame:
-    rows = []
+    rows = []  # an empty frame (no grids) still has the columns, so the wildcard pattern exists
     for grid in grids.values():
         rows.extend(itertools.product(*(grid[c] for c in GRID_COLUMNS)))
     frame = pd.DataFrame(rows, columns=GRID_COLUMNS).drop_duplicates()
     return frame.astype({"S": int, "eta": float, "seed": int}).reset_index(drop=True)
 
 
-LM_SPACE = Paramspace(_grid_frame(LM["grids"]) if LM["enabled"] else pd.DataFrame(columns=GRID_COLUMNS))
+LM_SPACE = Paramspace(_grid_frame({name: LM["grids"][name] for name in LM_GRIDS}))
 
 PATHS = dict(
     # simulation outputs
-    exact_dir=f"{RESULTS}/exact/{{experiment}}",
     exact_steps=f"{RESULTS}/exact/{{experiment}}/steps.parquet",
     exact_runs=f"{RESULTS}/exact/{{experiment}}/runs.parquet",
     exact_summary=f"{RESULTS}/exact/{{experiment}}/summary.json",
     pretrain_dir=f"{RESULTS}/lm/pretrain/{{base}}",
     pretrain_json=f"{RESULTS}/lm/pretrain/{{base}}/pretrain.json",
-    run_dir=f"{RESULTS}/lm/runs/{LM_SPACE.wildcard_pattern}",
     run_steps=f"{RESULTS}/lm/runs/{LM_SPACE.wildcard_pattern}/steps.parquet",
     run_summary=f"{RESULTS}/lm/runs/{LM_SPACE.wildcard_pattern}/summary.json",
-    bench_dir=f"{RESULTS}/lm/bench",
     bench_json=f"{RESULTS}/lm/bench/bench.json",
     # logs, one per job
     exact_log=f"{RESULTS}/logs/exact/{{experiment}}.log",
@@ -112,6 +122,11 @@ def override_args(overrides: dict) -> str:
 
 
 # -- input functions and params (named functions: rules hold no lambdas) -----------------------
+def output_dir(wildcards, output):
+    """The folder of a job's first output: the --out of a stalegrpo command."""
+    return str(Path(output[0]).parent)
+
+
 def exact_config(wildcards):
     return EXACT["experiments"][wildcards.experiment]["config"]
 
@@ -147,8 +162,15 @@ def bench_outputs(wildcards):
 
 
 def fit_options(wildcards):
-    """The fit options of every exact experiment, as one JSON argument for code/make_fits.py."""
-    return json.dumps({name: EXACT["experiments"][name]["fits"] for name in EXACT_EXPERIMENTS})
+    """Per exact experiment, the options of stalegrpo.fits.summarize_exact as one JSON argument
+    for code/make_fits.py: the experiment's exact config (so that e.g. small_drift_max is the
+    testbed's own), its overrides, then the workflow's `fits` entries."""
+    options = {}
+    for name in EXACT_EXPERIMENTS:
+        experiment = EXACT["experiments"][name]
+        loaded = yaml.safe_load(Path(experiment["config"]).read_text()) or {}
+        options[name] = loaded | experiment["overrides"] | experiment["fits"]
+    return json.dumps(options)
 
 
 def default_targets():

@@ -10,7 +10,7 @@ rule exact:
         runs=PATHS["exact_runs"],
         summary=PATHS["exact_summary"],
     params:
-        out=PATHS["exact_dir"],
+        out=output_dir,
         overrides=exact_overrides,
         stalegrpo=STALEGRPO,
     log:
@@ -22,4 +22,4 @@ rule exact:
     conda:
         "../envs/train.yaml"
     shell:
-        "{params.stalegrpo} exact {input.config} {params.overrides} --out {params.out} > {log} 2>&1"
+        "{params.stalegrpo} exact {input.config} {params.overrides} threads={threads} --out {params.out} > {log} 2>&1"

@@ -10,7 +10,7 @@ rule pretrain:
     output:
         PATHS["pretrain_json"],
     params:
-        out=PATHS["pretrain_dir"],
+        out=output_dir,
         overrides=override_args(LM["pretrain"]["overrides"]),
         stalegrpo=STALEGRPO,
     log:
@@ -23,7 +23,7 @@ rule pretrain:
     conda:
         "../envs/train.yaml"
     shell:
-        "{params.stalegrpo} pretrain {input.config} {params.overrides} --out {params.out} > {log} 2>&1"
+        "{params.stalegrpo} pretrain {input.config} {params.overrides} threads={threads} --out {params.out} > {log} 2>&1"
 
 
 rule train:
@@ -34,7 +34,7 @@ rule train:
         steps=PATHS["run_steps"],
         summary=PATHS["run_summary"],
     params:
-        out=PATHS["run_dir"],
+        out=output_dir,
         overrides=train_overrides,
         stalegrpo=STALEGRPO,
     log:
@@ -47,7 +47,7 @@ rule train:
     conda:
         "../envs/train.yaml"
     shell:
-        "{params.stalegrpo} train {input.config} {params.overrides} --out {params.out} > {log} 2>&1"
+        "{params.stalegrpo} train {input.config} {params.overrides} threads={threads} --out {params.out} > {log} 2>&1"
 
 
 rule bench:
@@ -57,7 +57,7 @@ rule bench:
     output:
         PATHS["bench_json"],
     params:
-        out=PATHS["bench_dir"],
+        out=output_dir,
         overrides=bench_overrides,
         stalegrpo=STALEGRPO,
     log:
@@ -70,4 +70,4 @@ rule bench:
     conda:
         "../envs/train.yaml"
     shell:
-        "{params.stalegrpo} bench lm {input.config} {params.overrides} --out {params.out} > {log} 2>&1"
+        "{params.stalegrpo} bench lm {input.config} {params.overrides} threads={threads} --out {params.out} > {log} 2>&1"
