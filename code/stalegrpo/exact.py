@@ -31,6 +31,17 @@ per prompt. Per-run gradients come from one backward through the sum over runs.
 Dynamics (§5 ``fixed``). The step-k update uses μ = π_{θ_max(0, k-S)}; all runs of the grid
 (S × η × seed × ε) advance in lockstep as θ of shape [R, D] with a ring buffer of past θ.
 
+Regimes (config/exact.yaml). The horizon-limited regime comes from over-optimisation: the gold
+reward collapses at a continuous time t_c = T_c·η that does not depend on η. The staleness-limited
+regime comes from the ``recompute`` objective, which treats stale samples as on-policy: nothing
+bounds the drift from μ, and once S·η is large the §4 KL detector (kl_behavior > κ) fires. Under
+``behavior`` the clip bounds that drift and staleness only slows learning (it delays collapse).
+
+Bias measurement. Each run's ``bias_probe`` is its bias at one continuous time t0 = k·η
+(``bias_time``): at equal t0 all small-drift runs sit at nearly the same θ(t0) of the gradient
+flow, so across runs only the delay S·η varies, which is what the O(S·η) claim is about. A
+fixed step window would compare different states for different η.
+
 Per step we record the staleness bias ‖g(θ_k; π_{θ_k-S}) - g(θ_k; π_{θ_k})‖ (absolute and
 relative), the drift ‖θ_k - θ_k-S‖, proxy and gold reward, entropy, KL(μ‖π_θ), ESS, clip
 fractions, and, every ``probe_every`` steps, the gap between the on-policy surrogate gradient
@@ -104,6 +115,16 @@ class ExactConfig:
     """feed kl_behavior = KL(μ‖π_θ) to the §4 KL detector"""
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
     """collapse detectors (SCIENCE.md §4)"""
+    bias_time: float = field(default=50.0, metadata={"exclusiveMinimum": 0})
+    """continuous time t0 = k·η at which each run's bias_probe is read (step ceil(t0/η), at least S)"""
+    small_drift_max: float = field(default=50.0, metadata={"exclusiveMinimum": 0})
+    """fits: largest S·η in the bias-slope fit (the small-drift range)"""
+    horizon_regime_max_tau: float | None = None
+    """fits: runs with S·η up to this are in the horizon-limited regime for the T_c·η CV (None: S = 0 only)"""
+    frontier_horizons: list[int] | None = None
+    """fits: horizons T' at which η*(S, T') is read by truncating runs (None: T/4, T/2, T)"""
+    n_boot: int = field(default=1000, metadata={"minimum": 0})
+    """fits: bootstrap resamples of the bias-slope CI"""
     dtype: Literal["float32", "float64"] = "float64"
     """floating-point precision of the simulation"""
     threads: int = field(default=1, metadata={"minimum": 1})
@@ -341,6 +362,13 @@ def simulate(cfg: ExactConfig, progress: bool = False):
     runs["collapse_step"] = np.where(censored, T, monitor.collapse_step)
     runs["censored"] = censored
     runs["detector"] = [DETECTORS[d] for d in monitor.detector]
+    runs["horizon"] = T
+    runs["objective"], runs["optimizer"] = cfg.objective, cfg.optimizer
+    # bias at a fixed continuous time t0 = k·η: every run is read at (nearly) the same state θ(t0)
+    # of the gradient flow, so across runs only the delay S·η varies (see bias_time)
+    probe_step = np.maximum(np.ceil(cfg.bias_time / runs.eta.values).astype(int), runs.S.values)
+    runs["bias_probe_step"] = probe_step
+    runs["bias_probe"] = np.where(probe_step < T, record["bias"][np.minimum(probe_step, T - 1), np.arange(R)], np.nan)
     runs["final_reward"] = record["reward"][-1]
     runs["final_gold_reward"] = record["gold_reward"][-1]
     runs["peak_gold_reward"] = np.nanmax(record["gold_reward"], axis=0)
