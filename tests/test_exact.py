@@ -48,8 +48,8 @@ def test_closed_form_gradient_matches_autograd(bed, objective):
     reference = surrogate_grad_autograd(bed, theta, behavior_logprobs, objective, eps)
     assert torch.allclose(grad, reference, rtol=1e-9, atol=1e-12)
     if objective == "behavior":  # the point exercises clipping on both sides
-        assert (weights * sur.clipped_low.double().mean(-1)).sum() > 0.01
-        assert (weights * sur.clipped_high.double().mean(-1)).sum() > 0.01
+        assert (weights * sur.clipped_low.double().mean(1)).sum() > 0.01
+        assert (weights * sur.clipped_high.double().mean(1)).sum() > 0.01
 
 
 def test_clipped_gradient_matches_finite_differences(bed):
@@ -77,7 +77,7 @@ def test_exact_gradient_matches_monte_carlo(bed):
     theta, behavior_logprobs, eps = stale_point(bed, runs=1, drift=0.2, seed=3)
     eps = eps[:1]
     exact = surrogate_grad(bed, theta, behavior_logprobs, "behavior", eps)[0][0]
-    mu = behavior_logprobs.sum(-1).exp().view(bed.P, bed.Y)
+    mu = behavior_logprobs.sum(1).exp().view(bed.P, bed.Y)
     adv = exact_advantages(mu[None], bed.proxy).view(-1)
     g = torch.Generator().manual_seed(4)
     batches, per_prompt = 40, 500
@@ -86,8 +86,8 @@ def test_exact_gradient_matches_monte_carlo(bed):
         ys = torch.multinomial(mu, per_prompt, replacement=True, generator=g)
         n = (torch.arange(bed.P)[:, None] * bed.Y + ys).reshape(-1)
         th = theta.detach().requires_grad_(True)
-        logprobs = bed.token_logprobs(th)[0, n]
-        sur = token_surrogate(logprobs, behavior_logprobs[0, n], adv[n, None], "behavior", eps[0], eps[0])
+        logprobs = bed.token_logprobs(th)[0, :, n].T  # [samples, L]
+        sur = token_surrogate(logprobs, behavior_logprobs[0, :, n].T, adv[n, None], "behavior", eps[0], eps[0])
         (grad,) = torch.autograd.grad(sur.value.mean(-1).mean(), th)
         estimates.append(grad[0])
     estimates = torch.stack(estimates)
@@ -112,7 +112,7 @@ def test_lag_zero_is_on_policy_grpo(bed):
     gold = []
     for _ in range(40):
         logprobs = bed.token_logprobs(theta)
-        gold.append(((logprobs.sum(-1).exp() / bed.P) * bed.gold.view(-1)).sum().item())
+        gold.append(((logprobs.sum(1).exp() / bed.P) * bed.gold.view(-1)).sum().item())
         theta = theta + 2.0 * surrogate_grad_autograd(bed, theta, None, "behavior", eps)
     assert np.allclose(steps.gold_reward.values, gold, rtol=1e-10, atol=1e-12)
     assert (steps.bias == 0).all() and (steps.lag == 0).all() and (steps.kl_behavior.abs() < 1e-12).all()

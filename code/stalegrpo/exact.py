@@ -80,7 +80,7 @@ class ExactConfig:
     reward_seed: int = 0
     """seed of the target and hack sequences (the reward tables)"""
     hack_bonus: float = field(default=0.5, metadata={"minimum": 0})
-    """proxy-reward bonus of each prompt's hack sequence (gold reward 0); 0 = well-specified"""
+    """proxy-reward bonus of each prompt's hack sequence (the gold reward of the hack is 0)"""
     init_scale: float = field(default=0.5, metadata={"minimum": 0})
     """std of the Gaussian initial θ_0 (drawn per seed)"""
     objective: Literal["behavior", "recompute", "decoupled", "tis"] = "behavior"
@@ -163,22 +163,28 @@ class ExactTestbed:
 
     def tables(self, theta: torch.Tensor) -> list[torch.Tensor]:
         """log π_θ(v | x, prefix) per position t, each [R, P·V^t, V]."""
-        return [torch.log_softmax((theta @ phi.T).view(theta.shape[0], -1, self.V), -1) for phi in self.phi]
+        # x - logsumexp(x) rather than torch.log_softmax, which is several times slower over V = 4
+        logits = [(theta @ phi.T).view(theta.shape[0], -1, self.V) for phi in self.phi]
+        return [z - z.logsumexp(-1, keepdim=True) for z in logits]
 
     def token_logprobs(self, theta: torch.Tensor, tables=None) -> torch.Tensor:
-        """log π_θ of every token of every sequence, [R, N, L] (N = P·V^L)."""
+        """log π_θ of every token of every sequence, [R, L, N] (N = P·V^L; token-major, so that
+        sums over tokens are fast): token t of all sequences sharing a prefix of length t+1."""
         tables = self.tables(theta) if tables is None else tables
         R, V, L = theta.shape[0], self.V, self.L
-        per_token = [lp.reshape(R, -1, 1).expand(-1, -1, V ** (L - 1 - t)).reshape(R, -1) for t, lp in enumerate(tables)]
-        return torch.stack(per_token, -1)
+        out = theta.new_empty(R, L, self.P * self.Y)
+        for t, lp in enumerate(tables):
+            suffixes = V ** (L - 1 - t)
+            out[:, t].view(R, -1, suffixes).copy_(lp.reshape(R, -1, 1).expand(-1, -1, suffixes))
+        return out
 
     def backprop(self, tables, token_grad: torch.Tensor) -> torch.Tensor:
-        """Chain rule from ∂J/∂log π of every token [R, N, L] to ∂J/∂θ [R, D]: sum over the
+        """Chain rule from ∂J/∂log π of every token [R, L, N] to ∂J/∂θ [R, D]: sum over the
         sequences sharing each (prefix, token), then through log-softmax and the features."""
         R, V, L = token_grad.shape[0], self.V, self.L
         grad = 0
         for t, (lp, phi) in enumerate(zip(tables, self.phi)):
-            g = token_grad[..., t].reshape(R, -1, V ** (L - 1 - t)).sum(-1).view(R, -1, V)
+            g = token_grad[:, t].reshape(R, -1, V ** (L - 1 - t)).sum(-1).view(R, -1, V)
             g = g - lp.exp() * g.sum(-1, keepdim=True)  # log-softmax Jacobian
             grad = grad + g.reshape(R, -1) @ phi
         return grad
@@ -192,18 +198,19 @@ def exact_advantages(seq_probs: torch.Tensor, rewards: torch.Tensor) -> torch.Te
 
 
 def exact_surrogate(bed, logprobs, behavior_logprobs, objective, eps, tis_cap=2.0, rewards=None):
-    """L(θ; μ) = Σ_x (1/P) Σ_y μ(y|x) (1/L) Σ_t term_t, per run: returns (value [R], surrogate).
+    """L(θ; μ) = Σ_x (1/P) Σ_y μ(y|x) (1/L) Σ_t term_t per run; returns (value [R], the
+    TokenSurrogate, and the sequence weights μ(y|x)/P [R, N]).
 
-    ``logprobs`` / ``behavior_logprobs`` are token log-probs [R, N, L] of π_θ and μ; ``eps``
+    ``logprobs`` / ``behavior_logprobs`` are token log-probs [R, L, N] of π_θ and μ; ``eps``
     broadcasts as [R, 1, 1]. μ's sequence probabilities weight the sequences and define the
     advantages, so passing an un-detached μ gives the population objective F(θ) = L(θ; π_θ).
     """
     R = logprobs.shape[0]
     rewards = bed.proxy if rewards is None else rewards
-    mu = behavior_logprobs.sum(-1).exp().view(R, bed.P, bed.Y)
-    adv = exact_advantages(mu, rewards).view(R, -1, 1)
+    mu = behavior_logprobs.sum(1).exp().view(R, bed.P, bed.Y)
+    adv = exact_advantages(mu, rewards).view(R, 1, -1)
     sur = token_surrogate(logprobs, behavior_logprobs, adv, objective, eps, eps, tis_cap)
-    value = (sur.value.mean(-1) * mu.view(R, -1)).sum(-1) / bed.P
+    value = (sur.value.mean(1) * mu.view(R, -1)).sum(-1) / bed.P
     return value, sur, mu.view(R, -1) / bed.P
 
 
@@ -220,7 +227,7 @@ def surrogate_grad(bed, theta, behavior_logprobs, objective, eps, tis_cap=2.0, t
     beh = logprobs if behavior_logprobs is None else behavior_logprobs
     value, sur, weights = exact_surrogate(bed, logprobs, beh, objective, eps, tis_cap)
     active = ~(sur.clipped_low | sur.clipped_high)
-    token_grad = sur.value * active * (weights / bed.L)[..., None]
+    token_grad = sur.value * active * (weights / bed.L)[:, None]
     return bed.backprop(tables, token_grad), value, sur, weights
 
 
@@ -247,8 +254,8 @@ def sampled_grad(bed, theta, behavior_logprobs, cfg, eps, generator):
     """Finite-batch gradient: B prompts × G completions drawn from μ, group advantages of §2."""
     R, B, G = theta.shape[0], cfg.batch_prompts, cfg.group_size
     theta = theta.detach().requires_grad_(True)
-    logprobs = bed.token_logprobs(theta).view(R, bed.P, bed.Y, bed.L)
-    beh = behavior_logprobs.view(R, bed.P, bed.Y, bed.L)
+    logprobs = bed.token_logprobs(theta).transpose(1, 2).reshape(R, bed.P, bed.Y, bed.L)
+    beh = behavior_logprobs.transpose(1, 2).reshape(R, bed.P, bed.Y, bed.L)
     prompts = torch.randint(bed.P, (R, B), generator=generator)
     mu = beh.sum(-1).exp()[torch.arange(R)[:, None], prompts]  # [R, B, Y]
     ys = torch.multinomial(mu.reshape(R * B, bed.Y), G, replacement=True, generator=generator).view(R, B, G)
@@ -309,7 +316,7 @@ def simulate(cfg: ExactConfig, progress: bool = False):
 
         with torch.no_grad():
             seq_lp = sum(lp.reshape(R, -1, 1).expand(-1, -1, bed.V ** (L - 1 - t)).reshape(R, -1) for t, lp in enumerate(tables))
-            mu_seq_lp = behavior_logprobs.sum(-1)
+            mu_seq_lp = behavior_logprobs.sum(1)
             pi = seq_lp.exp() / bed.P  # joint weights over (x, y), prompts uniform
             fresh_norm = grad_fresh.norm(dim=-1)
             bias = (grad_stale - grad_fresh).norm(dim=-1)
@@ -320,8 +327,8 @@ def simulate(cfg: ExactConfig, progress: bool = False):
                 "entropy": -(pi * seq_lp).sum(-1) / L,
                 "kl_behavior": (mu * (mu_seq_lp - seq_lp)).sum(-1) / L,
                 "ess": 1 / (pi**2 / mu).sum(-1),
-                "clip_frac_low": (mu * sur.clipped_low.to(dtype).mean(-1)).sum(-1),
-                "clip_frac_high": (mu * sur.clipped_high.to(dtype).mean(-1)).sum(-1),
+                "clip_frac_low": (mu * sur.clipped_low.to(dtype).mean(1)).sum(-1),
+                "clip_frac_high": (mu * sur.clipped_high.to(dtype).mean(1)).sum(-1),
                 "bias": bias,
                 "bias_rel": bias / fresh_norm,
                 "drift": (theta - theta_behavior).norm(dim=-1),
