@@ -104,10 +104,10 @@ class SharedWeights:
             self.version.value = version
             self.cond.notify_all()
 
-    def wait_for(self, version: int, stop=None, poll_s: float = 0.5) -> None:
-        """Block until the published version is ≥ ``version`` (or ``stop`` is set)."""
+    def wait_for(self, version: int, should_stop=None, poll_s: float = 0.5) -> None:
+        """Block until the published version is ≥ ``version`` (or ``should_stop()`` is true)."""
         with self.cond:
-            while self.version.value < version and not (stop is not None and stop.is_set()):
+            while self.version.value < version and not (should_stop is not None and should_stop()):
                 self.cond.wait(poll_s)
 
     def read(self, into: torch.Tensor) -> int:

@@ -156,7 +156,8 @@ class Learner:
 
         # diagnostics at θ_k, before the update
         log_ratio = (lp - batch.behavior_logprobs) * mask
-        kl_behavior_tok = k3_kl(batch.behavior_logprobs, lp)
+        # in float64: in float32, exp(x) - 1 - x has a rounding floor of ~1e-8 per token
+        kl_behavior_tok = k3_kl(batch.behavior_logprobs.double(), lp.double())
         fresh = (lag == 0).float().unsqueeze(1) * mask
         lp_len = batch.prompt_ids.shape[1]
         logits = self._logits[:, lp_len - 1 : -1].float() / cfg.temperature
@@ -164,7 +165,7 @@ class Learner:
             "ess": normalised_ess(log_ratio.sum(1)),
             "ess_token": normalised_ess(log_ratio[batch.completion_mask]),
             "kl_behavior": masked_mean(kl_behavior_tok, mask),
-            "kl_ref": masked_mean(k3_kl(lp, ref_logprobs), mask) if ref_logprobs is not None else float("nan"),
+            "kl_ref": masked_mean(k3_kl(lp.double(), ref_logprobs.double()), mask) if ref_logprobs is not None else float("nan"),
             "mismatch_kl": masked_mean(kl_behavior_tok, fresh),
             "entropy": masked_mean(token_entropy(logits), mask),
         }

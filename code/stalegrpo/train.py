@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
-import math
+import os
 import shutil
 import signal
 import time
@@ -186,16 +186,22 @@ class FixedSource:
 def actor_process(cfg, shared, queue, stop, start_batch: int) -> None:
     """Actor loop of the async schedule: wait for admission, load the newest weights, generate."""
     torch.set_num_threads(max(1, cfg.threads // 2))
+    queue.cancel_join_thread()  # exit without flushing batches nobody will consume
+    parent = os.getppid()
+
+    def should_stop():  # asked to, or orphaned by a learner that was killed
+        return stop.is_set() or os.getppid() != parent
+
     model, tokenizer = load_policy(cfg.init_checkpoint)
     task = get_task(cfg.task, digits=cfg.digits)
     actor = make_actor(cfg.actor, model, tokenizer, task)
     actor.version = -1
     flat = flat_params(model)
     n = start_batch
-    while not stop.is_set():
+    while not should_stop():
         start = time.perf_counter()
-        shared.wait_for(admission_version(n, cfg.updates_per_batch, cfg.S), stop)
-        if stop.is_set():
+        shared.wait_for(admission_version(n, cfg.updates_per_batch, cfg.S), should_stop)
+        if should_stop():
             break
         admitted = time.perf_counter()
         version = shared.read(flat)
@@ -241,7 +247,12 @@ class AsyncSource:
         self.stop.set()
         with self.shared.cond:
             self.shared.cond.notify_all()
-        self.process.join(timeout=10)
+        deadline = time.perf_counter() + 10
+        while self.process.is_alive() and time.perf_counter() < deadline:
+            try:  # drain, so that the actor is never blocked on a full pipe
+                self.queue.get(timeout=0.1)
+            except Exception:
+                pass
         if self.process.is_alive():
             self.process.terminate()
         self.queue.cancel_join_thread()

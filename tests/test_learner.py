@@ -1,0 +1,119 @@
+"""The learner: one log-prob computation shared with the actor, ZeRO stages, §3 metrics and §6 schedules."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from stalegrpo.actors import make_actor
+from stalegrpo.buffer import flat_params
+from stalegrpo.learner import Learner, bias_probe, learning_rate, normalised_ess
+from stalegrpo.policy import build_model, build_tokenizer
+from stalegrpo.tasks import get_task
+from stalegrpo.train import TrainConfig
+
+torch.set_num_threads(1)
+
+
+def tiny_setup(seed=0):
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, hidden=32, layers=1, heads=2, intermediate=64, seed=seed)
+    task = get_task("addition", digits=1)
+    cfg = TrainConfig(batch_prompts=4, group_size=4, lr=1e-2, threads=1, eps_lo=0.2, eps_hi=0.2)
+    return model, tokenizer, task, cfg
+
+
+def rollout_with_signal(actor, task, cfg, seed=0):
+    """A batch whose rewards are replaced by random ones, so that every group has spread."""
+    import numpy as np
+
+    problems = task.sample("train", cfg.batch_prompts, np.random.default_rng(seed))
+    rollout = actor.generate(problems, cfg.group_size, 1.0, seed=seed)
+    rollout.rewards = torch.rand(len(rollout.rewards), generator=torch.Generator().manual_seed(seed)).round()
+    rollout.rewards[:: cfg.group_size] = 1.0
+    rollout.rewards[1 :: cfg.group_size] = 0.0
+    return rollout
+
+
+def test_actor_and_learner_logprobs_agree_at_equal_versions():
+    model, tokenizer, task, cfg = tiny_setup()
+    actor = make_actor("hf", copy.deepcopy(model), tokenizer, task)
+    learner = Learner(model, copy.deepcopy(model), cfg)
+    batch = rollout_with_signal(actor, task, cfg)
+    with torch.no_grad():
+        logprobs = learner.logprobs(learner.engine, batch)
+    gap = (logprobs - batch.behavior_logprobs).abs()[batch.completion_mask].max()
+    assert gap < 1e-5
+    metrics = learner.step(batch)  # lag 0: actor and learner at version 0
+    assert metrics["mismatch_kl"] < 1e-9
+    assert abs(metrics["ess"] - 1) < 1e-6 and metrics["kl_behavior"] < 1e-9
+    assert metrics["update_norm"] > 0 and learner.version == 1
+
+
+@pytest.mark.parametrize("objective", ["behavior", "recompute", "decoupled", "tis"])
+def test_stale_batch_metrics_per_objective(objective):
+    """After updates, a batch from version 0 has lag > 0, ESS < 1 and kl_behavior > 0; only the
+    behavior objective clips against μ; recompute, decoupled and tis clip against π_{θ_k}, whose
+    ratio starts at 1."""
+    model, tokenizer, task, cfg = tiny_setup()
+    cfg = replace(cfg, objective=objective, lr=3e-2)
+    actor = make_actor("hf", copy.deepcopy(model), tokenizer, task)
+    learner = Learner(model, copy.deepcopy(model), cfg)
+    stale = rollout_with_signal(actor, task, cfg, seed=1)
+    for _ in range(3):
+        learner.step(rollout_with_signal(actor, task, cfg, seed=2))
+    metrics = learner.step(stale)
+    assert learner.version == 4 and math.isnan(metrics["mismatch_kl"])
+    assert metrics["ess"] < 1 and metrics["kl_behavior"] > 0 and metrics["kl_ref"] > 0
+    clipped = metrics["clip_frac_low"] + metrics["clip_frac_high"]
+    assert (clipped > 0) if objective == "behavior" else (clipped == 0)
+
+
+def test_zero_stages_take_the_same_step():
+    """DeepSpeed ZeRO 0, 1 and 2 each run a step, and the updates agree (so the lr reaches the optimizer)."""
+    updates = []
+    for stage in (0, 1, 2):
+        model, tokenizer, task, cfg = tiny_setup()
+        cfg = replace(cfg, deepspeed_zero=stage, lr=1e-3)
+        actor = make_actor("hf", copy.deepcopy(model), tokenizer, task)
+        learner = Learner(model, None, replace(cfg, log_kl_ref=False))
+        before = flat_params(learner.model)
+        metrics = learner.step(rollout_with_signal(actor, task, cfg))
+        updates.append(flat_params(learner.model) - before)
+        assert metrics["finite"] and metrics["grad_norm"] > 0 and learner.version == 1
+    for update in updates[1:]:
+        torch.testing.assert_close(update, updates[0], rtol=1e-4, atol=1e-7)
+    assert updates[0].norm() > 0
+
+
+def test_learning_rate_schedules():
+    cfg = TrainConfig(lr=1e-3, warmup_steps=0)
+    assert learning_rate(replace(cfg, lr_schedule="constant"), 5, 0.25, 4.0) == 1e-3
+    assert learning_rate(replace(cfg, lr_schedule="ess"), 5, 0.25, 4.0) == pytest.approx(5e-4)
+    assert learning_rate(replace(cfg, lr_schedule="ess"), 5, 1.7, 4.0) == pytest.approx(1e-3)
+    assert learning_rate(replace(cfg, lr_schedule="staleness"), 5, 0.25, 4.0) == pytest.approx(2.5e-4)
+    assert learning_rate(replace(cfg, lr_schedule="staleness"), 5, 0.25, 0.5) == pytest.approx(1e-3)
+    warm = replace(cfg, lr_schedule="staleness", warmup_steps=10)
+    assert learning_rate(warm, 0, 1.0, 4.0) == pytest.approx(2.5e-5)
+    assert learning_rate(warm, 20, 1.0, 4.0) == pytest.approx(2.5e-4)
+
+
+def test_normalised_ess():
+    assert normalised_ess(torch.zeros(8)) == pytest.approx(1.0)
+    assert normalised_ess(torch.tensor([0.0, -1e4, -1e4, -1e4])) == pytest.approx(0.25)
+    w = torch.tensor([1.0, 2.0, 3.0])
+    assert normalised_ess(w.log()) == pytest.approx(36 / (3 * 14))
+
+
+def test_bias_probe_estimator():
+    g = torch.tensor([1.0, 2.0])
+    same = bias_probe(g, g, g, g)
+    assert same["probe_bias"] == 0 and same["probe_grad_sq"] == pytest.approx(5.0)
+    shifted = bias_probe(g + torch.tensor([3.0, 4.0]), g + torch.tensor([3.0, 4.0]), g, g)
+    assert shifted["probe_bias"] == pytest.approx(5.0) and shifted["probe_rel_bias"] == pytest.approx(5 / math.sqrt(5))
+    opposite = bias_probe(g + 1, g - 1, g, g)  # negative estimate: bias reported as 0
+    assert opposite["probe_bias_sq"] < 0 and opposite["probe_bias"] == 0
