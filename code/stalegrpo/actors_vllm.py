@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -61,6 +62,10 @@ ENGINE_ENV = {
 """environment vLLM reads at import; set only where the user has not set it"""
 for _key, _value in ENGINE_ENV.items():
     os.environ.setdefault(_key, _value)
+
+
+CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+"""head dims vLLM 0.32's CPU attention kernel has (``CPUAttentionBackend.get_supported_head_sizes``)"""
 
 
 class _QuietRotaryReload(logging.Filter):
@@ -107,6 +112,13 @@ class VLLMActor:
         self._skip_reload = False
         self._skip_cache_reset = False
 
+        config = self.model.config
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        if self.device.type == "cpu" and head_dim not in CPU_HEAD_DIMS:
+            raise ValueError(
+                f"vLLM's CPU attention supports head dims {CPU_HEAD_DIMS}; this model has {head_dim} "
+                f"(hidden {config.hidden_size} / {config.num_attention_heads} heads): use the hf actor"
+            )
         dtype = next(self.model.parameters()).dtype
         options = {
             "model": str(path),
@@ -122,9 +134,15 @@ class VLLMActor:
         if self.device.type == "cpu":
             options["block_size"] = 32  # the CPU attention backend needs a multiple of 32
         start = time.perf_counter()
+        # vLLM seeds the global torch/numpy/random generators of the process it runs in; the
+        # learner shares this process in the fixed schedule, so its random state is kept
+        rng_states = torch.get_rng_state(), np.random.get_state(), random.getstate()
         self.llm = LLM(**(options | engine_kwargs))
+        torch.set_rng_state(rng_states[0]), np.random.set_state(rng_states[1]), random.setstate(rng_states[2])
+        # the first batch takes seconds (kernel set-up); pay it here, not in the first step's gen_s
+        self.generate(task.sample("train", 2, np.random.default_rng(0)), 2, seed=0)
         self.startup_s = time.perf_counter() - start
-        """seconds the engine took to start"""
+        """seconds the engine took to start and warm up"""
         reload_logger = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
         if not any(isinstance(f, _QuietRotaryReload) for f in reload_logger.filters):
             reload_logger.addFilter(_QuietRotaryReload())
