@@ -167,3 +167,12 @@ def test_cli_writes_tables_and_summary(tmp_path):
     assert {"bias", "bias_rel", "drift", "gold_reward", "kl_behavior", "ess"} <= set(steps.columns)
     assert "fits" in summary and summary["runs_x_steps_per_s"] > 0
     assert cli.main(["exact", str(ROOT / "config" / "exact_smoke.yaml"), "horizon=oops", "--out", str(tmp_path)]) == 2
+
+
+def test_adam_runs_and_differs_from_sgd():
+    sgd, _ = run_grid("lags=[2]", "lrs=[0.05]", "optimizer=sgd")
+    adam, _ = run_grid("lags=[2]", "lrs=[0.05]", "optimizer=adam")
+    assert np.isfinite(adam.gold_reward).all()
+    # Adam's first step has size ~η per coordinate whatever the gradient scale
+    assert adam.update_norm.iloc[0] == pytest.approx(0.05 * np.sqrt(ExactTestbed(ExactConfig()).D), rel=0.01)
+    assert abs(adam.update_norm.iloc[0] - sgd.update_norm.iloc[0]) > 0.1
