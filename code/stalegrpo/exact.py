@@ -296,6 +296,7 @@ def simulate(cfg: ExactConfig, progress: bool = False):
     ring = theta[None].repeat(ring_size, 1, 1)  # ring[k % ring_size] = θ_k
     adam_m, adam_v = torch.zeros_like(theta), torch.zeros_like(theta)
     beta1, beta2 = cfg.adam_betas
+    # sampled mode: one stream for the whole grid (runs draw independent samples from it)
     sampler = torch.Generator().manual_seed(int(runs.seed.iloc[0]) * 7919 + 17)
     monitor = CollapseMonitor(cfg.collapse, R)
     record = {name: np.full((T, R), np.nan, dtype=cfg.dtype) for name in STEP_COLUMNS}
@@ -327,7 +328,8 @@ def simulate(cfg: ExactConfig, progress: bool = False):
                 "gold_reward": (pi * bed.gold.view(-1)).sum(-1),
                 "entropy": -(pi * seq_lp).sum(-1) / L,
                 "kl_behavior": (mu * (mu_seq_lp - seq_lp)).sum(-1) / L,
-                "ess": 1 / (pi**2 / mu).sum(-1),
+                # E_μ w² = Σ π²/μ, in log space so that an underflowed μ(y) cannot give 0/0
+                "ess": 1 / ((2 * seq_lp - mu_seq_lp).exp().sum(-1) / bed.P),
                 "clip_frac_low": (mu * sur.clipped_low.to(dtype).mean(1)).sum(-1),
                 "clip_frac_high": (mu * sur.clipped_high.to(dtype).mean(1)).sum(-1),
                 "bias": bias,
