@@ -58,6 +58,8 @@ def test_clipped_gradient_matches_finite_differences(bed):
     # stay away from the kinks of the clip so that central differences are valid
     ratio = (bed.token_logprobs(theta) - behavior_logprobs).exp()
     assert ((ratio - (1 - eps)).abs().min() > 1e-4) and ((ratio - (1 + eps)).abs().min() > 1e-4)
+    _, sur, _ = exact_surrogate(bed, bed.token_logprobs(theta), behavior_logprobs, "behavior", eps)
+    assert sur.clipped_low.any() and sur.clipped_high.any()  # the point exercises both clips
 
     def value(th):
         return exact_surrogate(bed, bed.token_logprobs(th), behavior_logprobs, "behavior", eps)[0].sum()
