@@ -1,8 +1,8 @@
 """F2 (SCIENCE.md §8): collapse time T_c over (S, η), and T_c·η against S.
 
-Left: heat map of the median T_c over seeds; a cell where every seed was censored (no detector
-fired within the horizon) shows "≥T" on a hatched background, a partly censored cell is marked
-"*". Right: T_c·η against S, one line per η; hollow markers are censored runs plotted at
+Left: heat map of the median T_c over seeds (censored runs counted at the horizon); a cell where
+every seed was censored (no detector fired within the horizon) is hatched, a partly censored
+cell is marked "*". Right: T_c·η against S, one line per η; hollow markers are censored runs plotted at
 horizon·η (a lower bound). The claim: T_c·η is flat across η where the horizon limits (drift
 T·η governs) and falls with S where the stale constraint binds.
 
@@ -44,7 +44,7 @@ def main() -> None:
     cens = cells.pivot(index="S", columns="eta", values="n_censored").reindex(index=s_values, columns=etas)
     count = cells.pivot(index="S", columns="eta", values="n").reindex(index=s_values, columns=etas)
 
-    fig, (ax_map, ax_line) = plt.subplots(1, 2, figsize=(10.0, 4.0), width_ratios=[1.1, 1.0])
+    fig, (ax_map, ax_line) = plt.subplots(1, 2, figsize=(11.5, 4.3), width_ratios=[1.25, 1.0])
     image = ax_map.imshow(np.log10(grid.to_numpy(float)), cmap="Greys_r", aspect="auto", origin="lower")
     for i, s in enumerate(s_values):
         for j, eta in enumerate(etas):
@@ -55,9 +55,10 @@ def main() -> None:
             if all_censored:
                 ax_map.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
                                                edgecolor="0.5", lw=0))
-            label = f"≥{value:.0f}" if all_censored else f"{value:.0f}" + ("*" if n_c else "")
+                continue  # the hatch says it: no collapse within the horizon
+            label = f"{value:.0f}" + ("*" if n_c else "")
             shade = image.norm(np.log10(value))
-            ax_map.text(j, i, label, ha="center", va="center", fontsize=7,
+            ax_map.text(j, i, label, ha="center", va="center", fontsize=6 if len(etas) > 8 else 7,
                         color="black" if shade > 0.55 else "white")
     ax_map.set_xticks(range(len(etas)), [f"{e:g}" for e in etas], rotation=45)
     ax_map.set_yticks(range(len(s_values)), [str(s) for s in s_values])
@@ -65,7 +66,9 @@ def main() -> None:
     ax_map.grid(False)
     bar = fig.colorbar(image, ax=ax_map, shrink=0.85)
     bar.set_label("log10 median T_c (learner steps)")
-    ax_map.set_title("median T_c; ≥T hatched: all seeds censored; * some censored", fontsize=8)
+    horizon = int(cells["horizon"].max())
+    ax_map.set_title(f"median T_c over seeds; hatched: no collapse within T = {horizon} (censored); "
+                     "* some seeds censored", fontsize=7)
 
     per_run = runs.assign(censored=runs["censored"].astype(bool))
     per_run = per_run.assign(t_c=np.where(per_run["censored"], per_run["horizon"], per_run["collapse_step"]))

@@ -1,9 +1,9 @@
 """F4 (SCIENCE.md §8): the per-step dashboard of one stable and one collapsing run.
 
 Panels: reward, lag, ESS, kl_behavior, grad_norm and entropy against learner steps. The two runs
-share S; the stable run is the censored run with the largest η at that S, the collapsing run the
-collapsed run with the smallest η (seed 0 where it exists), so they differ as little as the grid
-allows. The source is the language-model runs once there are any with both kinds, else the
+share S (the middle one of those that have both kinds); the collapsing run is the one with the
+smallest collapsing η, the stable run the censored one with the largest η below it, so that they
+differ as little as the grid allows. The source is the language-model runs once there are any with both kinds, else the
 exact testbed; the title says which. A vertical line marks the collapse step.
 
     python code/plot_dashboard.py --steps results/tables/steps.parquet --runs results/tables/runs.parquet \
@@ -27,19 +27,25 @@ PANELS = [  # (column candidates in order of preference, axis label)
 
 
 def choose_pair(runs: pd.DataFrame, s_choice) -> tuple[pd.Series | None, pd.Series | None, int | None]:
-    """(stable run, collapsing run, S) at one S, or Nones if no S has both."""
+    """(stable run, collapsing run, S), or Nones if no S has both.
+
+    S is ``s_choice`` or else the middle one of the S values that have both kinds (the extremes
+    of a grid are rarely typical); the collapsing run is the one with the smallest collapsing η,
+    the stable run the censored one with the largest η below it (seed: the smallest).
+    """
     runs = runs.assign(censored=runs["censored"].astype(bool))
-    if "seed" in runs and (runs["seed"] == runs["seed"].min()).any():
-        runs = runs[runs["seed"] == runs["seed"].min()]
-    both = [s for s, g in runs.groupby("S") if g["censored"].any() and (~g["censored"]).any()]
+    runs = runs[runs["seed"] == runs["seed"].min()] if "seed" in runs else runs
+    both = sorted(s for s, g in runs.groupby("S") if g["censored"].any() and (~g["censored"]).any())
     if s_choice is not None:
         both = [s for s in both if s == s_choice]
     if not both:
         return None, None, None
-    s = max(both)
+    s = both[len(both) // 2]
     at_s = runs[runs["S"] == s]
-    stable = at_s[at_s["censored"]].sort_values("eta").iloc[-1]
     collapsing = at_s[~at_s["censored"]].sort_values("eta").iloc[0]
+    stable = at_s[at_s["censored"]].sort_values("eta")
+    below = stable[stable["eta"] < collapsing["eta"]]
+    stable = (below if len(below) else stable).iloc[-1]
     return stable, collapsing, int(s)
 
 
