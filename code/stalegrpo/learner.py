@@ -41,10 +41,12 @@ def setup_distributed_env() -> None:
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions"))
-    if "MASTER_PORT" not in os.environ:
-        with socket.socket() as s:  # a free port, so that runs side by side do not collide
+    # a free port, so that runs side by side do not collide; a port this code picked in a parent
+    # process (inherited through the environment) is not a launcher's and is picked anew
+    if "MASTER_PORT" not in os.environ or os.environ["MASTER_PORT"] == os.environ.get("STALEGRPO_PICKED_PORT"):
+        with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+            os.environ["MASTER_PORT"] = os.environ["STALEGRPO_PICKED_PORT"] = str(s.getsockname()[1])
     for key, value in (("MASTER_ADDR", "127.0.0.1"), ("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):
         os.environ.setdefault(key, value)
 
