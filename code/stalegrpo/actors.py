@@ -8,7 +8,8 @@ the same left padding and position ids ``cumsum(mask) - 1``, and the gap is test
 
 Backends sit behind one small interface (:class:`Actor`, :func:`make_actor`): ``hf`` is a
 hand-written KV-cache sampling loop over a transformers model (CPU or CUDA), which is at least
-as fast as ``model.generate`` and yields the log-probs as it goes; ``vllm`` comes later.
+as fast as ``model.generate`` and yields the log-probs as it goes; ``vllm`` is
+:mod:`stalegrpo.actors_vllm`.
 
 Contract shared with the learner side (/tmp/lm_api.md)::
 
@@ -179,6 +180,8 @@ class HFActor:
         self.task = task
         self.device = torch.device(device)
         self.version = version
+        self.weight_sync_s = 0.0
+        """seconds the last :meth:`load_weights` took (SCIENCE.md §3 ``weight_sync_s``)"""
 
     def encode(self, problems: list[Problem], group_size: int):
         ids, mask = encode_prompts(self.tokenizer, [p.prompt for p in problems])
@@ -227,6 +230,7 @@ class HFActor:
         Accepts a ``module.``-prefixed state dict (DDP/DeepSpeed wrappers) and one without the
         tied ``lm_head.weight``.
         """
+        start = time.perf_counter()
         state = {k.removeprefix("module."): v for k, v in state_dict.items()}
         params = dict(self.model.named_parameters())  # tied weights appear once
         missing = sorted(set(params) - set(state))
@@ -235,6 +239,9 @@ class HFActor:
         for name, p in params.items():
             p.copy_(state[name])
         self.version = int(version)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.weight_sync_s = time.perf_counter() - start
 
 
 def make_actor(backend: str, model_path_or_model, tokenizer, task: Task, device="cpu", **kw) -> Actor:
@@ -247,7 +254,9 @@ def make_actor(backend: str, model_path_or_model, tokenizer, task: Task, device=
             model = model_path_or_model
         return HFActor(model, tokenizer, task, device=device, **kw)
     if backend == "vllm":
-        raise NotImplementedError("the vllm actor backend is not implemented yet; use backend='hf'")
+        from stalegrpo.actors_vllm import VLLMActor  # vLLM is optional; import only when asked for
+
+        return VLLMActor(model_path_or_model, tokenizer, task, device=device, **kw)
     raise ValueError(f"unknown actor backend {backend!r}; choose from {list(BACKENDS)}")
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 # a 1 MB checkpoint loads in milliseconds; the progress bars would only clutter logs and tests
@@ -90,15 +90,21 @@ def build_model(
 
 
 def load_policy(path, dtype: torch.dtype = torch.float32) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
-    """Model and tokenizer saved with ``save_pretrained`` in the local directory ``path``."""
+    """Model and tokenizer saved with ``save_pretrained`` in the local directory ``path``.
+
+    The Auto classes also load a user-supplied checkpoint of another architecture (SCIENCE.md
+    §10, paper scale); nothing is downloaded.
+    """
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"no policy checkpoint at {str(path)!r} (expected config.json from save_pretrained; "
             "make one with `stalegrpo pretrain --out DIR`)"
         )
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(path, padding_side="left")
-    model = LlamaForCausalLM.from_pretrained(path, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left", local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+    if tokenizer.pad_token is None:  # padding is always masked, so any token will do
+        tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
 
 

@@ -1,0 +1,50 @@
+"""Tasks (SCIENCE.md §10): verifiers accept exactly the answer; splits are disjoint and deterministic."""
+
+import numpy as np
+import pytest
+
+from stalegrpo.tasks import Problem, get_task
+
+
+@pytest.mark.parametrize(
+    "name, prompt, answer", [("addition", "07+45=", "52"), ("multiplication", "12*34=", "408")]
+)
+def test_verifier_accepts_only_the_answer(name, prompt, answer):
+    task = get_task(name)
+    problem = task.problem(int(prompt[:2]), int(prompt[3:5]))
+    assert problem == Problem(prompt, answer)
+    assert task.reward(problem, answer) == 1.0
+    assert task.reward(problem, f" {answer}\n") == 1.0  # surrounding whitespace is not an error
+    for wrong in [str(int(answer) + 1), "0" + answer, answer + "0", "", "=", answer[:-1], f"{answer}x", "4 6"]:
+        assert task.reward(problem, wrong) == 0.0, wrong
+
+
+def test_prompts_have_fixed_length_and_budget_covers_answers():
+    for name, digits in [("addition", 2), ("addition", 3), ("multiplication", 2)]:
+        task = get_task(name, digits=digits)
+        problems = task.sample("train", 200, np.random.default_rng(0))
+        assert {len(p.prompt) for p in problems} == {2 * digits + 2}
+        assert max(len(p.answer) for p in problems) + 1 <= task.max_new_tokens  # answer + EOS
+    assert get_task("addition").max_new_tokens == 4  # "198" + EOS
+
+
+def test_splits_are_disjoint_complete_and_deterministic():
+    task = get_task("addition", digits=2)
+    train, heldout = set(task.all_problems("train")), set(task.all_problems("heldout"))
+    assert not train & heldout and len(train | heldout) == 100 * 100
+    assert 0.08 < len(heldout) / 1e4 < 0.12
+    # a fresh task object (another process, another machine) splits identically
+    assert set(get_task("addition", digits=2).all_problems("heldout")) == heldout
+    # sampling stays inside its split and is reproducible from the seed
+    drawn = task.sample("heldout", 300, np.random.default_rng(1))
+    assert set(drawn) <= heldout
+    assert drawn == task.sample("heldout", 300, np.random.default_rng(1))
+    assert drawn != task.sample("heldout", 300, np.random.default_rng(2))
+    assert set(task.sample("train", 300, np.random.default_rng(1))) <= train
+
+
+def test_bad_names_and_splits_are_errors():
+    with pytest.raises(ValueError, match="countdown"):
+        get_task("countdown")
+    with pytest.raises(ValueError, match="split"):
+        get_task("addition").sample("test", 1, np.random.default_rng(0))
