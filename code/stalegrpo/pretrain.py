@@ -1,0 +1,181 @@
+"""Pretraining of the base policy π_{θ_0}: supervised next-token learning of a task's answers.
+
+SCIENCE.md §10: the default run pretrains a small character-level Llama on the task itself,
+on the train split, until its held-out accuracy is clearly above 0 and clearly below 1, so that
+GRPO has room to improve it and to collapse it. The budget is a target, not a step count: every
+``eval_every`` steps the held-out sampled (temperature 1) accuracy is measured on
+``eval_problems`` problems, and pretraining stops at the first evaluation that reaches
+``target_accuracy`` (or at ``steps``). The final greedy and sampled held-out accuracies, on up to
+``final_eval_problems`` held-out problems, go to OUT/pretrain.json next to the checkpoint
+(``save_pretrained``: model + tokenizer, loadable with :func:`stalegrpo.policy.load_policy`).
+
+``model=PATH`` starts from an existing local checkpoint instead (paper scale); with
+``steps=0`` it is only evaluated and re-saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from stalegrpo.actors import make_actor
+from stalegrpo.config import load_config, to_dict
+from stalegrpo.policy import build_model, build_tokenizer, count_parameters, load_policy
+from stalegrpo.tasks import get_task
+
+
+@dataclass
+class PretrainConfig:
+    task: Literal["addition", "multiplication"] = "addition"
+    """the task whose answers the policy learns"""
+    digits: int = field(default=2, metadata={"minimum": 1})
+    """digits of each operand"""
+    heldout_fraction: float = field(default=0.1, metadata={"exclusiveMinimum": 0, "maximum": 0.5})
+    """fraction of all problems held out (by prompt hash)"""
+    model: str | None = None
+    """a local HF checkpoint directory to start from instead of a fresh model (nothing is downloaded)"""
+    hidden: int = field(default=128, metadata={"minimum": 8})
+    """hidden size of a fresh model"""
+    layers: int = field(default=2, metadata={"minimum": 1})
+    """transformer layers of a fresh model"""
+    heads: int = field(default=4, metadata={"minimum": 1})
+    """attention heads of a fresh model"""
+    intermediate: int = field(default=256, metadata={"minimum": 8})
+    """MLP width of a fresh model"""
+    steps: int = field(default=3000, metadata={"minimum": 0})
+    """maximum number of optimizer steps (0: evaluate and save only)"""
+    batch_size: int = field(default=64, metadata={"minimum": 1})
+    """problems per step, drawn fresh from the train split"""
+    lr: float = field(default=3e-3, metadata={"exclusiveMinimum": 0})
+    """AdamW learning rate after warm-up"""
+    weight_decay: float = field(default=0.0, metadata={"minimum": 0})
+    """AdamW weight decay"""
+    beta2: float = field(default=0.95, metadata={"minimum": 0, "exclusiveMaximum": 1})
+    """AdamW second-moment decay (0.95 tolerates the loss spikes of this tiny model better than 0.999)"""
+    grad_clip: float = field(default=1.0, metadata={"exclusiveMinimum": 0})
+    """gradient-norm clipping radius"""
+    warmup: int = field(default=20, metadata={"minimum": 0})
+    """linear learning-rate warm-up steps"""
+    target_accuracy: float | None = field(default=0.2, metadata={"maximum": 1})
+    """stop at the first evaluation whose held-out sampled accuracy reaches this (null: run all steps)"""
+    eval_every: int = field(default=25, metadata={"minimum": 1})
+    """steps between held-out evaluations"""
+    eval_problems: int = field(default=256, metadata={"minimum": 1})
+    """held-out problems per periodic evaluation"""
+    final_eval_problems: int = field(default=1000, metadata={"minimum": 1})
+    """held-out problems of the final evaluation"""
+    temperature: float = field(default=1.0, metadata={"exclusiveMinimum": 0})
+    """sampling temperature of the sampled accuracy (the RL actors' default)"""
+    seed: int = 0
+    """seed of the initialisation, the data and the evaluations"""
+    threads: int | None = field(default=None, metadata={"minimum": 1})
+    """torch CPU threads (null: all cores)"""
+
+
+CONFIG_CLASS = PretrainConfig
+
+
+def supervised_batch(tokenizer, problems):
+    """Right-padded ``prompt answer EOS`` sequences with labels only on ``answer EOS``."""
+    rows = []
+    for p in problems:
+        prompt = tokenizer(p.prompt)["input_ids"]
+        answer = tokenizer(p.answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append((prompt + answer, [-100] * len(prompt) + answer))
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+    labels = torch.full((len(rows), width), -100)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (ids, lab) in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(lab)] = torch.tensor(lab)
+        mask[i, : len(ids)] = 1
+    return input_ids, mask, labels
+
+
+def accuracy(actor, problems, temperature: float, seed: int) -> float:
+    """Mean reward of one completion per problem (temperature 0: greedy)."""
+    actor.model.eval()
+    rollout = actor.generate(problems, 1, temperature=temperature, seed=seed)
+    return float(rollout.rewards.mean())
+
+
+def heldout_eval_set(task, n: int, seed: int):
+    """Up to ``n`` held-out problems: all of them when the split is small, else a seeded sample."""
+    if hasattr(task, "all_problems") and 10 ** (2 * task.digits) <= 10**6:
+        problems = task.all_problems("heldout")
+        if len(problems) <= n:
+            return problems
+        rng = np.random.default_rng(seed)
+        return [problems[i] for i in rng.choice(len(problems), n, replace=False)]
+    return task.sample("heldout", n, np.random.default_rng(seed))
+
+
+def main(config_path: str | None, overrides: list[str], out: str) -> int:
+    cfg = load_config(PretrainConfig, config_path, overrides)
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task = get_task(cfg.task, digits=cfg.digits, heldout_fraction=cfg.heldout_fraction)
+    if cfg.model is not None:
+        model, tokenizer = load_policy(cfg.model)
+    else:
+        tokenizer = build_tokenizer()
+        model = build_model(tokenizer, cfg.hidden, cfg.layers, cfg.heads, cfg.intermediate, seed=cfg.seed)
+    actor = make_actor("hf", model, tokenizer, task)
+    rng = np.random.default_rng(cfg.seed)
+    eval_problems = task.sample("heldout", cfg.eval_problems, np.random.default_rng(cfg.seed + 1))
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, betas=(0.9, cfg.beta2), weight_decay=cfg.weight_decay
+    )
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / (cfg.warmup + 1)))
+
+    history, step, start = [], 0, time.perf_counter()
+    reached = False
+    while step < cfg.steps and not reached:
+        model.train()
+        input_ids, mask, labels = supervised_batch(tokenizer, task.sample("train", cfg.batch_size, rng))
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        warmup.step()
+        step += 1
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            sampled = accuracy(actor, eval_problems, cfg.temperature, seed=cfg.seed + step)
+            history.append({"step": step, "loss": loss.item(), "sampled_accuracy": sampled})
+            print(f"step {step:5d}  loss {loss.item():.4f}  held-out sampled accuracy {sampled:.3f}", flush=True)
+            reached = cfg.target_accuracy is not None and sampled >= cfg.target_accuracy
+    train_seconds = time.perf_counter() - start
+
+    final = heldout_eval_set(task, cfg.final_eval_problems, cfg.seed + 2)
+    summary = {
+        "config": to_dict(cfg),
+        "parameters": count_parameters(model),
+        "steps": step,
+        "train_seconds": train_seconds,
+        "target_reached": reached,
+        "heldout_problems": len(final),
+        "heldout_greedy_accuracy": accuracy(actor, final, 0.0, seed=cfg.seed),
+        "heldout_sampled_accuracy": accuracy(actor, final, cfg.temperature, seed=cfg.seed),
+        "history": history,
+    }
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / "pretrain.json").write_text(json.dumps(summary, indent=2))
+    print(
+        f"pretrained {summary['parameters']} parameters for {step} steps in {train_seconds:.1f} s; "
+        f"held-out accuracy greedy {summary['heldout_greedy_accuracy']:.3f}, "
+        f"sampled {summary['heldout_sampled_accuracy']:.3f}; saved to {out_dir}"
+    )
+    if cfg.target_accuracy is not None and cfg.steps > 0 and not reached:
+        print(f"warning: target accuracy {cfg.target_accuracy} not reached in {cfg.steps} steps")
+    return 0
