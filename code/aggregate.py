@@ -31,8 +31,12 @@ def exact_tables(runs_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs = pd.read_parquet(runs_path)
     steps = pd.read_parquet(runs_path.parent / "steps.parquet")
     if "horizon" not in runs.columns:  # steps run per run, when the testbed does not record it
-        runs = runs.merge(steps.groupby("run")["step"].max().add(1).rename("horizon"), left_on="run",
-                          right_index=True, how="left")
+        runs = runs.merge(
+            steps.groupby("run")["step"].max().add(1).rename("horizon"),
+            left_on="run",
+            right_index=True,
+            how="left",
+        )
     for frame in (steps, runs):
         frame.insert(0, "experiment", experiment)
         frame.insert(0, "source", "exact")
@@ -63,7 +67,7 @@ def lm_tables(summary_paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         point = _grid_point(run_dir)
         summary = json.loads(path.read_text())
         scalars = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
-        runs.append(dict(source="lm", experiment="lm", run=run) | point | scalars)
+        runs.append({"source": "lm", "experiment": "lm", "run": run} | point | scalars)
         frame = pd.read_parquet(run_dir / "steps.parquet")
         frame.insert(0, "run", run)
         frame.insert(0, "experiment", "lm")
@@ -71,8 +75,7 @@ def lm_tables(summary_paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         for key, value in point.items():
             frame[key] = value
         steps.append(frame)
-    return (pd.concat(steps, ignore_index=True) if steps else pd.DataFrame(),
-            pd.DataFrame(runs))
+    return (pd.concat(steps, ignore_index=True) if steps else pd.DataFrame(), pd.DataFrame(runs))
 
 
 def throughput_table(bench_paths: list[Path]) -> pd.DataFrame:
@@ -82,10 +85,17 @@ def throughput_table(bench_paths: list[Path]) -> pd.DataFrame:
     rows = []
     for path in bench_paths:
         bench = json.loads(path.read_text())
-        shared = dict(ideal=bench.get("ideal_speedup"), sync_t_gen=bench.get("t_gen"),
-                      sync_t_train=bench.get("t_train"), device=bench.get("device"), threads=bench.get("threads"))
-        rows.extend(shared | {k: v for k, v in run.items() if not isinstance(v, (dict, list))}
-                    for run in bench.get("runs", []))
+        shared = {
+            "ideal": bench.get("ideal_speedup"),
+            "sync_t_gen": bench.get("t_gen"),
+            "sync_t_train": bench.get("t_train"),
+            "device": bench.get("device"),
+            "threads": bench.get("threads"),
+        }
+        rows.extend(
+            shared | {k: v for k, v in run.items() if not isinstance(v, (dict, list))}
+            for run in bench.get("runs", [])
+        )
     table = pd.DataFrame(rows)
     for column in THROUGHPUT_COLUMNS:
         if column not in table:
@@ -94,9 +104,15 @@ def throughput_table(bench_paths: list[Path]) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--exact-runs", nargs="*", default=[], type=Path, help="runs.parquet of each exact experiment")
-    parser.add_argument("--lm-summaries", nargs="*", default=[], type=Path, help="summary.json of each LM run")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--exact-runs", nargs="*", default=[], type=Path, help="runs.parquet of each exact experiment"
+    )
+    parser.add_argument(
+        "--lm-summaries", nargs="*", default=[], type=Path, help="summary.json of each LM run"
+    )
     parser.add_argument("--bench", nargs="*", default=[], type=Path, help="bench.json of the LM benchmark")
     parser.add_argument("--steps", required=True, type=Path)
     parser.add_argument("--runs", required=True, type=Path)
@@ -104,17 +120,25 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     parts = [exact_tables(p) for p in args.exact_runs] + [lm_tables(args.lm_summaries)]
-    steps = pd.concat([s for s, _ in parts if len(s)], ignore_index=True) if any(len(s) for s, _ in parts) \
+    steps = (
+        pd.concat([s for s, _ in parts if len(s)], ignore_index=True)
+        if any(len(s) for s, _ in parts)
         else pd.DataFrame(columns=["source", "experiment", "run", "step"])
-    runs = pd.concat([r for _, r in parts if len(r)], ignore_index=True) if any(len(r) for _, r in parts) \
+    )
+    runs = (
+        pd.concat([r for _, r in parts if len(r)], ignore_index=True)
+        if any(len(r) for _, r in parts)
         else pd.DataFrame(columns=["source", "experiment", "run"])
+    )
     throughput = throughput_table(args.bench)
 
     for frame, path in ((steps, args.steps), (runs, args.runs), (throughput, args.throughput)):
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(path, index=False)
-    print(f"steps: {len(steps)} rows, runs: {len(runs)} rows "
-          f"({runs.groupby('source').size().to_dict() if len(runs) else {}}), throughput: {len(throughput)} rows")
+    print(
+        f"steps: {len(steps)} rows, runs: {len(runs)} rows "
+        f"({runs.groupby('source').size().to_dict() if len(runs) else {}}), throughput: {len(throughput)} rows"
+    )
 
 
 if __name__ == "__main__":

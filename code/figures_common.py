@@ -15,9 +15,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<"]
 DASHES = ["-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
@@ -27,9 +27,13 @@ def parse_args(description: str, tables: tuple[str, ...]) -> argparse.Namespace:
     """Arguments of a plot script: its input tables, the experiment to show, and the outputs."""
     parser = argparse.ArgumentParser(description=description)
     for table in tables:
-        parser.add_argument(f"--{table}", required=True, type=Path, help=f"aggregated {table} table / fits JSON")
+        parser.add_argument(
+            f"--{table}", required=True, type=Path, help=f"aggregated {table} table / fits JSON"
+        )
     parser.add_argument("--experiment", default="main", help="exact-testbed experiment to show")
-    parser.add_argument("--S", default="None", help="dashboard: staleness bound of the two runs (None = choose)")
+    parser.add_argument(
+        "--S", default="None", help="dashboard: staleness bound of the two runs (None = choose)"
+    )
     parser.add_argument("--dpi", type=int, default=150, help="PNG resolution")
     parser.add_argument("--pdf", required=True, type=Path)
     parser.add_argument("--png", required=True, type=Path)
@@ -46,7 +50,9 @@ def palette(n: int) -> list:
     return sns.cubehelix_palette(max(n, 1), start=0.3, rot=-0.9, dark=0.12, light=0.72, reverse=True)
 
 
-def exact_tables(steps_path: Path | None, runs_path: Path, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def exact_tables(
+    steps_path: Path | None, runs_path: Path, experiment: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(steps, runs) of one exact-testbed experiment, without the aggregation columns."""
     return tuple(_select(path, experiment) for path in (steps_path, runs_path))
 
@@ -71,6 +77,11 @@ def experiment_fits(fits_path: Path, experiment: str) -> dict:
     return json.loads(fits_path.read_text()).get("exact", {}).get(experiment, {})
 
 
+def fit_ok(fit: dict, *keys: str) -> bool:
+    """Whether a fit from fits.json succeeded and has numbers for ``keys`` (NaN is stored as null)."""
+    return fit.get("status") == "ok" and all(isinstance(fit.get(k), (int, float)) for k in keys)
+
+
 def save(fig, args) -> None:
     args.pdf.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.pdf)
@@ -84,6 +95,13 @@ def no_data(args, title: str, message: str) -> None:
     fig, ax = plt.subplots(figsize=(6.0, 2.4))
     ax.set_axis_off()
     ax.text(0.5, 0.72, title, ha="center", va="center", fontsize=13, weight="bold", transform=ax.transAxes)
-    ax.text(0.5, 0.35, "\n".join(textwrap.wrap(message, 70)), ha="center", va="center", fontsize=10,
-            transform=ax.transAxes)
+    ax.text(
+        0.5,
+        0.35,
+        "\n".join(textwrap.wrap(message, 70)),
+        ha="center",
+        va="center",
+        fontsize=10,
+        transform=ax.transAxes,
+    )
     save(fig, args)

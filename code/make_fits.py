@@ -30,8 +30,9 @@ def _fmt_list(values) -> str:
 
 def grid_macros(prefix: str, runs: pd.DataFrame, summary: dict) -> dict:
     """Numbers that describe one experiment's grid, for the text (n/a where there are no runs)."""
-    values = dict.fromkeys(["SValues", "SMax", "EtaMin", "EtaMax", "NumSeeds", "Objective", "Horizon",
-                            "FrontierSstarLongest"])
+    values = dict.fromkeys(
+        ["SValues", "SMax", "EtaMin", "EtaMax", "NumSeeds", "Objective", "Horizon", "FrontierSstarLongest"]
+    )
     if len(runs):
         values["SValues"] = _fmt_list(sorted(runs["S"].unique()))
         values["SMax"] = int(runs["S"].max())
@@ -39,12 +40,16 @@ def grid_macros(prefix: str, runs: pd.DataFrame, summary: dict) -> dict:
         values["EtaMax"] = float(runs["eta"].max())
         values["NumSeeds"] = int(runs["seed"].nunique())
         if "objective" in runs:
-            values["Objective"] = r"\texttt{" + ", ".join(sorted(runs["objective"].astype(str).unique())) + "}"
+            values["Objective"] = (
+                r"\texttt{" + ", ".join(sorted(runs["objective"].astype(str).unique())) + "}"
+            )
         if "horizon" in runs:
             values["Horizon"] = int(runs["horizon"].max())
     horizons = summary.get("horizons") or []
     values["FrontierHorizons"] = _fmt_list(horizons) if horizons else r"\textrm{n/a}"
-    s_star = {entry["T"]: entry.get("S_star") for entry in (summary.get("frontier") or {}).get("S_star") or []}
+    s_star = {
+        entry["T"]: entry.get("S_star") for entry in (summary.get("frontier") or {}).get("S_star") or []
+    }
     if horizons:
         ok = (summary.get("frontier") or {}).get("status") == fits.OK
         values["FrontierSstarLongest"] = s_star.get(max(horizons)) if ok else None
@@ -58,11 +63,16 @@ def experiment_row(experiment: str, runs: pd.DataFrame, summary: dict) -> str:
     ok = {name: part.get("status") == fits.OK for name, part in (("b", bias), ("t", tc), ("f", front))}
     cells = [
         r"\texttt{" + experiment + "}",
-        r"\texttt{" + ", ".join(sorted(runs["objective"].astype(str).unique())) + "}" if "objective" in runs else "",
+        r"\texttt{" + ", ".join(sorted(runs["objective"].astype(str).unique())) + "}"
+        if "objective" in runs
+        else "",
         fits._fmt(counts.get("n_runs")),
         fits._fmt(counts.get("n_collapsed")),
-        (f"{fits._fmt(bias['slope'])} [{fits._fmt(bias['ci_low'])}, {fits._fmt(bias['ci_high'])}]"
-         if ok["b"] else r"\textrm{n/a}"),
+        (
+            f"{fits._fmt(bias['slope'])} [{fits._fmt(bias['ci_low'])}, {fits._fmt(bias['ci_high'])}]"
+            if ok["b"]
+            else r"\textrm{n/a}"
+        ),
         fits._fmt(tc.get("cv") if ok["t"] else None),
         fits._fmt(front.get("r2") if ok["f"] else None),
     ]
@@ -71,19 +81,25 @@ def experiment_row(experiment: str, runs: pd.DataFrame, summary: dict) -> str:
 
 def lm_macros(runs: pd.DataFrame, throughput: pd.DataFrame) -> dict:
     lm = runs[runs["source"] == "lm"] if "source" in runs else runs.iloc[0:0]
-    values = dict(LMHasRuns=int(len(lm) > 0), LMNumRuns=len(lm))
+    values = {"LMHasRuns": int(len(lm) > 0), "LMNumRuns": len(lm)}
     if len(lm) and "censored" in lm:
         values["LMNumCollapsed"] = int((~lm["censored"].astype(bool)).sum())
     values["BenchHasData"] = int(len(throughput) > 0)
     if len(throughput):
         best = throughput.loc[throughput["speedup"].idxmax()]
-        values |= dict(BenchSpeedupMax=float(best["speedup"]), BenchSpeedupMaxS=int(best["S"]),
-                       BenchIdeal=float(best["ideal"]), BenchEfficiencyAtMax=float(best["efficiency"]))
+        values |= {
+            "BenchSpeedupMax": float(best["speedup"]),
+            "BenchSpeedupMaxS": int(best["S"]),
+            "BenchIdeal": float(best["ideal"]),
+            "BenchEfficiencyAtMax": float(best["efficiency"]),
+        }
     return values
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", required=True, type=Path)
     parser.add_argument("--runs", required=True, type=Path)
     parser.add_argument("--throughput", required=True, type=Path)

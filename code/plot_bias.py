@@ -30,29 +30,68 @@ def main() -> None:
     points = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["S·η", "bias", "S"])
     points = points[(points["S·η"] > 0) & (points["bias"] > 0) & np.isfinite(points["bias"].astype(float))]
     if not len(points):
-        fc.no_data(args, "F1: staleness bias", f"No bias measurements in experiment '{args.experiment}' yet "
-                   f"({source}); run the exact testbed.")
+        fc.no_data(
+            args,
+            "F1: staleness bias",
+            f"No bias measurements in experiment '{args.experiment}' yet ({source}); run the exact testbed.",
+        )
         return
     s_values = sorted(points["S"].unique(), key=int)
 
     fig, ax = plt.subplots(figsize=(5.2, 3.9))
-    sns.scatterplot(data=points, x="S·η", y="bias", hue="S", style="S", hue_order=s_values,
-                    style_order=s_values, palette=fc.palette(len(s_values)),
-                    markers=fc.MARKERS[: len(s_values)], s=42, edgecolor="black", linewidth=0.4, ax=ax)
-    ax.set(xscale="log", yscale="log", xlabel="S·η (max lag × learning rate, dimensionless)",
-           ylabel="bias ‖E g(θ; μ_stale) − E g(θ; π_θ)‖")
+    sns.scatterplot(
+        data=points,
+        x="S·η",
+        y="bias",
+        hue="S",
+        style="S",
+        hue_order=s_values,
+        style_order=s_values,
+        palette=fc.palette(len(s_values)),
+        markers=fc.MARKERS[: len(s_values)],
+        s=42,
+        edgecolor="black",
+        linewidth=0.4,
+        ax=ax,
+    )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="S·η (max lag × learning rate, dimensionless)",
+        ylabel="bias ‖E g(θ; μ_stale) − E g(θ; π_θ)‖",
+    )
     grid = np.geomspace(points["S·η"].min(), points["S·η"].max(), 50)
     fit = summary.get("bias_slope", {})
-    if fit.get("status") == fits.OK:
-        ax.plot(grid, np.exp(fit["intercept"]) * grid ** fit["slope"], color="black", lw=1.4,
-                label=f"fit: slope {fit['slope']:.2f} [{fit['ci_low']:.2f}, {fit['ci_high']:.2f}] (95% CI)")
+    if fc.fit_ok(fit, "slope", "intercept", "ci_low", "ci_high"):
+        ax.plot(
+            grid,
+            np.exp(fit["intercept"]) * grid ** fit["slope"],
+            color="black",
+            lw=1.4,
+            label=f"fit: slope {fit['slope']:.2f} [{fit['ci_low']:.2f}, {fit['ci_high']:.2f}] (95% CI)",
+        )
         anchor = np.exp(fit["intercept"]) * np.sqrt(grid[0] * grid[-1]) ** fit["slope"]
-        ax.plot(grid, anchor * grid / np.sqrt(grid[0] * grid[-1]), color="0.4", ls=":", lw=1.2, label="slope 1 (claim)")
+        ax.plot(
+            grid,
+            anchor * grid / np.sqrt(grid[0] * grid[-1]),
+            color="0.4",
+            ls=":",
+            lw=1.2,
+            label="slope 1 (claim)",
+        )
     else:
-        ax.text(0.02, 0.98, f"no fit: {fit.get('message', fit.get('status', 'missing'))}", transform=ax.transAxes,
-                va="top", fontsize=8)
+        ax.text(
+            0.02,
+            0.98,
+            f"no fit: {fit.get('message', fit.get('status', 'missing'))}",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=8,
+        )
     ax.legend(title="S", fontsize=7, title_fontsize=8, loc="lower right", ncols=2)
-    ax.set_title(f"F1: surrogate-gradient bias vs S·η (exact testbed, {args.experiment}; {source})", fontsize=8)
+    ax.set_title(
+        f"F1: surrogate-gradient bias vs S·η (exact testbed, {args.experiment}; {source})", fontsize=8
+    )
     fc.save(fig, args)
 
 

@@ -15,15 +15,22 @@ import numpy as np
 import pandas as pd
 
 import figures_common as fc
-from stalegrpo import fits
 
 
 def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (S, η): median T_c over seeds (censored runs at their horizon) and censored counts."""
     runs = runs.assign(censored=runs["censored"].astype(bool))
     runs = runs.assign(t_c=np.where(runs["censored"], runs["horizon"], runs["collapse_step"]).astype(float))
-    return runs.groupby(["S", "eta"]).agg(t_c=("t_c", "median"), n=("t_c", "size"),
-                                          n_censored=("censored", "sum"), horizon=("horizon", "max")).reset_index()
+    return (
+        runs.groupby(["S", "eta"])
+        .agg(
+            t_c=("t_c", "median"),
+            n=("t_c", "size"),
+            n_censored=("censored", "sum"),
+            horizon=("horizon", "max"),
+        )
+        .reset_index()
+    )
 
 
 def main() -> None:
@@ -53,13 +60,21 @@ def main() -> None:
                 continue
             all_censored = n_c == n
             if all_censored:
-                ax_map.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
-                                               edgecolor="0.5", lw=0))
+                ax_map.add_patch(
+                    plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.5", lw=0)
+                )
                 continue  # the hatch says it: no collapse within the horizon
             label = f"{value:.0f}" + ("*" if n_c else "")
             shade = image.norm(np.log10(value))
-            ax_map.text(j, i, label, ha="center", va="center", fontsize=6 if len(etas) > 8 else 7,
-                        color="black" if shade > 0.55 else "white")
+            ax_map.text(
+                j,
+                i,
+                label,
+                ha="center",
+                va="center",
+                fontsize=6 if len(etas) > 8 else 7,
+                color="black" if shade > 0.55 else "white",
+            )
     ax_map.set_xticks(range(len(etas)), [f"{e:g}" for e in etas], rotation=45)
     ax_map.set_yticks(range(len(s_values)), [str(s) for s in s_values])
     ax_map.set(xlabel="learning rate η (per step)", ylabel="max lag S (learner steps)")
@@ -67,8 +82,10 @@ def main() -> None:
     bar = fig.colorbar(image, ax=ax_map, shrink=0.85)
     bar.set_label("log10 median T_c (learner steps)")
     horizon = int(cells["horizon"].max())
-    ax_map.set_title(f"median T_c over seeds; hatched: no collapse within T = {horizon} (censored); "
-                     "* some seeds censored", fontsize=7)
+    ax_map.set_title(
+        f"median T_c over seeds; hatched: no collapse within T = {horizon} (censored); * some seeds censored",
+        fontsize=7,
+    )
 
     per_run = runs.assign(censored=runs["censored"].astype(bool))
     per_run = per_run.assign(t_c=np.where(per_run["censored"], per_run["horizon"], per_run["collapse_step"]))
@@ -77,15 +94,31 @@ def main() -> None:
     for k, eta in enumerate(etas):
         sub = per_run[per_run["eta"] == eta]
         med = sub.groupby("S_plot")["tc_eta"].median()
-        style = dict(color=colours[k], marker=fc.MARKERS[k % len(fc.MARKERS)], ls=fc.DASHES[k % len(fc.DASHES)])
+        style = {
+            "color": colours[k],
+            "marker": fc.MARKERS[k % len(fc.MARKERS)],
+            "ls": fc.DASHES[k % len(fc.DASHES)],
+        }
         ax_line.plot(med.index, med.to_numpy(), label=f"{eta:g}", ms=5, mec="black", mew=0.4, **style)
         hollow = sub[sub["censored"]]
-        ax_line.scatter(hollow["S_plot"], hollow["tc_eta"], marker=style["marker"], facecolors="white",
-                        edgecolors=colours[k], s=30, zorder=3, linewidths=1.0)
-    ax_line.set(xscale="log", yscale="log", xlabel="max lag S (learner steps; S = 0 drawn at 0.5)",
-                ylabel="T_c·η (collapse time × learning rate)")
+        ax_line.scatter(
+            hollow["S_plot"],
+            hollow["tc_eta"],
+            marker=style["marker"],
+            facecolors="white",
+            edgecolors=colours[k],
+            s=30,
+            zorder=3,
+            linewidths=1.0,
+        )
+    ax_line.set(
+        xscale="log",
+        yscale="log",
+        xlabel="max lag S (learner steps; S = 0 drawn at 0.5)",
+        ylabel="T_c·η (collapse time × learning rate)",
+    )
     ax_line.legend(title="η (hollow: censored)", fontsize=7, title_fontsize=7, ncols=2)
-    if summary.get("status") == fits.OK:
+    if fc.fit_ok(summary, "cv"):
         note = f"CV of T_c·η across η ({summary.get('regime')}): {summary['cv']:.2f}"
     else:
         note = f"T_c·η CV: {summary.get('message', 'no fit')}"

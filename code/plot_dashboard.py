@@ -11,7 +11,6 @@ exact testbed; the title says which. A vertical line marks the collapse step.
 """
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 import figures_common as fc
@@ -63,8 +62,12 @@ def main() -> None:
         pair = choose_pair(runs, s_choice) if len(runs) and "censored" in runs else (None, None, None)
     stable, collapsing, s = pair
     if stable is None:
-        fc.no_data(args, "F4: run dashboard", "No S with both a stable and a collapsing run yet "
-                   f"(source tried: {source}); widen the η grid or lengthen the horizon.")
+        fc.no_data(
+            args,
+            "F4: run dashboard",
+            "No S with both a stable and a collapsing run yet "
+            f"(source tried: {source}); widen the η grid or lengthen the horizon.",
+        )
         return
 
     fig, axes = plt.subplots(2, 3, figsize=(10.5, 5.4), sharex=True)
@@ -75,11 +78,26 @@ def main() -> None:
             trace = steps[steps["run"] == run["run"]].sort_values("step")
             if column is None or trace[column].isna().all():
                 continue
-            ax.plot(trace["step"], trace[column], color=colours[k], ls=fc.DASHES[k], lw=1.3,
-                    label=f"{name}: η = {run['eta']:g}")
+            ax.plot(
+                trace["step"],
+                trace[column],
+                color=colours[k],
+                ls=fc.DASHES[k],
+                lw=1.3,
+                label=f"{name}: η = {run['eta']:g}",
+            )
             if column == "reward" and "gold_reward" in trace:
-                ax.plot(trace["step"], trace["gold_reward"], color=colours[k], ls=fc.DASHES[k], lw=0.8,
-                        alpha=0.6, marker=fc.MARKERS[k], markevery=max(len(trace) // 8, 1), ms=3.5)
+                ax.plot(
+                    trace["step"],
+                    trace["gold_reward"],
+                    color=colours[k],
+                    ls=fc.DASHES[k],
+                    lw=0.8,
+                    alpha=0.6,
+                    marker=fc.MARKERS[k],
+                    markevery=max(len(trace) // 8, 1),
+                    ms=3.5,
+                )
         if column is None:
             ax.text(0.5, 0.5, "not recorded by this source", ha="center", va="center", transform=ax.transAxes)
         if column == "reward":
@@ -92,8 +110,11 @@ def main() -> None:
         ax.set_xlabel("learner step k")
     axes.flat[0].legend(fontsize=7)
     detector = collapsing.get("detector", "?")
-    fig.suptitle(f"F4: dashboard at S = {s} — {source}; dotted line: collapse step "
-                 f"{int(collapsing['collapse_step'])} ({detector} detector)", fontsize=9)
+    fig.suptitle(
+        f"F4: dashboard at S = {s} — {source}; dotted line: collapse step "
+        f"{int(collapsing['collapse_step'])} ({detector} detector)",
+        fontsize=9,
+    )
     fc.save(fig, args)
 
 

@@ -24,10 +24,15 @@ def main() -> None:
     summary = fc.experiment_fits(args.fits, args.experiment)
     table = pd.DataFrame(summary.get("eta_star_summary") or [])
     if not len(table):
-        fc.no_data(args, "F3: stability frontier", f"No η* estimates for experiment '{args.experiment}' yet "
-                   "(no exact-testbed runs with collapse data).")
+        fc.no_data(
+            args,
+            "F3: stability frontier",
+            f"No η* estimates for experiment '{args.experiment}' yet "
+            "(no exact-testbed runs with collapse data).",
+        )
         return
     frontier = summary.get("frontier", {})
+    fitted = fc.fit_ok(frontier, "a", "b")
     horizons = sorted(table["T"].unique())
     colours = fc.palette(len(horizons))
     s_floor = 0.5  # S = 0 drawn here on the log axis
@@ -35,26 +40,57 @@ def main() -> None:
     for k, horizon in enumerate(horizons):
         sub = table[table["T"] == horizon].sort_values("S")
         x = sub["S"].clip(lower=s_floor).to_numpy(float)
-        style = dict(color=colours[k], marker=fc.MARKERS[k % len(fc.MARKERS)])
-        ax.errorbar(x, sub["median"], yerr=[sub["median"] - sub["min"], sub["max"] - sub["median"]],
-                    ls="none", capsize=2, elinewidth=0.8, **style)
+        style = {"color": colours[k], "marker": fc.MARKERS[k % len(fc.MARKERS)]}
+        ax.errorbar(
+            x,
+            sub["median"],
+            yerr=[sub["median"] - sub["min"], sub["max"] - sub["median"]],
+            ls="none",
+            capsize=2,
+            elinewidth=0.8,
+            **style,
+        )
         exact = (sub["bound"] == fits.EXACT).to_numpy()
-        ax.scatter(x[exact], sub["median"][exact], s=36, edgecolors="black", linewidths=0.4, zorder=3,
-                   label=f"T = {horizon}", **{k2: v for k2, v in style.items() if k2 != "color"}, color=colours[k])
-        ax.scatter(x[~exact], sub["median"][~exact], s=36, facecolors="white", edgecolors=colours[k],
-                   linewidths=1.0, zorder=3, marker=style["marker"])
-        if frontier.get("status") == fits.OK:
+        ax.scatter(
+            x[exact],
+            sub["median"][exact],
+            s=36,
+            edgecolors="black",
+            linewidths=0.4,
+            zorder=3,
+            label=f"T = {horizon}",
+            **{k2: v for k2, v in style.items() if k2 != "color"},
+            color=colours[k],
+        )
+        ax.scatter(
+            x[~exact],
+            sub["median"][~exact],
+            s=36,
+            facecolors="white",
+            edgecolors=colours[k],
+            linewidths=1.0,
+            zorder=3,
+            marker=style["marker"],
+        )
+        if fitted:
             s_grid = np.geomspace(s_floor, max(table["S"].max(), 1) * 1.5, 200)
             model = np.minimum(frontier["a"] / s_grid, frontier["b"] / horizon)
             ax.plot(s_grid, model, color=colours[k], ls=fc.DASHES[k % len(fc.DASHES)], lw=1.2)
             s_star = frontier["a"] * horizon / frontier["b"]
             if s_floor < s_star < s_grid[-1]:
                 ax.axvline(s_star, color=colours[k], ls=":", lw=0.9)
-    ax.set(xscale="log", yscale="log", xlabel="max lag S (learner steps; S = 0 drawn at 0.5)",
-           ylabel="largest stable learning rate η*")
-    if frontier.get("status") == fits.OK:
-        title = (f"fit η* = min(a/S, b/T): a = {frontier['a']:.3g}, b = {frontier['b']:.3g}, "
-                 f"R² = {frontier.get('r2', float('nan')):.2f}; dotted: S* = aT/b")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="max lag S (learner steps; S = 0 drawn at 0.5)",
+        ylabel="largest stable learning rate η*",
+    )
+    if fitted:
+        r2 = frontier["r2"] if fc.fit_ok(frontier, "r2") else float("nan")
+        title = (
+            f"fit η* = min(a/S, b/T): a = {frontier['a']:.3g}, b = {frontier['b']:.3g}, "
+            f"R² = {r2:.2f}; dotted: S* = aT/b"
+        )
     else:
         title = f"no frontier fit: {frontier.get('message', frontier.get('status', 'missing'))}"
     ax.set_title(title, fontsize=7)

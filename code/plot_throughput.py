@@ -20,22 +20,40 @@ def main() -> None:
     fc.setup()
     table = pd.read_parquet(args.throughput).dropna(subset=["S", "speedup"]).sort_values("S")
     if not len(table):
-        fc.no_data(args, "F6: throughput", "No throughput benchmark yet: this figure needs `stalegrpo bench lm` "
-                   "(lm.enabled and lm.bench.enabled in the workflow config).")
+        fc.no_data(
+            args,
+            "F6: throughput",
+            "No throughput benchmark yet: this figure needs `stalegrpo bench lm` "
+            "(lm.enabled and lm.bench.enabled in the workflow config).",
+        )
         return
     x = table["S"].clip(lower=0.5)
     fig, (ax_speed, ax_eff) = plt.subplots(1, 2, figsize=(9.0, 3.6))
     ax_speed.plot(x, table["speedup"], marker="o", color="black", label="measured async / sync")
     if table["ideal"].notna().any():
-        ax_speed.plot(x, table["ideal"], ls="--", marker="s", mfc="white", color="0.45",
-                      label="ideal (t_gen + t_train) / max(t_gen, t_train)")
+        ax_speed.plot(
+            x,
+            table["ideal"],
+            ls="--",
+            marker="s",
+            mfc="white",
+            color="0.45",
+            label="ideal (t_gen + t_train) / max(t_gen, t_train)",
+        )
     ax_speed.axhline(1.0, color="0.7", lw=0.8, ls=":")
-    ax_speed.set(xscale="log", xlabel="max lag S (learner steps; S = 0 drawn at 0.5)",
-                 ylabel="speedup over synchronous (×)")
+    ax_speed.set(
+        xscale="log",
+        xlabel="max lag S (learner steps; S = 0 drawn at 0.5)",
+        ylabel="speedup over synchronous (×)",
+    )
     ax_speed.legend(fontsize=7)
     ax_eff.plot(x, table["efficiency"], marker="^", color="black", ls="-.")
-    ax_eff.set(xscale="log", ylim=(0, 1.05), xlabel="max lag S (learner steps; S = 0 drawn at 0.5)",
-               ylabel="efficiency (measured / ideal)")
+    ax_eff.set(
+        xscale="log",
+        ylim=(0, 1.05),
+        xlabel="max lag S (learner steps; S = 0 drawn at 0.5)",
+        ylabel="efficiency (measured / ideal)",
+    )
     fig.suptitle("F6: throughput of asynchronous GRPO — LM benchmark", fontsize=9)
     fc.save(fig, args)
 

@@ -26,7 +26,9 @@ WORKFLOW_ONLY = {"snakemake", "snakemake-executor-plugin-slurm"}
 
 
 def snakemake(*args, cwd=ROOT, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def _pyproject_requirements() -> dict[str, list[Requirement]]:
@@ -73,15 +75,22 @@ def test_every_rule_names_an_existing_env():
     for smk in (ROOT / "rules").glob("*.smk"):
         for line in smk.read_text().splitlines():
             if line.strip().startswith('"../envs/'):
-                assert (ROOT / "rules" / line.strip().strip('"')).resolve().is_file(), f"{smk.name}: {line.strip()}"
+                assert (ROOT / "rules" / line.strip().strip('"')).resolve().is_file(), (
+                    f"{smk.name}: {line.strip()}"
+                )
 
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory) -> Path:
     """A copy of the working tree's non-ignored files (what a clean checkout plus edits holds)."""
     dest = tmp_path_factory.mktemp("checkout")
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for name in filter(None, listed):
         source = ROOT / name
         if source.is_file():
@@ -96,7 +105,8 @@ def test_smoke_preset_end_to_end(checkout):
     targets += ["results/fits/fits.json", "paper/generated/macros.tex", "results/tables/steps.parquet"]
     if shutil.which("latexmk"):
         targets.append("paper/main.pdf")
-    result = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", *targets, cwd=checkout)
+    # targets first: --configfile takes every word after it
+    result = snakemake(*targets, "--cores", "2", "--configfile", "config/smoke.yaml", cwd=checkout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for target in targets:
         assert (checkout / target).stat().st_size > 0, target
@@ -106,7 +116,7 @@ def test_smoke_preset_end_to_end(checkout):
     # a plot-script edit reruns only its figure, not the simulation or the other figures
     script = checkout / "code/plot_throughput.py"
     script.write_text(script.read_text() + "\n# edited\n")
-    dry = snakemake("-n", "--cores", "2", "--configfile", "config/smoke.yaml", *targets, cwd=checkout)
+    dry = snakemake(*targets, "-n", "--cores", "2", "--configfile", "config/smoke.yaml", cwd=checkout)
     assert dry.returncode == 0, dry.stderr[-3000:]
     jobs = {line.split()[1] for line in dry.stdout.splitlines() if line.startswith("rule ")}
     jobs = {job.rstrip(":") for job in jobs}
