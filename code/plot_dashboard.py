@@ -54,6 +54,9 @@ def main() -> None:
     s_choice = None if args.S in ("None", "", "null") else int(args.S)
     lm_steps, lm_runs = fc.lm_tables(args.steps, args.runs)
     source = "language-model runs"
+    for column, value in (("objective", "behavior"), ("lr_schedule", "constant"), ("schedule", "fixed")):
+        if column in lm_runs and (lm_runs[column] == value).any():  # the controlled main grid only
+            lm_runs = lm_runs[lm_runs[column] == value]
     pair = choose_pair(lm_runs, s_choice) if len(lm_runs) and "censored" in lm_runs else (None, None, None)
     steps = lm_steps
     if pair[0] is None:
