@@ -133,6 +133,8 @@ class VLLMActor:
         }
         if self.device.type == "cpu":
             options["block_size"] = 32  # the CPU attention backend needs a multiple of 32
+        else:  # untested here: in the fixed schedule the learner shares the GPU
+            options["gpu_memory_utilization"] = 0.3
         start = time.perf_counter()
         # vLLM seeds the global torch/numpy/random generators of the process it runs in; the
         # learner shares this process in the fixed schedule, so its random state is kept
