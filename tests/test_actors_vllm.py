@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from stalegrpo import actors_vllm  # sets vLLM's environment before vLLM is imported
+from stalegrpo.actors import make_actor
 from stalegrpo.policy import build_model, build_tokenizer, sequence_logprobs
 from stalegrpo.tasks import Problem, get_task
 
@@ -22,11 +23,15 @@ LONG_PROMPTS = [Problem(prompt="(" + "1+" * 20 + f"{d})=", answer=str(20 + d)) f
 
 
 @pytest.fixture(scope="module")
-def actor():
+def actor(tmp_path_factory):
+    """The backend as the training loop gets it: ``make_actor("vllm", checkpoint_dir, ...)``."""
     set_num_threads, threads = torch.set_num_threads, torch.get_num_threads()
     torch.set_num_threads(1)
-    tokenizer = build_tokenizer()
-    actor = actors_vllm.VLLMActor(build_model(tokenizer, seed=0), tokenizer, get_task("addition"))
+    tokenizer, path = build_tokenizer(), tmp_path_factory.mktemp("policy")
+    build_model(tokenizer, seed=0).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    actor = make_actor("vllm", path, None, get_task("addition"))
+    assert isinstance(actor, actors_vllm.VLLMActor)
     yield actor
     actor.close()
     torch.set_num_threads = set_num_threads  # the vLLM CPU worker disables it process-wide
