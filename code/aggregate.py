@@ -3,7 +3,7 @@
 - ``steps``: one row per (run, step). Columns: ``source`` ("exact" or "lm"), ``experiment``
   (the exact experiment, or "lm"), ``run`` (unique within the table), then the per-step metrics
   as each source writes them (SCIENCE.md §3; the exact testbed's ``reward`` is the LM's
-  ``reward_mean``).
+  ``reward_mean``). An LM run's held-out evals (eval.parquet) join at their steps.
 - ``runs``: one row per run: its grid coordinates (S, eta, seed, objective, ...), horizon,
   collapse_step, detector, censored, and for LM runs the summary's final numbers.
 - ``throughput``: one row per S from the LM benchmark's bench.json (SCIENCE.md §7); empty with
@@ -69,6 +69,11 @@ def lm_tables(summary_paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         scalars = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
         runs.append({"source": "lm", "experiment": "lm", "run": run} | point | scalars)
         frame = pd.read_parquet(run_dir / "steps.parquet")
+        if (run_dir / "eval.parquet").is_file():  # periodic held-out evals, as columns at their steps
+            evals = pd.read_parquet(run_dir / "eval.parquet")
+            frame = frame.merge(evals, on="step", how="outer", suffixes=("", "_eval")).sort_values("step")
+            if "wall_time_eval" in frame:  # the final eval comes after the last step's row
+                frame["wall_time"] = frame["wall_time"].fillna(frame.pop("wall_time_eval"))
         frame.insert(0, "run", run)
         frame.insert(0, "experiment", "lm")
         frame.insert(0, "source", "lm")

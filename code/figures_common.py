@@ -47,7 +47,7 @@ def setup() -> None:
 
 def palette(n: int) -> list:
     """n colours, dark to light, readable in grayscale (cubehelix, monotone lightness)."""
-    return sns.cubehelix_palette(max(n, 1), start=0.3, rot=-0.9, dark=0.12, light=0.72, reverse=True)
+    return sns.cubehelix_palette(max(n, 2), start=0.3, rot=-0.9, dark=0.12, light=0.72, reverse=True)[:n]
 
 
 def exact_tables(

@@ -3,8 +3,8 @@
 Top row: fixed vs ESS-aware vs staleness-aware η (SCIENCE.md §6) at the largest S that has all
 of them, against learner steps and against wall-clock. Bottom row: asynchronous runs (S > 0)
 against the synchronous baseline (S = 0) with the constant schedule. Lines are the mean over
-seeds with a 95% bootstrap band; the metric is the held-out accuracy where recorded, else the
-batch reward. The exact testbed has no wall-clock, so without LM runs the figure says so.
+seeds with a 95% bootstrap band; the metric is the held-out accuracy (periodic evals) where
+recorded, else the batch accuracy or reward. The exact testbed has no wall-clock, so without LM runs the figure says so.
 
     python code/plot_schedules.py --steps results/tables/steps.parquet --runs results/tables/runs.parquet \
         --pdf figures/schedules.pdf --png figures/schedules.png
@@ -32,7 +32,7 @@ def main() -> None:
         return
     metric = next(c for c in ("eval_accuracy", "accuracy", "reward_mean") if c in steps.columns)
     time_axis = "wall_time" if "wall_time" in steps.columns else None
-    data = steps.merge(runs[["run", "eta"]].drop_duplicates(), on="run", suffixes=("", "_run"))
+    data = steps.dropna(subset=[metric])
 
     # top: schedules at the largest S where every lr_schedule ran
     counts = runs.groupby("S")["lr_schedule"].nunique()
@@ -47,7 +47,12 @@ def main() -> None:
     fig, axes = plt.subplots(2, 2 if time_axis else 1, figsize=(10.0, 6.4), squeeze=False)
     for row, (frame, hue, title) in enumerate(
         (
-            (top, "lr_schedule", f"η schedules at S = {s_sched}"),
+            (
+                top,
+                "lr_schedule",
+                f"η schedules at S = {s_sched}"
+                + ("" if counts.max() > 1 else " (one schedule in this grid)"),
+            ),
             (bottom, "baseline", "async vs sync (constant η)"),
         )
     ):
