@@ -153,3 +153,11 @@ def test_lint_is_clean():
 def test_slurm_profile_dry_runs(preset):
     result = snakemake("-n", "--profile", "profiles/slurm", "--jobs", "10", "--configfile", preset)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_lm_part_of_the_cpu_preset_dry_runs():
+    """The LM rules (pretrain -> one train job per Paramspace point -> bench) are wired up."""
+    result = snakemake("-n", "--configfile", "config/lm.yaml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("rule ")]
+    assert "pretrain:" in jobs and "bench:" in jobs and jobs.count("train:") > 1, jobs
