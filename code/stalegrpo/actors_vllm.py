@@ -68,11 +68,27 @@ CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 """head dims vLLM 0.32's CPU attention kernel has (``CPUAttentionBackend.get_supported_head_sizes``)"""
 
 
-class _QuietRotaryReload(logging.Filter):
-    """Drops the warning each reload logs for the rotary embedding, whose cos/sin cache is no weight."""
+EXPECTED_WARNINGS = {
+    # the rotary embedding's cos/sin cache is no weight; vLLM keeps it on each reload
+    "vllm.model_executor.model_loader.reload.layerwise": "RotaryEmbedding: Failed to load weights",
+    # with skip_tokenizer_init there is no tokenizer, hence no chat template to warm up
+    "vllm.renderers.base": "Chat template warmup failed",
+}
+"""logger name → start of a warning that is expected here and would read as an error in every log"""
+
+
+class _QuietExpectedWarnings(logging.Filter):
+    """Drops the :data:`EXPECTED_WARNINGS`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("RotaryEmbedding: Failed to load weights")
+        return not record.getMessage().startswith(EXPECTED_WARNINGS.get(record.name, "\0"))
+
+    @classmethod
+    def install(cls) -> None:
+        for name in EXPECTED_WARNINGS:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, cls) for f in logger.filters):
+                logger.addFilter(cls())
 
 
 class VLLMActor:
@@ -135,6 +151,7 @@ class VLLMActor:
             options["block_size"] = 32  # the CPU attention backend needs a multiple of 32
         else:  # untested here: in the fixed schedule the learner shares the GPU
             options["gpu_memory_utilization"] = 0.3
+        _QuietExpectedWarnings.install()
         start = time.perf_counter()
         # vLLM seeds the global torch/numpy/random generators of the process it runs in; the
         # learner shares this process in the fixed schedule, so its random state is kept
@@ -145,9 +162,6 @@ class VLLMActor:
         self.generate(task.sample("train", 2, np.random.default_rng(0)), 2, seed=0)
         self.startup_s = time.perf_counter() - start
         """seconds the engine took to start and warm up"""
-        reload_logger = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
-        if not any(isinstance(f, _QuietRotaryReload) for f in reload_logger.filters):
-            reload_logger.addFilter(_QuietRotaryReload())
 
     def generate(
         self,
