@@ -80,7 +80,7 @@ def test_zero_stages_take_the_same_step():
         model, tokenizer, task, cfg = tiny_setup()
         cfg = replace(cfg, deepspeed_zero=stage, lr=1e-3)
         actor = make_actor("hf", copy.deepcopy(model), tokenizer, task)
-        learner = Learner(model, None, replace(cfg, log_kl_ref=False))
+        learner = Learner(model, None, replace(cfg, kl_ref_every=0))
         before = flat_params(learner.model)
         metrics = learner.step(rollout_with_signal(actor, task, cfg))
         updates.append(flat_params(learner.model) - before)

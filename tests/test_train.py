@@ -75,12 +75,12 @@ def test_updates_per_batch_counts_lag_per_minibatch(policy, tmp_path):
     assert steps["lag_max"].tolist() == [0, 1, 1, 2]
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_matches_uninterrupted_run(policy, tmp_path):
     args = [sys.executable, "-m", "stalegrpo.cli", "train", str(SMOKE), f"init_checkpoint={policy}", "digits=1",
             "steps=8", "checkpoint_every=2", "probe_every=3"]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    reference = subprocess.run([*args, "--out", str(tmp_path / "ref")], env=env, capture_output=True, text=True)
-    assert reference.returncode == 0, reference.stderr[-2000:]
+    run(config(policy, "steps=8", "checkpoint_every=2", "probe_every=3"), tmp_path / "ref")  # uninterrupted
 
     out = tmp_path / "killed"
     process = subprocess.Popen([*args, "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -91,6 +91,8 @@ def test_resume_after_kill_9_matches_uninterrupted_run(policy, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert latest.read_text().strip() in ("step4", "step6") and not (out / "summary.json").exists()
+    # the tables are written just before each checkpoint
+    assert len(pd.read_parquet(out / "steps.parquet")) >= int(latest.read_text().strip().removeprefix("step"))
     resumed = subprocess.run([*args, "--out", str(out)], env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming" in resumed.stdout
@@ -128,12 +130,10 @@ def test_async_lags_stay_within_the_bound(policy, tmp_path, S, m):
 
 
 def test_high_learning_rate_is_recorded_as_a_collapse(policy, tmp_path):
-    cli = subprocess.run(
-        [sys.executable, "-m", "stalegrpo.cli", "train", str(SMOKE), f"init_checkpoint={policy}", "digits=1", "lr=0.3",
-         "steps=60", "probe_every=0", "eval_every=0", "grace_steps=3", "--out", str(tmp_path)],
-        capture_output=True, text=True,
-    )
-    assert cli.returncode == 0, cli.stderr[-2000:]
+    from stalegrpo.cli import main
+
+    args = [str(SMOKE), f"init_checkpoint={policy}", "digits=1", "lr=0.3", "steps=60", "probe_every=0", "eval_every=0"]
+    assert main(["train", *args, "grace_steps=3", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["collapse_step"] is not None and summary["stopped"] == "collapse" and not summary["censored"]
     assert summary["steps_done"] <= summary["collapse_step"] + 1 + 3
@@ -141,15 +141,14 @@ def test_high_learning_rate_is_recorded_as_a_collapse(policy, tmp_path):
     assert steps["collapsed"].iloc[-1] and not steps["collapsed"].iloc[0]
 
 
-def test_bad_config_is_named(policy, tmp_path):
-    def cli(*args):
-        return subprocess.run([sys.executable, "-m", "stalegrpo.cli", "train", *args, "--out", str(tmp_path)],
-                              capture_output=True, text=True)
+def test_bad_config_is_named(policy, tmp_path, capsys):
+    from stalegrpo.cli import main
 
-    unknown = cli(str(SMOKE), "learning_rate=0.1")
-    assert unknown.returncode == 2 and "learning_rate" in unknown.stderr
-    bad = cli(str(SMOKE), "S=-1")
-    assert bad.returncode == 2 and "'S'" in bad.stderr
+    assert main(["train", str(SMOKE), "learning_rate=0.1", "--out", str(tmp_path)]) == 2
+    assert "learning_rate" in capsys.readouterr().err
+    assert main(["train", str(SMOKE), "S=-1", "--out", str(tmp_path)]) == 2
+    assert "'S'" in capsys.readouterr().err
+    assert not (tmp_path / "steps.parquet").exists()
     with pytest.raises(ConfigError, match="updates_per_batch"):
         config(policy, "schedule=async", "S=0", "updates_per_batch=2")
     with pytest.raises(ConfigError, match="objective"):

@@ -115,7 +115,8 @@ class Learner:
         config_path = Path(cfg.deepspeed_dir) / f"zero{cfg.deepspeed_zero}.json"
         self.engine = deepspeed_engine(model, self.optimizer, config_path, cfg.grad_clip)
         self.model = self.engine.module
-        self.ref_model = ref_model.eval().requires_grad_(False) if ref_model is not None else None
+        self.device = self.engine.device
+        self.ref_model = ref_model.to(self.device).eval().requires_grad_(False) if ref_model is not None else None
         self.version = version
         self.prev_grad: torch.Tensor | None = None
         # the logits of the training forward, captured for the entropy without a second forward
@@ -142,7 +143,9 @@ class Learner:
 
     @torch.no_grad()
     def ref_logprobs(self, batch):
-        if self.ref_model is None or (self.cfg.kl_beta == 0 and not self.cfg.log_kl_ref):
+        """log π_ref of the batch when the KL penalty needs it or kl_ref is due at this step."""
+        every = self.cfg.kl_ref_every
+        if self.ref_model is None or (self.cfg.kl_beta == 0 and not (every and self.version % every == 0)):
             return None
         return self.logprobs(self.ref_model, batch)
 
@@ -150,6 +153,7 @@ class Learner:
     def step(self, batch) -> dict:
         """One optimizer step on ``batch`` at version k; returns the §3 metrics of the step."""
         cfg = self.cfg
+        batch = batch.to(self.device)
         mask = batch.completion_mask.float()
         lag = self.version - batch.version
         logprobs = self.logprobs(self.engine, batch)
@@ -215,8 +219,10 @@ class Learner:
     # -- the bias probe of §3.2 ----------------------------------------------------------
     def probe_gradient(self, probe_model, batch) -> torch.Tensor:
         """Flat gradient of the objective at the weights of ``probe_model`` (θ_k, a detached copy)."""
+        batch = batch.to(next(probe_model.parameters()).device)
         logprobs = self.logprobs(probe_model, batch)
-        value, _ = self.objective(logprobs, batch, self.ref_logprobs(batch))
+        ref_logprobs = self.ref_logprobs(batch.to(self.device))
+        value, _ = self.objective(logprobs, batch, None if ref_logprobs is None else ref_logprobs.to(logprobs.device))
         grads = torch.autograd.grad(value, list(probe_model.parameters()), allow_unused=True)
         return torch.cat(
             [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, probe_model.parameters())]

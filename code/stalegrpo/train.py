@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import shutil
 import signal
@@ -78,8 +79,8 @@ class TrainConfig:
     """truncation C of the tis weight"""
     kl_beta: float = field(default=0.0, metadata={"minimum": 0})
     """β of the k3 KL penalty to the reference policy"""
-    log_kl_ref: bool = True
-    """compute kl_ref every step (one extra forward of the reference) even when β = 0"""
+    kl_ref_every: int = field(default=1, metadata={"minimum": 0})
+    """steps between kl_ref measurements (one extra forward of π_ref; 0: never); every step when β > 0"""
     lr: float = field(default=1e-4, metadata={"exclusiveMinimum": 0})
     """η_0: the base learning rate (Adam)"""
     lr_schedule: Literal["constant", "ess", "staleness"] = "constant"
@@ -121,7 +122,7 @@ class TrainConfig:
 
 
 CONFIG_CLASS = TrainConfig
-WALL_COLUMNS = ("wall_time", "gen_s", "train_s", "step_time_s", "actor_wait_s", "learner_wait_s",
+WALL_COLUMNS = ("wall_time", "cpu_time", "gen_s", "train_s", "step_time_s", "actor_wait_s", "learner_wait_s",
                 "weight_sync_s", "bookkeeping_s", "gen_tokens_per_s", "train_tokens_per_s", "probe_s")
 """columns that measure wall time: excluded when runs are compared for determinism"""
 
@@ -291,12 +292,14 @@ def main(config_path, overrides, out) -> int:
     return run(cfg, Path(out))["exit_code"]
 
 
-def write_tables(out: Path, state: dict, summary: dict) -> None:
+def write_tables(out: Path, state: dict, summary: dict | None = None) -> None:
+    """The tidy tables so far (at every checkpoint), and the summary once the run has ended."""
     pd.DataFrame(state["rows"]).to_parquet(out / "steps.parquet", index=False)
     pd.DataFrame(state["evals"]).to_parquet(out / "eval.parquet", index=False)
     lags = np.concatenate(state["lags"]) if state["lags"] else np.zeros((0, 4), dtype=np.int64)
     pd.DataFrame(lags, columns=["step", "sample", "version", "lag"]).to_parquet(out / "lags.parquet", index=False)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    if summary is not None:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
 
 
 def save_checkpoint(out: Path, learner, state: dict) -> None:
@@ -326,7 +329,7 @@ def run(cfg: TrainConfig, out: Path) -> dict:
     ring = SnapshotRing(cfg.S + m + 1)
     monitor = CollapseMonitor(cfg.collapse)
     state = {"config": to_dict(cfg), "rows": [], "lags": [], "evals": [], "ring": None, "monitor": monitor,
-             "elapsed": 0.0, "stop_at": T, "admission_violations": 0}
+             "elapsed": 0.0, "cpu_time": 0.0, "stop_at": T, "admission_violations": 0}
 
     latest = out / "checkpoint" / "latest"
     if latest.is_file():  # resume
@@ -345,6 +348,7 @@ def run(cfg: TrainConfig, out: Path) -> dict:
         ring.push(0, flat_params(learner.model))
         state["evals"].append(evaluate(cfg, task, scratch, ring, 0) | {"wall_time": 0.0})
     elapsed0 = state["elapsed"] - time.perf_counter()
+    cpu0 = state.get("cpu_time", 0.0) - time.process_time()  # this process's CPU seconds: progress per unit of load
 
     terminated = []
     previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
@@ -383,7 +387,7 @@ def run(cfg: TrainConfig, out: Path) -> dict:
                 sync_s = source.publish(current, learner.version) + (info["weight_sync_s"] if j == 0 else 0.0)
 
                 rewards = batch.rewards
-                row |= {"wall_time": elapsed0 + time.perf_counter(), "lag_min": int(lag.min()), "lag_mean": float(lag.mean()),
+                row |= {"wall_time": elapsed0 + time.perf_counter(), "cpu_time": cpu0 + time.process_time(), "lag_min": int(lag.min()), "lag_mean": float(lag.mean()),
                         "lag_max": int(lag.max()), "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
                         "accuracy": float((rewards == 1).float().mean())} | metrics | {"drift": drift}
                 row |= {"gen_s": rollout.gen_seconds / m, "train_s": train_s, "step_time_s": time.perf_counter() - step_start,
@@ -393,7 +397,8 @@ def run(cfg: TrainConfig, out: Path) -> dict:
                         "learner_wait_s": info["learner_wait_s"] if j == 0 else 0.0,
                         "weight_sync_s": sync_s, "bookkeeping_s": book_s}
                 step_start = time.perf_counter()
-                fired = monitor.update(k, row["reward_mean"], kl_behavior=row["kl_behavior"], kl_ref=row["kl_ref"],
+                kl_ref = row["kl_ref"] if math.isfinite(row["kl_ref"]) or not row["finite"] else None  # None: not measured
+                fired = monitor.update(k, row["reward_mean"], kl_behavior=row["kl_behavior"], kl_ref=kl_ref,
                                        finite=row["finite"], entropy=row["entropy"])
                 row["collapsed"] = bool(monitor.collapsed[0])
                 state["rows"].append(row)
@@ -411,10 +416,12 @@ def run(cfg: TrainConfig, out: Path) -> dict:
                 if learner.version >= state["stop_at"]:
                     break
             state["ring"], state["elapsed"] = ring.state_dict(), elapsed0 + time.perf_counter()
+            state["cpu_time"] = cpu0 + time.process_time()
             if terminated or (cfg.max_minutes and state["elapsed"] > 60 * cfg.max_minutes):
                 stopped = "sigterm" if terminated else "max_minutes"
                 break
             if learner.version % cfg.checkpoint_every < m:
+                write_tables(out, state)
                 save_checkpoint(out, learner, state)
     finally:
         source.close()
