@@ -45,6 +45,9 @@ def grid_macros(prefix: str, runs: pd.DataFrame, summary: dict) -> dict:
             )
         if "horizon" in runs:
             values["Horizon"] = int(runs["horizon"].max())
+    for detector in ("reward", "kl", "nonfinite", "entropy"):  # which mechanism ended the runs
+        fired = runs["detector"].astype(str) == detector if "detector" in runs else []
+        values[f"NumDetector{detector.capitalize()}"] = int(sum(fired))
     horizons = summary.get("horizons") or []
     values["FrontierHorizons"] = _fmt_list(horizons) if horizons else r"\textrm{n/a}"
     s_star = {
@@ -81,7 +84,7 @@ def experiment_row(experiment: str, runs: pd.DataFrame, summary: dict) -> str:
 
 def lm_macros(runs: pd.DataFrame, throughput: pd.DataFrame) -> dict:
     lm = runs[runs["source"] == "lm"] if "source" in runs else runs.iloc[0:0]
-    values = {"LMHasRuns": int(len(lm) > 0), "LMNumRuns": len(lm)}
+    values = {"LMHasRuns": int(len(lm) > 0), "LMNumRuns": len(lm), "LMNumCollapsed": None}
     if len(lm) and "censored" in lm:
         values["LMNumCollapsed"] = int((~lm["censored"].astype(bool)).sum())
     values["BenchHasData"] = int(len(throughput) > 0)
