@@ -78,7 +78,17 @@ def main() -> None:
             ax.plot(s_grid, model, color=colours[k], ls=fc.DASHES[k % len(fc.DASHES)], lw=1.2)
             s_star = frontier["a"] * horizon / frontier["b"]
             if s_floor < s_star < s_grid[-1]:
-                ax.axvline(s_star, color=colours[k], ls=":", lw=0.9)
+                ax.axvline(s_star, color=colours[k], ls=(0, (1, 4)), lw=1.0)
+                ax.annotate(
+                    f"S*(T={horizon})",
+                    (s_star, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    rotation=90,
+                    va="top",
+                    ha="right",
+                    fontsize=6,
+                    color=colours[k],
+                )
     ax.set(
         xscale="log",
         yscale="log",
@@ -89,7 +99,7 @@ def main() -> None:
         r2 = frontier["r2"] if fc.fit_ok(frontier, "r2") else float("nan")
         title = (
             f"fit η* = min(a/S, b/T): a = {frontier['a']:.3g}, b = {frontier['b']:.3g}, "
-            f"R² = {r2:.2f}; dotted: S* = aT/b"
+            f"R² = {r2:.2f}; sparse dots: S* = aT/b"
         )
     else:
         title = f"no frontier fit: {frontier.get('message', frontier.get('status', 'missing'))}"
