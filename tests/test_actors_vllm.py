@@ -113,3 +113,16 @@ def test_mismatch_is_detected_when_update_step_is_skipped(actor, skipped):
     assert gap > 100 * TOL, f"skipping {skipped} went unnoticed (max |Δ log μ| = {gap:.2e})"
     actor.load_weights(dict(actor.model.named_parameters()), 1)  # a full update repairs it
     assert mismatch(actor, LONG_PROMPTS, 1.0, seed=6) < TOL
+
+
+@torch.no_grad()
+def test_greedy_repeats_the_argmax_with_untempered_logprobs(actor):
+    """temperature = 0 (vLLM allows n = 1 only): G identical rows, log-probs of the T = 1 softmax."""
+    problems = actor.task.sample("train", 4, np.random.default_rng(2))
+    r = actor.generate(problems, 2, 0.0)
+    assert torch.equal(r.completion_ids[0::2], r.completion_ids[1::2])
+    assert torch.equal(r.group, torch.arange(4).repeat_interleave(2))
+    learner = sequence_logprobs(
+        actor.model, r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask, 1.0
+    )
+    assert float((learner - r.behavior_logprobs).abs().max()) < TOL

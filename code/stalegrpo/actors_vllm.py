@@ -185,9 +185,11 @@ class VLLMActor:
         seeds = [None] * len(problems)
         if seed is not None:
             seeds = np.random.SeedSequence(seed).generate_state(len(problems)).tolist()
+        # vLLM takes n > 1 only when sampling; greedy repeats each prompt instead
+        n_per_request, repeats = (1, group_size) if temperature == 0 else (group_size, 1)
         params = [
             SamplingParams(
-                n=group_size,
+                n=n_per_request,
                 temperature=temperature,
                 top_p=1.0,
                 top_k=0,
@@ -198,28 +200,29 @@ class VLLMActor:
                 detokenize=False,
             )
             for s in seeds
+            for _ in range(repeats)
         ]
         prompts = [
-            TokensPrompt(prompt_token_ids=ids[mask].tolist()) for ids, mask in zip(prompt_ids, prompt_mask)
+            TokensPrompt(prompt_token_ids=ids[mask].tolist())
+            for ids, mask in zip(prompt_ids, prompt_mask)
+            for _ in range(repeats)
         ]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        # one row per sample, in request order, then by sample index: a group's rows are contiguous
+        samples = [c for out in outputs for c in sorted(out.outputs, key=lambda c: c.index)]
 
-        samples = [sorted(out.outputs, key=lambda c: c.index) for out in outputs]
-        width = max(len(c.token_ids) for group in samples for c in group)
+        width = max(len(c.token_ids) for c in samples)
         n = len(problems) * group_size
         completion_ids = torch.full((n, width), self.tokenizer.pad_token_id, dtype=torch.long)
         completion_mask = torch.zeros(n, width, dtype=torch.bool)
         logprobs = torch.zeros(n, width)
-        row = 0
-        for group in samples:
-            for c in group:
-                length = len(c.token_ids)
-                completion_ids[row, :length] = torch.tensor(c.token_ids)
-                completion_mask[row, :length] = True
-                logprobs[row, :length] = torch.tensor(
-                    [step[tok].logprob for step, tok in zip(c.logprobs, c.token_ids)]
-                )
-                row += 1
+        for row, c in enumerate(samples):
+            length = len(c.token_ids)
+            completion_ids[row, :length] = torch.tensor(c.token_ids)
+            completion_mask[row, :length] = True
+            logprobs[row, :length] = torch.tensor(
+                [step[tok].logprob for step, tok in zip(c.logprobs, c.token_ids)]
+            )
 
         group_index = torch.arange(len(problems)).repeat_interleave(group_size)
         rollout = Rollout(
