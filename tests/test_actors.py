@@ -11,7 +11,7 @@ from stalegrpo.tasks import Problem, get_task
 
 TOL = 1e-5
 """max |behavior log-prob − learner recomputation| in fp32 at the same weights"""
-MIXED = [Problem("1+2=", "3"), Problem("12+34=", "46"), Problem("5*6=", "30"), Problem("99+99=", "198")]
+MIXED = [Problem("1+2=", "03"), Problem("12+34=", "046"), Problem("5*6=", "0030"), Problem("99+99=", "198")]
 """prompts of different lengths, so left padding and position ids matter"""
 
 

@@ -7,7 +7,7 @@ from stalegrpo.tasks import Problem, get_task
 
 
 @pytest.mark.parametrize(
-    "name, prompt, answer", [("addition", "07+45=", "52"), ("multiplication", "12*34=", "408")]
+    "name, prompt, answer", [("addition", "07+45=", "052"), ("multiplication", "12*34=", "0408")]
 )
 def test_verifier_accepts_only_the_answer(name, prompt, answer):
     task = get_task(name)
@@ -15,8 +15,14 @@ def test_verifier_accepts_only_the_answer(name, prompt, answer):
     assert problem == Problem(prompt, answer)
     assert task.reward(problem, answer) == 1.0
     assert task.reward(problem, f" {answer}\n") == 1.0  # surrounding whitespace is not an error
-    for wrong in [str(int(answer) + 1), "0" + answer, answer + "0", "", "=", answer[:-1], f"{answer}x", "4 6"]:
+    for wrong in [str(int(answer) + 1), "0" + answer, answer + "0", "", "=", answer[:-1], f"{answer}x", "04 6"]:
         assert task.reward(problem, wrong) == 0.0, wrong
+    assert task.reward(problem, answer.lstrip("0")) == 0.0  # only the canonical zero-padded form
+
+
+def test_unpadded_answers_on_request():
+    task = get_task("addition", pad_answer=False)
+    assert task.problem(7, 45) == Problem("07+45=", "52") and task.max_new_tokens == 4
 
 
 def test_prompts_have_fixed_length_and_budget_covers_answers():
@@ -24,8 +30,9 @@ def test_prompts_have_fixed_length_and_budget_covers_answers():
         task = get_task(name, digits=digits)
         problems = task.sample("train", 200, np.random.default_rng(0))
         assert {len(p.prompt) for p in problems} == {2 * digits + 2}
-        assert max(len(p.answer) for p in problems) + 1 <= task.max_new_tokens  # answer + EOS
+        assert {len(p.answer) + 1 for p in problems} == {task.max_new_tokens}  # answer + EOS
     assert get_task("addition").max_new_tokens == 4  # "198" + EOS
+    assert get_task("multiplication").max_new_tokens == 5  # "9801" + EOS
 
 
 def test_splits_are_disjoint_complete_and_deterministic():

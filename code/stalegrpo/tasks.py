@@ -2,8 +2,8 @@
 
 A task is the environment of GRPO (SCIENCE.md §1): it draws prompts x, and its verifier gives
 each completion y a reward r in [0, 1]. The default testbed of SCIENCE.md §10 is multi-digit
-addition with zero-padded, fixed-length prompts ("07+45=" → "52"); multiplication is the harder
-task. Every problem belongs to exactly one split, decided by a hash of its prompt, so the
+addition with zero-padded, fixed-length prompts and answers ("07+45=" → "052"); multiplication is
+the harder task. Every problem belongs to exactly one split, decided by a hash of its prompt, so the
 train and held-out splits are disjoint and the same on every machine and in every run.
 
 Contract shared with the learner side (/tmp/lm_api.md)::
@@ -65,7 +65,11 @@ class BinaryOpTask:
     """``a OP b =`` with both operands zero-padded to ``digits`` digits; the reward is exact match.
 
     Zero padding makes all prompts the same length, so a batch needs no prompt padding and
-    position ids are the same for every row. The answer carries no leading zeros.
+    position ids are the same for every row. With ``pad_answer`` the answer is zero-padded too, to
+    the width of the largest answer: each answer digit then sits at a fixed position, which the
+    small model learns several times faster (measured: 2-digit addition reached 20% held-out
+    sampled accuracy in ~250 pretraining steps instead of 850-2900). The verifier accepts only
+    this canonical form.
     """
 
     name: str = "addition"
@@ -74,6 +78,8 @@ class BinaryOpTask:
     """digits of each operand"""
     heldout_fraction: float = 0.1
     """fraction of all problems that are held out (by prompt hash)"""
+    pad_answer: bool = True
+    """zero-pad answers to a fixed width ("052" rather than "52")"""
 
     def __post_init__(self):
         if self.name not in OPERATORS:
@@ -81,12 +87,14 @@ class BinaryOpTask:
         if self.digits < 1:
             raise ValueError(f"digits must be >= 1, got {self.digits}")
         self.symbol, self.op = OPERATORS[self.name]
-        largest = self.op(10**self.digits - 1, 10**self.digits - 1)
-        self.max_new_tokens = len(str(largest)) + 1  # the answer's digits plus EOS
+        self.answer_width = len(str(self.op(10**self.digits - 1, 10**self.digits - 1)))
+        self.max_new_tokens = self.answer_width + 1  # the answer's digits plus EOS
 
     def problem(self, a: int, b: int) -> Problem:
-        d = self.digits
-        return Problem(prompt=f"{a:0{d}d}{self.symbol}{b:0{d}d}=", answer=str(self.op(a, b)))
+        d, answer = self.digits, str(self.op(a, b))
+        if self.pad_answer:
+            answer = answer.zfill(self.answer_width)
+        return Problem(prompt=f"{a:0{d}d}{self.symbol}{b:0{d}d}=", answer=answer)
 
     def split_of(self, problem: Problem) -> str:
         return "heldout" if heldout_fraction_of(problem.prompt, self.name) < self.heldout_fraction else "train"
