@@ -148,6 +148,8 @@ def test_bad_config_is_named(policy, tmp_path, capsys):
     assert "learning_rate" in capsys.readouterr().err
     assert main(["train", str(SMOKE), "S=-1", "--out", str(tmp_path)]) == 2
     assert "'S'" in capsys.readouterr().err
+    assert main(["train", str(SMOKE), "init_checkpoint=/nonexistent", "--out", str(tmp_path)]) == 2
+    assert "init_checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "steps.parquet").exists()
     with pytest.raises(ConfigError, match="updates_per_batch"):
         config(policy, "schedule=async", "S=0", "updates_per_batch=2")

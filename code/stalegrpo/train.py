@@ -128,6 +128,9 @@ WALL_COLUMNS = ("wall_time", "cpu_time", "gen_s", "train_s", "step_time_s", "act
 
 
 def check(cfg: TrainConfig) -> None:
+    """Constraints between keys, beyond the schema."""
+    if not (Path(cfg.init_checkpoint) / "config.json").is_file():
+        raise ConfigError(f"init_checkpoint {cfg.init_checkpoint!r} is not a saved policy (make one with `stalegrpo pretrain`)")
     m = cfg.updates_per_batch
     if cfg.batch_prompts % m:
         raise ConfigError(f"batch_prompts = {cfg.batch_prompts} must be a multiple of updates_per_batch = {m}")
