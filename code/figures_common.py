@@ -77,6 +77,16 @@ def experiment_fits(fits_path: Path, experiment: str) -> dict:
     return json.loads(fits_path.read_text()).get("exact", {}).get(experiment, {})
 
 
+def lag_axis(ax, s_values, floor: float = 0.5) -> None:
+    """A log x axis of S with ticks at the measured S values (S = 0 drawn at ``floor``)."""
+    s_values = sorted({int(s) for s in s_values})
+    step = max(1, len(s_values) // 8)  # at most ~8 labels
+    shown = s_values[::step]
+    ax.set_xscale("log")
+    ax.set_xticks([max(s, floor) for s in shown], [str(s) for s in shown])
+    ax.minorticks_off()
+
+
 def fit_ok(fit: dict, *keys: str) -> bool:
     """Whether a fit from fits.json succeeded and has numbers for ``keys`` (NaN is stored as null)."""
     return fit.get("status") == "ok" and all(isinstance(fit.get(k), (int, float)) for k in keys)

@@ -117,6 +117,7 @@ def main() -> None:
         xlabel="max lag S (learner steps; S = 0 drawn at 0.5)",
         ylabel="T_c·η (collapse time × learning rate)",
     )
+    fc.lag_axis(ax_line, s_values)
     ax_line.legend(title="η (hollow: censored)", fontsize=7, title_fontsize=7, ncols=2)
     if fc.fit_ok(summary, "cv"):
         note = f"CV of T_c·η across η ({summary.get('regime')}): {summary['cv']:.2f}"

@@ -95,6 +95,7 @@ def main() -> None:
         xlabel="max lag S (learner steps; S = 0 drawn at 0.5)",
         ylabel="largest stable learning rate η*",
     )
+    fc.lag_axis(ax, table["S"])
     if fitted:
         r2 = frontier["r2"] if fc.fit_ok(frontier, "r2") else float("nan")
         title = (
