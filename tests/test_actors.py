@@ -54,7 +54,9 @@ def test_same_seed_same_rollout(actor):
     assert torch.equal(a.completion_ids, b.completion_ids)
     assert torch.equal(a.behavior_logprobs, b.behavior_logprobs)
     c = actor.generate(MIXED, 8, seed=8)
-    assert c.completion_ids.shape != a.completion_ids.shape or not torch.equal(c.completion_ids, a.completion_ids)
+    assert c.completion_ids.shape != a.completion_ids.shape or not torch.equal(
+        c.completion_ids, a.completion_ids
+    )
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7, 0.0])
@@ -97,7 +99,9 @@ def test_cat_keeps_groups_and_logprobs(actor):
     assert r.group.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 3, 3] and r.version.tolist() == [0] * 6 + [4] * 4
     assert r.texts(actor.tokenizer) == a.texts(actor.tokenizer) + b.texts(actor.tokenizer)
     with torch.no_grad():
-        learner = sequence_logprobs(actor.model, r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask)
+        learner = sequence_logprobs(
+            actor.model, r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask
+        )
     assert float((learner - r.behavior_logprobs).abs().max()) < TOL
 
 

@@ -40,9 +40,11 @@ def test_save_and_load_round_trip(tmp_path):
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     loaded, loaded_tok = load_policy(tmp_path)
-    ids, mask = encode_prompts(loaded_tok, ["12+34=", "5*6="])
+    ids, _ = encode_prompts(loaded_tok, ["12+34=", "5*6="])
     assert torch.equal(ids, encode_prompts(tok, ["12+34=", "5*6="])[0])
-    assert loaded_tok.padding_side == "left" and loaded_tok.decode(ids[0], skip_special_tokens=True) == "12+34="
+    assert (
+        loaded_tok.padding_side == "left" and loaded_tok.decode(ids[0], skip_special_tokens=True) == "12+34="
+    )
     with torch.no_grad():
         assert torch.equal(model(input_ids=ids).logits, loaded(input_ids=ids).logits)
     with pytest.raises(FileNotFoundError, match="nowhere"):

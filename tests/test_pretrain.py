@@ -26,7 +26,20 @@ def test_pretrain_writes_a_loadable_checkpoint(tmp_path):
 
     # model=PATH steps=0: the same weights, evaluated and saved again
     again = tmp_path / "again"
-    assert cli(["pretrain", f"model={out}", "steps=0", "final_eval_problems=16", "threads=1", "--out", str(again)]) == 0
+    assert (
+        cli(
+            [
+                "pretrain",
+                f"model={out}",
+                "steps=0",
+                "final_eval_problems=16",
+                "threads=1",
+                "--out",
+                str(again),
+            ]
+        )
+        == 0
+    )
     reloaded, _ = load_policy(again)
     for a, b in zip(model.state_dict().values(), reloaded.state_dict().values()):
         assert torch.equal(a, b)

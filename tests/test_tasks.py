@@ -15,7 +15,16 @@ def test_verifier_accepts_only_the_answer(name, prompt, answer):
     assert problem == Problem(prompt, answer)
     assert task.reward(problem, answer) == 1.0
     assert task.reward(problem, f" {answer}\n") == 1.0  # surrounding whitespace is not an error
-    for wrong in [str(int(answer) + 1), "0" + answer, answer + "0", "", "=", answer[:-1], f"{answer}x", "04 6"]:
+    for wrong in [
+        str(int(answer) + 1),
+        "0" + answer,
+        answer + "0",
+        "",
+        "=",
+        answer[:-1],
+        f"{answer}x",
+        "04 6",
+    ]:
         assert task.reward(problem, wrong) == 0.0, wrong
     assert task.reward(problem, answer.lstrip("0")) == 0.0  # only the canonical zero-padded form
 

@@ -120,7 +120,16 @@ class Actor(Protocol):
 
 
 @torch.no_grad()
-def sample(model, prompt_ids, prompt_mask, max_new_tokens, eos_token_id, pad_token_id, temperature=1.0, generator=None):
+def sample(
+    model,
+    prompt_ids,
+    prompt_mask,
+    max_new_tokens,
+    eos_token_id,
+    pad_token_id,
+    temperature=1.0,
+    generator=None,
+):
     """KV-cache sampling with per-token log-probs: (completion_ids, completion_mask, logprobs).
 
     Each step feeds only the newest token; the attention mask grows by one column per step
@@ -184,8 +193,9 @@ class HFActor:
         """seconds the last :meth:`load_weights` took (SCIENCE.md §3 ``weight_sync_s``)"""
 
     def encode(self, problems: list[Problem], group_size: int):
+        """Prompt ids and mask, each prompt repeated ``group_size`` times (rows of a group contiguous)."""
         ids, mask = encode_prompts(self.tokenizer, [p.prompt for p in problems])
-        return ids.repeat_interleave(group_size, 0).to(self.device), mask.repeat_interleave(group_size, 0).to(self.device)
+        return tuple(x.repeat_interleave(group_size, 0).to(self.device) for x in (ids, mask))
 
     def generate(self, problems, group_size, temperature=1.0, seed=None, max_new_tokens=None) -> Rollout:
         start = time.perf_counter()
@@ -217,7 +227,9 @@ class HFActor:
             gen_seconds=0.0,
         )
         texts = rollout.texts(self.tokenizer)
-        rollout.rewards = torch.tensor([self.task.reward(problems[g], t) for g, t in zip(group.tolist(), texts)])
+        rollout.rewards = torch.tensor(
+            [self.task.reward(problems[g], t) for g, t in zip(group.tolist(), texts)]
+        )
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         rollout.gen_seconds = time.perf_counter() - start
@@ -235,7 +247,9 @@ class HFActor:
         params = dict(self.model.named_parameters())  # tied weights appear once
         missing = sorted(set(params) - set(state))
         if missing:
-            raise KeyError(f"load_weights: state dict lacks {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+            raise KeyError(
+                f"load_weights: state dict lacks {missing[:5]}{' ...' if len(missing) > 5 else ''}"
+            )
         for name, p in params.items():
             p.copy_(state[name])
         self.version = int(version)
@@ -260,7 +274,9 @@ def make_actor(backend: str, model_path_or_model, tokenizer, task: Task, device=
     raise ValueError(f"unknown actor backend {backend!r}; choose from {list(BACKENDS)}")
 
 
-def benchmark_sampling(actor: HFActor, problems: list[Problem], G: int, repeats: int = 3, temperature: float = 1.0) -> dict:
+def benchmark_sampling(
+    actor: HFActor, problems: list[Problem], G: int, repeats: int = 3, temperature: float = 1.0
+) -> dict:
     """Sampled tokens per second of :func:`sample` and of ``model.generate`` on the same batch.
 
     Both sample at ``temperature`` up to the task's budget and stop when every row has emitted
@@ -272,7 +288,9 @@ def benchmark_sampling(actor: HFActor, problems: list[Problem], G: int, repeats:
     tok = actor.tokenizer
 
     def run_loop():
-        _, mask, _ = sample(actor.model, prompt_ids, prompt_mask, max_new, tok.eos_token_id, tok.pad_token_id, temperature)
+        _, mask, _ = sample(
+            actor.model, prompt_ids, prompt_mask, max_new, tok.eos_token_id, tok.pad_token_id, temperature
+        )
         return int(mask.sum())
 
     @torch.no_grad()
@@ -290,7 +308,9 @@ def benchmark_sampling(actor: HFActor, problems: list[Problem], G: int, repeats:
         )
         completion = out[:, prompt_ids.shape[1] :]
         # tokens up to and including the first EOS
-        before_eos = (completion == tok.eos_token_id).long().cumsum(1) - (completion == tok.eos_token_id).long()
+        before_eos = (completion == tok.eos_token_id).long().cumsum(1) - (
+            completion == tok.eos_token_id
+        ).long()
         return int((before_eos == 0).sum())
 
     # the two samplers alternate, so a load spike on a shared machine hits both alike

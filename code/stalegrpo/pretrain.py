@@ -152,7 +152,9 @@ def main(config_path: str | None, overrides: list[str], out: str) -> int:
         if step % cfg.eval_every == 0 or step == cfg.steps:
             sampled = accuracy(actor, eval_problems, cfg.temperature, seed=cfg.seed + step)
             history.append({"step": step, "loss": loss.item(), "sampled_accuracy": sampled})
-            print(f"step {step:5d}  loss {loss.item():.4f}  held-out sampled accuracy {sampled:.3f}", flush=True)
+            print(
+                f"step {step:5d}  loss {loss.item():.4f}  held-out sampled accuracy {sampled:.3f}", flush=True
+            )
             reached = cfg.target_accuracy is not None and sampled >= cfg.target_accuracy
     train_seconds = time.perf_counter() - start
 

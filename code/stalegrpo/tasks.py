@@ -97,7 +97,9 @@ class BinaryOpTask:
         return Problem(prompt=f"{a:0{d}d}{self.symbol}{b:0{d}d}=", answer=answer)
 
     def split_of(self, problem: Problem) -> str:
-        return "heldout" if heldout_fraction_of(problem.prompt, self.name) < self.heldout_fraction else "train"
+        return (
+            "heldout" if heldout_fraction_of(problem.prompt, self.name) < self.heldout_fraction else "train"
+        )
 
     def sample(self, split: str, n: int, rng: np.random.Generator) -> list[Problem]:
         """``n`` problems drawn uniformly from ``split`` (with replacement), by rejection."""
