@@ -111,6 +111,10 @@ def bench(config_path, overrides, out) -> int:
     for r in runs:
         r["speedup"] = r["steps_per_s"] / sync["steps_per_s"]
         r["efficiency"] = r["speedup"] / ideal
+        # where the time goes: components slowed by sharing the cores (gen_slowdown, train_slowdown)
+        # versus imperfect overlap (overlap_efficiency = max(t_gen, t_train) of this run / its step)
+        r["gen_slowdown"], r["train_slowdown"] = r["t_gen"] / t_gen, r["t_train"] / t_train
+        r["overlap_efficiency"] = max(r["t_gen"], r["t_train"]) / r["step_s"]
     result = {
         "config": to_dict(cfg),
         "bench": to_dict(options),
@@ -129,7 +133,8 @@ def bench(config_path, overrides, out) -> int:
     print(f"t_gen = {t_gen * 1e3:.1f} ms, t_train = {t_train * 1e3:.1f} ms, ideal speedup = {ideal:.2f}")
     for r in runs[1:]:
         print(f"async S={r['S']}: speedup {r['speedup']:.2f} (ideal {ideal:.2f}, efficiency {r['efficiency']:.2f}), "
-              f"bookkeeping {r['bookkeeping_pct']:.2f}% of the step")
+              f"bookkeeping {r['bookkeeping_pct']:.2f}% of the step; overlapped t_gen x{r['gen_slowdown']:.2f}, "
+              f"t_train x{r['train_slowdown']:.2f}, overlap efficiency {r['overlap_efficiency']:.2f}")
     s = result["sampling"]
     print(f"sampling: KV-cache loop {s['loop_tokens_per_s']:.0f} tokens/s vs generate {s['generate_tokens_per_s']:.0f} "
           f"tokens/s (ratio {s['ratio']:.2f})")
