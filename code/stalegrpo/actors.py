@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass, fields
 from typing import Protocol
 
+import numpy as np
 import torch
 from transformers import DynamicCache
 
@@ -281,7 +282,8 @@ def benchmark_sampling(
 
     Both sample at ``temperature`` up to the task's budget and stop when every row has emitted
     EOS; only ``sample`` also returns log-probs. Each is warmed up once, then timed ``repeats``
-    times; tokens are counted up to and including EOS.
+    times (alternating); tokens are counted up to and including EOS, and the medians over repeats
+    are reported.
     """
     prompt_ids, prompt_mask = actor.encode(problems, G)
     max_new = actor.task.max_new_tokens
@@ -313,9 +315,10 @@ def benchmark_sampling(
         ).long()
         return int((before_eos == 0).sum())
 
-    # the two samplers alternate, so a load spike on a shared machine hits both alike
+    # the two samplers alternate and the medians are reported, so that a load spike on a shared
+    # machine neither favours one sampler nor dominates the result
     result = {"batch": prompt_ids.shape[0], "max_new_tokens": max_new, "repeats": repeats}
-    totals = {"loop": [0, 0.0], "generate": [0, 0.0]}
+    timings = {"loop": [], "generate": []}
     run_loop(), run_generate()  # warm-up
     for _ in range(repeats):
         for name, fn in (("loop", run_loop), ("generate", run_generate)):
@@ -323,10 +326,9 @@ def benchmark_sampling(
             n_tokens = fn()
             if actor.device.type == "cuda":
                 torch.cuda.synchronize(actor.device)
-            totals[name][0] += n_tokens
-            totals[name][1] += time.perf_counter() - start
-    for name, (n_tokens, seconds) in totals.items():
-        result[f"{name}_seconds_per_batch"] = seconds / repeats
-        result[f"{name}_tokens_per_s"] = n_tokens / seconds
+            timings[name].append((time.perf_counter() - start, n_tokens))
+    for name, runs in timings.items():
+        result[f"{name}_seconds_per_batch"] = float(np.median([sec for sec, _ in runs]))
+        result[f"{name}_tokens_per_s"] = float(np.median([n / sec for sec, n in runs]))
     result["ratio"] = result["loop_tokens_per_s"] / result["generate_tokens_per_s"]
     return result
