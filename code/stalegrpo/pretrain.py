@@ -9,9 +9,11 @@ GRPO has room to improve it and to collapse it. The budget is a target, not a st
 ``final_eval_problems`` held-out problems, go to OUT/pretrain.json next to the checkpoint
 (``save_pretrained``: model + tokenizer, loadable with :func:`stalegrpo.policy.load_policy`).
 
-Measured on the shared 2-core machine (1 thread, seeds 0-3, defaults): the target was reached
-after 275-450 steps (38-90 s), with final held-out sampled accuracy 0.17-0.26 and greedy
-0.37-0.50. At lr 3e-3 the plateau before the jump lasted 150-1050 steps; at 6e-3 it did not end
+Measured on the shared 2-core machine (seeds 0-3, defaults): the target was reached after
+275-450 steps, with final held-out sampled accuracy 0.17-0.26 and greedy 0.37-0.50 (the same
+numbers on 1 or 2 threads). Wall time was 11 s (450 steps, 2 threads, idle machine) to 90 s
+(1 thread, busy machine); 2 threads on an oversubscribed machine took 340 s, so use threads=1
+when the cores are shared. At lr 3e-3 the plateau before the jump lasted 150-1050 steps; at 6e-3 it did not end
 within 1200.
 
 ``model=PATH`` starts from an existing local checkpoint instead (paper scale); with
