@@ -21,8 +21,16 @@ def policy(tmp_path_factory):
 
 
 def test_bench_lm_reports_speedup_against_the_ideal_bound(policy, tmp_path):
-    overrides = [f"init_checkpoint={policy}", "batch_prompts=8", "group_size=4", "threads=2",
-                 "bench.steps=6", "bench.skip=1", "bench.lags=[1]", "bench.sampling_repeats=1"]
+    overrides = [
+        f"init_checkpoint={policy}",
+        "batch_prompts=8",
+        "group_size=4",
+        "threads=2",
+        "bench.steps=6",
+        "bench.skip=1",
+        "bench.lags=[1]",
+        "bench.sampling_repeats=1",
+    ]
     assert bench(None, overrides, tmp_path) == 0
     result = json.loads((tmp_path / "bench.json").read_text())
     t_gen, t_train = result["t_gen"], result["t_train"]

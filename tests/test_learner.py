@@ -114,6 +114,8 @@ def test_bias_probe_estimator():
     same = bias_probe(g, g, g, g)
     assert same["probe_bias"] == 0 and same["probe_grad_sq"] == pytest.approx(5.0)
     shifted = bias_probe(g + torch.tensor([3.0, 4.0]), g + torch.tensor([3.0, 4.0]), g, g)
-    assert shifted["probe_bias"] == pytest.approx(5.0) and shifted["probe_rel_bias"] == pytest.approx(5 / math.sqrt(5))
+    assert shifted["probe_bias"] == pytest.approx(5.0) and shifted["probe_rel_bias"] == pytest.approx(
+        5 / math.sqrt(5)
+    )
     opposite = bias_probe(g + 1, g - 1, g, g)  # negative estimate: bias reported as 0
     assert opposite["probe_bias_sq"] < 0 and opposite["probe_bias"] == 0

@@ -27,8 +27,21 @@ def policy(tmp_path_factory) -> Path:
     from stalegrpo.pretrain import main
 
     out = tmp_path_factory.mktemp("policy")
-    overrides = ["digits=1", "hidden=64", "layers=2", "heads=4", "intermediate=128", "steps=300", "batch_size=64",
-                 "lr=0.01", "target_accuracy=null", "eval_every=300", "eval_problems=16", "final_eval_problems=16", "threads=1"]
+    overrides = [
+        "digits=1",
+        "hidden=64",
+        "layers=2",
+        "heads=4",
+        "intermediate=128",
+        "steps=300",
+        "batch_size=64",
+        "lr=0.01",
+        "target_accuracy=null",
+        "eval_every=300",
+        "eval_problems=16",
+        "final_eval_problems=16",
+        "threads=1",
+    ]
     assert main(None, overrides, str(out)) == 0
     return out
 
@@ -77,32 +90,59 @@ def test_updates_per_batch_counts_lag_per_minibatch(policy, tmp_path):
 
 @pytest.mark.slow
 def test_resume_after_kill_9_matches_uninterrupted_run(policy, tmp_path):
-    args = [sys.executable, "-m", "stalegrpo.cli", "train", str(SMOKE), f"init_checkpoint={policy}", "digits=1",
-            "steps=8", "checkpoint_every=2", "probe_every=3"]
+    args = [
+        sys.executable,
+        "-m",
+        "stalegrpo.cli",
+        "train",
+        str(SMOKE),
+        f"init_checkpoint={policy}",
+        "digits=1",
+        "steps=8",
+        "checkpoint_every=2",
+        "probe_every=3",
+    ]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     run(config(policy, "steps=8", "checkpoint_every=2", "probe_every=3"), tmp_path / "ref")  # uninterrupted
 
     out = tmp_path / "killed"
-    process = subprocess.Popen([*args, "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*args, "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     latest = out / "checkpoint" / "latest"
     deadline = time.time() + 240
-    while time.time() < deadline and not (latest.is_file() and latest.read_text().strip() in ("step4", "step6")):
+    while time.time() < deadline and not (
+        latest.is_file() and latest.read_text().strip() in ("step4", "step6")
+    ):
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert latest.read_text().strip() in ("step4", "step6") and not (out / "summary.json").exists()
     # the tables are written just before each checkpoint
     assert len(pd.read_parquet(out / "steps.parquet")) >= int(latest.read_text().strip().removeprefix("step"))
-    resumed = subprocess.run([*args, "--out", str(out)], env=env, capture_output=True, text=True)
+    resumed = subprocess.run([*args, "--out", str(out)], env=env, check=False, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming" in resumed.stdout
     assert_same_run(tmp_path / "ref", out)
 
 
 def test_sigterm_checkpoints_and_resumes(policy, tmp_path):
-    args = [sys.executable, "-m", "stalegrpo.cli", "train", str(SMOKE), f"init_checkpoint={policy}", "digits=1",
-            "steps=30", "checkpoint_every=5", "probe_every=0", "eval_every=0", "collapse.min_drop=2",
-            "--out", str(tmp_path)]  # min_drop=2: the reward detector cannot end the run early
+    args = [
+        sys.executable,
+        "-m",
+        "stalegrpo.cli",
+        "train",
+        str(SMOKE),
+        f"init_checkpoint={policy}",
+        "digits=1",
+        "steps=30",
+        "checkpoint_every=5",
+        "probe_every=0",
+        "eval_every=0",
+        "collapse.min_drop=2",
+        "--out",
+        str(tmp_path),
+    ]  # min_drop=2: the reward detector cannot end the run early
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not (tmp_path / "checkpoint" / "latest").exists() and process.poll() is None:
         time.sleep(0.05)
@@ -111,7 +151,7 @@ def test_sigterm_checkpoints_and_resumes(policy, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["stopped"] == "sigterm" and 5 <= summary["steps_done"] < 30
     assert (tmp_path / "checkpoint" / "latest").read_text() == f"step{summary['steps_done']}"
-    assert subprocess.run(args, capture_output=True).returncode == 0
+    assert subprocess.run(args, check=False, capture_output=True).returncode == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["finished"] and summary["steps_done"] == 30
     assert pd.read_parquet(tmp_path / "steps.parquet")["step"].tolist() == list(range(30))
@@ -119,7 +159,9 @@ def test_sigterm_checkpoints_and_resumes(policy, tmp_path):
 
 @pytest.mark.parametrize("S,m", [(0, 1), (2, 1), (1, 2)])
 def test_async_lags_stay_within_the_bound(policy, tmp_path, S, m):
-    cfg = config(policy, "schedule=async", f"S={S}", f"updates_per_batch={m}", "steps=8", "threads=2", "probe_every=4")
+    cfg = config(
+        policy, "schedule=async", f"S={S}", f"updates_per_batch={m}", "steps=8", "threads=2", "probe_every=4"
+    )
     summary = run(cfg, tmp_path)
     lags = pd.read_parquet(tmp_path / "lags.parquet")
     steps = pd.read_parquet(tmp_path / "steps.parquet")
@@ -133,10 +175,20 @@ def test_async_lags_stay_within_the_bound(policy, tmp_path, S, m):
 def test_high_learning_rate_is_recorded_as_a_collapse(policy, tmp_path):
     from stalegrpo.cli import main
 
-    args = [str(SMOKE), f"init_checkpoint={policy}", "digits=1", "lr=0.3", "steps=60", "probe_every=0", "eval_every=0"]
+    args = [
+        str(SMOKE),
+        f"init_checkpoint={policy}",
+        "digits=1",
+        "lr=0.3",
+        "steps=60",
+        "probe_every=0",
+        "eval_every=0",
+    ]
     assert main(["train", *args, "grace_steps=3", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["collapse_step"] is not None and summary["stopped"] == "collapse" and not summary["censored"]
+    assert (
+        summary["collapse_step"] is not None and summary["stopped"] == "collapse" and not summary["censored"]
+    )
     assert summary["steps_done"] <= summary["collapse_step"] + 1 + 3
     steps = pd.read_parquet(tmp_path / "steps.parquet")
     assert steps["collapsed"].iloc[-1] and not steps["collapsed"].iloc[0]

@@ -93,8 +93,17 @@ def bench(config_path, overrides, out) -> int:
     bench_overrides = [o.removeprefix("bench.") for o in overrides if o.startswith("bench.")]
     options = load_config(BenchConfig, None, bench_overrides)
     cfg = load_config(TrainConfig, config_path, [o for o in overrides if not o.startswith("bench.")])
-    cfg = replace(cfg, schedule="async", steps=options.steps, eval_every=0, eval_prompts=32, probe_every=0,
-                  checkpoint_every=10**6, max_minutes=None, progress=False)
+    cfg = replace(
+        cfg,
+        schedule="async",
+        steps=options.steps,
+        eval_every=0,
+        eval_prompts=32,
+        probe_every=0,
+        checkpoint_every=10**6,
+        max_minutes=None,
+        progress=False,
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -103,8 +112,11 @@ def bench(config_path, overrides, out) -> int:
         run_cfg = replace(cfg, S=S)
         check(run_cfg)
         runs.append(measure(run_cfg, out / f"async_S{S}", options.skip))
-        print(f"S={S}: {runs[-1]['steps_per_s']:.2f} steps/s, t_gen {runs[-1]['t_gen'] * 1e3:.0f} ms, "
-              f"t_train {runs[-1]['t_train'] * 1e3:.0f} ms, mean lag {runs[-1]['lag_mean']:.2f}", flush=True)
+        print(
+            f"S={S}: {runs[-1]['steps_per_s']:.2f} steps/s, t_gen {runs[-1]['t_gen'] * 1e3:.0f} ms, "
+            f"t_train {runs[-1]['t_train'] * 1e3:.0f} ms, mean lag {runs[-1]['lag_mean']:.2f}",
+            flush=True,
+        )
     sync = runs[0]
     t_gen, t_train = sync["t_gen"], sync["t_train"]
     ideal = (t_gen + t_train) / max(t_gen, t_train)
@@ -132,10 +144,14 @@ def bench(config_path, overrides, out) -> int:
 
     print(f"t_gen = {t_gen * 1e3:.1f} ms, t_train = {t_train * 1e3:.1f} ms, ideal speedup = {ideal:.2f}")
     for r in runs[1:]:
-        print(f"async S={r['S']}: speedup {r['speedup']:.2f} (ideal {ideal:.2f}, efficiency {r['efficiency']:.2f}), "
-              f"bookkeeping {r['bookkeeping_pct']:.2f}% of the step; overlapped t_gen x{r['gen_slowdown']:.2f}, "
-              f"t_train x{r['train_slowdown']:.2f}, overlap efficiency {r['overlap_efficiency']:.2f}")
+        print(
+            f"async S={r['S']}: speedup {r['speedup']:.2f} (ideal {ideal:.2f}, efficiency {r['efficiency']:.2f}), "
+            f"bookkeeping {r['bookkeeping_pct']:.2f}% of the step; overlapped t_gen x{r['gen_slowdown']:.2f}, "
+            f"t_train x{r['train_slowdown']:.2f}, overlap efficiency {r['overlap_efficiency']:.2f}"
+        )
     s = result["sampling"]
-    print(f"sampling: KV-cache loop {s['loop_tokens_per_s']:.0f} tokens/s vs generate {s['generate_tokens_per_s']:.0f} "
-          f"tokens/s (ratio {s['ratio']:.2f})")
+    print(
+        f"sampling: KV-cache loop {s['loop_tokens_per_s']:.0f} tokens/s vs generate {s['generate_tokens_per_s']:.0f} "
+        f"tokens/s (ratio {s['ratio']:.2f})"
+    )
     return 0

@@ -43,7 +43,9 @@ def setup_distributed_env() -> None:
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions"))
     # a free port, so that runs side by side do not collide; a port this code picked in a parent
     # process (inherited through the environment) is not a launcher's and is picked anew
-    if "MASTER_PORT" not in os.environ or os.environ["MASTER_PORT"] == os.environ.get("STALEGRPO_PICKED_PORT"):
+    if "MASTER_PORT" not in os.environ or os.environ["MASTER_PORT"] == os.environ.get(
+        "STALEGRPO_PICKED_PORT"
+    ):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             os.environ["MASTER_PORT"] = os.environ["STALEGRPO_PICKED_PORT"] = str(s.getsockname()[1])
@@ -71,7 +73,9 @@ def deepspeed_engine(model: torch.nn.Module, optimizer: torch.optim.Optimizer, c
         raise FileNotFoundError(f"DeepSpeed config {str(config_path)!r} does not exist")
     ds_config = json.loads(path.read_text())
     # one optimizer step per call: the learner forms its own minibatches
-    ds_config.update(train_micro_batch_size_per_gpu=1, gradient_accumulation_steps=1, gradient_clipping=grad_clip)
+    ds_config.update(
+        train_micro_batch_size_per_gpu=1, gradient_accumulation_steps=1, gradient_clipping=grad_clip
+    )
     ds_config.pop("train_batch_size", None)
     ds_config.setdefault("steps_per_print", 10**9)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
@@ -111,17 +115,23 @@ class Learner:
 
     def __init__(self, model, ref_model, cfg, version: int = 0):
         self.cfg = cfg
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
+        self.optimizer = torch.optim.Adam(
+            model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2)
+        )
         config_path = Path(cfg.deepspeed_dir) / f"zero{cfg.deepspeed_zero}.json"
         self.engine = deepspeed_engine(model, self.optimizer, config_path, cfg.grad_clip)
         self.model = self.engine.module
         self.device = self.engine.device
-        self.ref_model = ref_model.to(self.device).eval().requires_grad_(False) if ref_model is not None else None
+        self.ref_model = (
+            ref_model.to(self.device).eval().requires_grad_(False) if ref_model is not None else None
+        )
         self.version = version
         self.prev_grad: torch.Tensor | None = None
         # the logits of the training forward, captured for the entropy without a second forward
         self._logits = None
-        self.model.lm_head.register_forward_hook(lambda module, args, out: setattr(self, "_logits", out.detach()))
+        self.model.lm_head.register_forward_hook(
+            lambda module, args, out: setattr(self, "_logits", out.detach())
+        )
 
     # -- the objective -------------------------------------------------------------------
     def objective(self, logprobs, batch, ref_logprobs):
@@ -133,12 +143,19 @@ class Learner:
         )
         value = aggregate(surrogate.value, batch.completion_mask, cfg.aggregation)
         if cfg.kl_beta > 0:
-            value = value - cfg.kl_beta * aggregate(k3_kl(logprobs, ref_logprobs), batch.completion_mask, cfg.aggregation)
+            value = value - cfg.kl_beta * aggregate(
+                k3_kl(logprobs, ref_logprobs), batch.completion_mask, cfg.aggregation
+            )
         return value, surrogate
 
     def logprobs(self, model, batch):
         return sequence_logprobs(
-            model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask, self.cfg.temperature
+            model,
+            batch.prompt_ids,
+            batch.prompt_mask,
+            batch.completion_ids,
+            batch.completion_mask,
+            self.cfg.temperature,
         )
 
     @torch.no_grad()
@@ -171,7 +188,9 @@ class Learner:
             "ess": normalised_ess(log_ratio.sum(1)),
             "ess_token": normalised_ess(log_ratio[batch.completion_mask]),
             "kl_behavior": masked_mean(kl_behavior_tok, mask),
-            "kl_ref": masked_mean(k3_kl(lp.double(), ref_logprobs.double()), mask) if ref_logprobs is not None else float("nan"),
+            "kl_ref": masked_mean(k3_kl(lp.double(), ref_logprobs.double()), mask)
+            if ref_logprobs is not None
+            else float("nan"),
             "mismatch_kl": masked_mean(kl_behavior_tok, fresh),
             "entropy": masked_mean(token_entropy(logits), mask),
         }
@@ -188,7 +207,9 @@ class Learner:
             clip_frac_high=masked_mean(surrogate.clipped_high.float(), mask),
         )
         if not torch.isfinite(loss):
-            metrics.update(finite=False, grad_norm=float("nan"), grad_cos=float("nan"), update_norm=float("nan"))
+            metrics.update(
+                finite=False, grad_norm=float("nan"), grad_cos=float("nan"), update_norm=float("nan")
+            )
             return metrics
         self.engine.backward(loss)
         grad = self.flat_grad()
@@ -214,7 +235,9 @@ class Learner:
         """The full gradient of the last backward as one vector (any ZeRO stage ≤ 2)."""
         from deepspeed.utils import safe_get_full_grad
 
-        return torch.cat([safe_get_full_grad(p).detach().reshape(-1).float().clone() for p in self.model.parameters()])
+        return torch.cat(
+            [safe_get_full_grad(p).detach().reshape(-1).float().clone() for p in self.model.parameters()]
+        )
 
     # -- the bias probe of §3.2 ----------------------------------------------------------
     def probe_gradient(self, probe_model, batch) -> torch.Tensor:
@@ -222,10 +245,15 @@ class Learner:
         batch = batch.to(next(probe_model.parameters()).device)
         logprobs = self.logprobs(probe_model, batch)
         ref_logprobs = self.ref_logprobs(batch.to(self.device))
-        value, _ = self.objective(logprobs, batch, None if ref_logprobs is None else ref_logprobs.to(logprobs.device))
+        value, _ = self.objective(
+            logprobs, batch, None if ref_logprobs is None else ref_logprobs.to(logprobs.device)
+        )
         grads = torch.autograd.grad(value, list(probe_model.parameters()), allow_unused=True)
         return torch.cat(
-            [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, probe_model.parameters())]
+            [
+                (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                for g, p in zip(grads, probe_model.parameters())
+            ]
         )
 
     # -- checkpoints ----------------------------------------------------------------------

@@ -18,10 +18,12 @@ and on SIGTERM; the same command resumes from it, bit for bit in the ``fixed`` s
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
+import queue as queue_module
 import shutil
 import signal
 import time
@@ -35,7 +37,13 @@ import torch
 from tqdm import tqdm
 
 from stalegrpo.actors import make_actor
-from stalegrpo.buffer import SnapshotRing, admission_version, fixed_behavior_version, flat_params, state_from_flat
+from stalegrpo.buffer import (
+    SnapshotRing,
+    admission_version,
+    fixed_behavior_version,
+    flat_params,
+    state_from_flat,
+)
 from stalegrpo.collapse import CollapseConfig, CollapseMonitor
 from stalegrpo.config import ConfigError, load_config, to_dict
 from stalegrpo.learner import Learner, bias_probe
@@ -122,20 +130,38 @@ class TrainConfig:
 
 
 CONFIG_CLASS = TrainConfig
-WALL_COLUMNS = ("wall_time", "cpu_time", "gen_s", "train_s", "step_time_s", "actor_wait_s", "learner_wait_s",
-                "weight_sync_s", "bookkeeping_s", "gen_tokens_per_s", "train_tokens_per_s", "probe_s")
+WALL_COLUMNS = (
+    "wall_time",
+    "cpu_time",
+    "gen_s",
+    "train_s",
+    "step_time_s",
+    "actor_wait_s",
+    "learner_wait_s",
+    "weight_sync_s",
+    "bookkeeping_s",
+    "gen_tokens_per_s",
+    "train_tokens_per_s",
+    "probe_s",
+)
 """columns that measure wall time: excluded when runs are compared for determinism"""
 
 
 def check(cfg: TrainConfig) -> None:
     """Constraints between keys, beyond the schema."""
     if not (Path(cfg.init_checkpoint) / "config.json").is_file():
-        raise ConfigError(f"init_checkpoint {cfg.init_checkpoint!r} is not a saved policy (make one with `stalegrpo pretrain`)")
+        raise ConfigError(
+            f"init_checkpoint {cfg.init_checkpoint!r} is not a saved policy (make one with `stalegrpo pretrain`)"
+        )
     m = cfg.updates_per_batch
     if cfg.batch_prompts % m:
-        raise ConfigError(f"batch_prompts = {cfg.batch_prompts} must be a multiple of updates_per_batch = {m}")
+        raise ConfigError(
+            f"batch_prompts = {cfg.batch_prompts} must be a multiple of updates_per_batch = {m}"
+        )
     if cfg.schedule == "async" and cfg.S < m - 1:
-        raise ConfigError(f"async needs S >= updates_per_batch - 1 = {m - 1} (the last minibatch's lag), got S = {cfg.S}")
+        raise ConfigError(
+            f"async needs S >= updates_per_batch - 1 = {m - 1} (the last minibatch's lag), got S = {cfg.S}"
+        )
 
 
 def rng(cfg, *keys) -> np.random.Generator:
@@ -159,7 +185,10 @@ def minibatch(rollout, j: int, m: int, group_size: int):
     n = len(rollout.problems) // m
     rows = slice(j * n * group_size, (j + 1) * n * group_size)
     tensors = {k: v[rows] for k, v in vars(rollout).items() if torch.is_tensor(v)}
-    return replace(rollout, **tensors | {"problems": rollout.problems[j * n : (j + 1) * n], "group": tensors["group"] - j * n})
+    return replace(
+        rollout,
+        **tensors | {"problems": rollout.problems[j * n : (j + 1) * n], "group": tensors["group"] - j * n},
+    )
 
 
 # -- rollout sources: the two schedules of §5 -------------------------------------------------
@@ -227,7 +256,9 @@ class AsyncSource:
         self.shared = SharedWeights(flat.numel(), context)
         self.shared.publish(flat, version)
         self.queue, self.stop = context.Queue(), context.Event()
-        self.process = context.Process(target=actor_process, args=(cfg, self.shared, self.queue, self.stop, start_batch), daemon=True)
+        self.process = context.Process(
+            target=actor_process, args=(cfg, self.shared, self.queue, self.stop, start_batch), daemon=True
+        )
         self.process.start()
 
     def next(self, n: int):
@@ -236,9 +267,11 @@ class AsyncSource:
             try:
                 index, rollout, info = self.queue.get(timeout=5.0)
                 break
-            except Exception:
+            except queue_module.Empty:
                 if not self.process.is_alive():
-                    raise RuntimeError(f"the actor process died (exit code {self.process.exitcode})") from None
+                    raise RuntimeError(
+                        f"the actor process died (exit code {self.process.exitcode})"
+                    ) from None
         assert index == n, f"actor produced batch {index}, learner expected {n}"
         return rollout, info | {"learner_wait_s": time.perf_counter() - start}
 
@@ -253,10 +286,8 @@ class AsyncSource:
             self.shared.cond.notify_all()
         deadline = time.perf_counter() + 10
         while self.process.is_alive() and time.perf_counter() < deadline:
-            try:  # drain, so that the actor is never blocked on a full pipe
+            with contextlib.suppress(queue_module.Empty):  # drain: the actor is never blocked on a full pipe
                 self.queue.get(timeout=0.1)
-            except Exception:
-                pass
         if self.process.is_alive():
             self.process.terminate()
         self.queue.cancel_join_thread()
@@ -268,8 +299,11 @@ def evaluate(cfg, task, scratch, ring, version: int) -> dict:
     scratch.load_weights(state_from_flat(scratch.model, ring[version]), version)
     problems = task.sample("heldout", cfg.eval_prompts, rng(cfg, 0, 2))
     rollout = scratch.generate(problems, 1, 1.0, seed=int(rng(cfg, version, 3).integers(2**62)))
-    return {"step": version, "eval_accuracy": float((rollout.rewards == 1).float().mean()),
-            "eval_reward": float(rollout.rewards.mean())}
+    return {
+        "step": version,
+        "eval_accuracy": float((rollout.rewards == 1).float().mean()),
+        "eval_reward": float(rollout.rewards.mean()),
+    }
 
 
 def probe(cfg, task, scratch, ring, learner) -> dict:
@@ -285,7 +319,9 @@ def probe(cfg, task, scratch, ring, learner) -> dict:
             grads[name + half] = scratch.generate(problems, cfg.group_size, cfg.temperature, seed=seed)
     scratch.load_weights(state_from_flat(scratch.model, ring[k]), k)
     grads = {name: learner.probe_gradient(scratch.model, batch) for name, batch in grads.items()}
-    return bias_probe(grads["stalea"], grads["staleb"], grads["fresha"], grads["freshb"]) | {"probe_lag": k - stale}
+    return bias_probe(grads["stalea"], grads["staleb"], grads["fresha"], grads["freshb"]) | {
+        "probe_lag": k - stale
+    }
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -300,7 +336,9 @@ def write_tables(out: Path, state: dict, summary: dict | None = None) -> None:
     pd.DataFrame(state["rows"]).to_parquet(out / "steps.parquet", index=False)
     pd.DataFrame(state["evals"]).to_parquet(out / "eval.parquet", index=False)
     lags = np.concatenate(state["lags"]) if state["lags"] else np.zeros((0, 4), dtype=np.int64)
-    pd.DataFrame(lags, columns=["step", "sample", "version", "lag"]).to_parquet(out / "lags.parquet", index=False)
+    pd.DataFrame(lags, columns=["step", "sample", "version", "lag"]).to_parquet(
+        out / "lags.parquet", index=False
+    )
     if summary is not None:
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
 
@@ -309,7 +347,11 @@ def save_checkpoint(out: Path, learner, state: dict) -> None:
     """Run state first, then the engine, whose ``latest`` file is written last (atomic enough)."""
     directory, tag = out / "checkpoint", f"step{learner.version}"
     (directory / tag).mkdir(parents=True, exist_ok=True)
-    state = state | {"torch_rng": torch.get_rng_state(), "prev_grad": learner.prev_grad, "version": learner.version}
+    state = state | {
+        "torch_rng": torch.get_rng_state(),
+        "prev_grad": learner.prev_grad,
+        "version": learner.version,
+    }
     torch.save(state, directory / tag / "run_state.pt")
     learner.save(directory, tag)
     for old in directory.glob("step*"):
@@ -331,15 +373,27 @@ def run(cfg: TrainConfig, out: Path) -> dict:
     m, T = cfg.updates_per_batch, cfg.steps
     ring = SnapshotRing(cfg.S + m + 1)
     monitor = CollapseMonitor(cfg.collapse)
-    state = {"config": to_dict(cfg), "rows": [], "lags": [], "evals": [], "ring": None, "monitor": monitor,
-             "elapsed": 0.0, "cpu_time": 0.0, "stop_at": T, "admission_violations": 0}
+    state = {
+        "config": to_dict(cfg),
+        "rows": [],
+        "lags": [],
+        "evals": [],
+        "ring": None,
+        "monitor": monitor,
+        "elapsed": 0.0,
+        "cpu_time": 0.0,
+        "stop_at": T,
+        "admission_violations": 0,
+    }
 
     latest = out / "checkpoint" / "latest"
     if latest.is_file():  # resume
         tag = latest.read_text().strip()
         saved = torch.load(out / "checkpoint" / tag / "run_state.pt", weights_only=False)
         if saved["config"] != state["config"]:
-            raise ConfigError(f"{str(out)!r} holds a run with another config; use a new --out to start afresh")
+            raise ConfigError(
+                f"{str(out)!r} holds a run with another config; use a new --out to start afresh"
+            )
         learner.load(out / "checkpoint", tag)
         learner.version, learner.prev_grad = saved["version"], saved["prev_grad"]
         torch.set_rng_state(saved["torch_rng"])
@@ -351,7 +405,9 @@ def run(cfg: TrainConfig, out: Path) -> dict:
         ring.push(0, flat_params(learner.model))
         state["evals"].append(evaluate(cfg, task, scratch, ring, 0) | {"wall_time": 0.0})
     elapsed0 = state["elapsed"] - time.perf_counter()
-    cpu0 = state.get("cpu_time", 0.0) - time.process_time()  # this process's CPU seconds: progress per unit of load
+    cpu0 = (
+        state.get("cpu_time", 0.0) - time.process_time()
+    )  # this process's CPU seconds: progress per unit of load
 
     terminated = []
     previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
@@ -359,7 +415,12 @@ def run(cfg: TrainConfig, out: Path) -> dict:
         source = FixedSource(cfg, task, actor_model, tokenizer, ring)
     else:
         source = AsyncSource(cfg, ring[learner.version], learner.version, learner.version // m)
-    bar = tqdm(total=T, initial=learner.version, disable=not cfg.progress, desc=f"{cfg.schedule} S={cfg.S} lr={cfg.lr:g}")
+    bar = tqdm(
+        total=T,
+        initial=learner.version,
+        disable=not cfg.progress,
+        desc=f"{cfg.schedule} S={cfg.S} lr={cfg.lr:g}",
+    )
     last_eval = state["evals"][-1]["eval_accuracy"] if state["evals"] else float("nan")
     stopped = "horizon"
     try:
@@ -373,7 +434,9 @@ def run(cfg: TrainConfig, out: Path) -> dict:
                 row = {"step": k}
                 if cfg.probe_every and k % cfg.probe_every == 0:
                     probe_start = time.perf_counter()
-                    row |= probe(cfg, task, scratch, ring, learner) | {"probe_s": time.perf_counter() - probe_start}
+                    row |= probe(cfg, task, scratch, ring, learner) | {
+                        "probe_s": time.perf_counter() - probe_start
+                    }
                 batch = minibatch(rollout, j, m, cfg.group_size)
                 train_start = time.perf_counter()
                 metrics = learner.step(batch)
@@ -382,7 +445,9 @@ def run(cfg: TrainConfig, out: Path) -> dict:
                 book_start = time.perf_counter()  # staleness bookkeeping: lags, snapshots, admission check
                 lag = (k - batch.version).numpy()
                 state["admission_violations"] += int((lag > cfg.S).sum()) if cfg.schedule == "async" else 0
-                state["lags"].append(np.stack([np.full_like(lag, k), np.arange(len(lag)), batch.version.numpy(), lag], 1))
+                state["lags"].append(
+                    np.stack([np.full_like(lag, k), np.arange(len(lag)), batch.version.numpy(), lag], 1)
+                )
                 current = flat_params(learner.model)
                 drift = float((ring[k] - ring[int(batch.version.min())]).norm())
                 ring.push(learner.version, current)
@@ -390,32 +455,65 @@ def run(cfg: TrainConfig, out: Path) -> dict:
                 sync_s = source.publish(current, learner.version) + (info["weight_sync_s"] if j == 0 else 0.0)
 
                 rewards = batch.rewards
-                row |= {"wall_time": elapsed0 + time.perf_counter(), "cpu_time": cpu0 + time.process_time(), "lag_min": int(lag.min()), "lag_mean": float(lag.mean()),
-                        "lag_max": int(lag.max()), "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
-                        "accuracy": float((rewards == 1).float().mean())} | metrics | {"drift": drift}
-                row |= {"gen_s": rollout.gen_seconds / m, "train_s": train_s, "step_time_s": time.perf_counter() - step_start,
-                        "gen_tokens_per_s": tokens_gen / max(rollout.gen_seconds, 1e-9),
-                        "train_tokens_per_s": int(batch.prompt_mask.sum() + batch.completion_mask.sum()) / train_s,
-                        "actor_wait_s": info["actor_wait_s"] if j == 0 else 0.0,
-                        "learner_wait_s": info["learner_wait_s"] if j == 0 else 0.0,
-                        "weight_sync_s": sync_s, "bookkeeping_s": book_s}
+                row |= (
+                    {
+                        "wall_time": elapsed0 + time.perf_counter(),
+                        "cpu_time": cpu0 + time.process_time(),
+                        "lag_min": int(lag.min()),
+                        "lag_mean": float(lag.mean()),
+                        "lag_max": int(lag.max()),
+                        "reward_mean": float(rewards.mean()),
+                        "reward_std": float(rewards.std()),
+                        "accuracy": float((rewards == 1).float().mean()),
+                    }
+                    | metrics
+                    | {"drift": drift}
+                )
+                row |= {
+                    "gen_s": rollout.gen_seconds / m,
+                    "train_s": train_s,
+                    "step_time_s": time.perf_counter() - step_start,
+                    "gen_tokens_per_s": tokens_gen / max(rollout.gen_seconds, 1e-9),
+                    "train_tokens_per_s": int(batch.prompt_mask.sum() + batch.completion_mask.sum())
+                    / train_s,
+                    "actor_wait_s": info["actor_wait_s"] if j == 0 else 0.0,
+                    "learner_wait_s": info["learner_wait_s"] if j == 0 else 0.0,
+                    "weight_sync_s": sync_s,
+                    "bookkeeping_s": book_s,
+                }
                 step_start = time.perf_counter()
-                kl_ref = row["kl_ref"] if math.isfinite(row["kl_ref"]) or not row["finite"] else None  # None: not measured
-                fired = monitor.update(k, row["reward_mean"], kl_behavior=row["kl_behavior"], kl_ref=kl_ref,
-                                       finite=row["finite"], entropy=row["entropy"])
+                kl_ref = (
+                    row["kl_ref"] if math.isfinite(row["kl_ref"]) or not row["finite"] else None
+                )  # None: not measured
+                fired = monitor.update(
+                    k,
+                    row["reward_mean"],
+                    kl_behavior=row["kl_behavior"],
+                    kl_ref=kl_ref,
+                    finite=row["finite"],
+                    entropy=row["entropy"],
+                )
                 row["collapsed"] = bool(monitor.collapsed[0])
                 state["rows"].append(row)
                 if fired[0]:
                     state["stop_at"] = min(T, k + 1 + cfg.grace_steps)
-                    tqdm.write(f"collapse ({monitor.detector_names()[0]}) at step {k}; {cfg.grace_steps} more steps")
+                    tqdm.write(
+                        f"collapse ({monitor.detector_names()[0]}) at step {k}; {cfg.grace_steps} more steps"
+                    )
                 if not row["finite"]:
                     state["stop_at"] = learner.version  # no update was taken; nothing more can be learned
                 if cfg.eval_every and learner.version % cfg.eval_every == 0 or learner.version == T:
-                    state["evals"].append(evaluate(cfg, task, scratch, ring, learner.version) | {"wall_time": row["wall_time"]})
+                    state["evals"].append(
+                        evaluate(cfg, task, scratch, ring, learner.version) | {"wall_time": row["wall_time"]}
+                    )
                     last_eval = state["evals"][-1]["eval_accuracy"]
                 bar.update(1)
-                bar.set_postfix(reward=f"{row['reward_mean']:.3f}", lag=f"{row['lag_mean']:.1f}", ess=f"{row['ess']:.3f}",
-                                acc=f"{last_eval:.3f}")
+                bar.set_postfix(
+                    reward=f"{row['reward_mean']:.3f}",
+                    lag=f"{row['lag_mean']:.1f}",
+                    ess=f"{row['ess']:.3f}",
+                    acc=f"{last_eval:.3f}",
+                )
                 if learner.version >= state["stop_at"]:
                     break
             state["ring"], state["elapsed"] = ring.state_dict(), elapsed0 + time.perf_counter()
@@ -435,20 +533,39 @@ def run(cfg: TrainConfig, out: Path) -> dict:
     if stopped == "horizon" and state["stop_at"] < T:
         stopped = "collapse" if monitor.collapsed[0] else "nonfinite"
     if stopped != "sigterm" and state["evals"][-1]["step"] != learner.version:
-        state["evals"].append(evaluate(cfg, task, scratch, ring, learner.version) | {"wall_time": state["elapsed"]})
+        state["evals"].append(
+            evaluate(cfg, task, scratch, ring, learner.version) | {"wall_time": state["elapsed"]}
+        )
     save_checkpoint(out, learner, state)
     rows = pd.DataFrame(state["rows"])
     summary = {
-        "config": state["config"], "steps_done": learner.version, "horizon": T, "finished": stopped != "sigterm",
-        "stopped": stopped, "collapse_step": int(monitor.collapse_step[0]) if monitor.collapsed[0] else None,
+        "config": state["config"],
+        "steps_done": learner.version,
+        "horizon": T,
+        "finished": stopped != "sigterm",
+        "stopped": stopped,
+        "collapse_step": int(monitor.collapse_step[0]) if monitor.collapsed[0] else None,
         "collapse_detector": monitor.detector_names()[0] if monitor.collapsed[0] else None,
         "censored": not bool(monitor.collapsed[0]),
         "initial_eval_accuracy": state["evals"][0]["eval_accuracy"] if state["evals"] else None,
         "final_eval_accuracy": state["evals"][-1]["eval_accuracy"] if state["evals"] else None,
-        "admission_violations": state["admission_violations"], "wall_time": state["elapsed"],
+        "admission_violations": state["admission_violations"],
+        "wall_time": state["elapsed"],
         "run_seconds": time.perf_counter() - start_time,
-        "mean": {c: float(rows[c].mean()) for c in ("gen_s", "train_s", "step_time_s", "bookkeeping_s", "weight_sync_s",
-                                                    "learner_wait_s", "actor_wait_s", "lag_mean") if c in rows},
+        "mean": {
+            c: float(rows[c].mean())
+            for c in (
+                "gen_s",
+                "train_s",
+                "step_time_s",
+                "bookkeeping_s",
+                "weight_sync_s",
+                "learner_wait_s",
+                "actor_wait_s",
+                "lag_mean",
+            )
+            if c in rows
+        },
     }
     write_tables(out, state, summary)
     summary["exit_code"] = 143 if stopped == "sigterm" else 0
