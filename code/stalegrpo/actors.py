@@ -181,6 +181,23 @@ def sample(
     return torch.stack(tokens, 1), torch.stack(masks, 1), torch.stack(logprobs, 1)
 
 
+def copy_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.nn.Parameter]:
+    """Copy a learner state dict into ``model``'s parameters in place; returns them by name.
+
+    Accepts a ``module.``-prefixed state dict (DDP/DeepSpeed wrappers) and one without the tied
+    ``lm_head.weight`` (tied weights appear once in ``named_parameters``).
+    """
+    state = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    params = dict(model.named_parameters())
+    missing = sorted(set(params) - set(state))
+    if missing:
+        raise KeyError(f"load_weights: state dict lacks {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(state[name])
+    return params
+
+
 class HFActor:
     """The ``hf`` backend: a transformers causal LM sampled by :func:`sample`."""
 
@@ -244,15 +261,7 @@ class HFActor:
         tied ``lm_head.weight``.
         """
         start = time.perf_counter()
-        state = {k.removeprefix("module."): v for k, v in state_dict.items()}
-        params = dict(self.model.named_parameters())  # tied weights appear once
-        missing = sorted(set(params) - set(state))
-        if missing:
-            raise KeyError(
-                f"load_weights: state dict lacks {missing[:5]}{' ...' if len(missing) > 5 else ''}"
-            )
-        for name, p in params.items():
-            p.copy_(state[name])
+        copy_weights(self.model, state_dict)
         self.version = int(version)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stalegrpo.actors import Rollout
+from stalegrpo.actors import Rollout, copy_weights
 from stalegrpo.policy import encode_prompts, load_policy
 from stalegrpo.tasks import Problem, Task
 
@@ -252,15 +252,7 @@ class VLLMActor:
         prefix from DeepSpeed is dropped; the tied ``lm_head.weight`` may be absent).
         """
         start = time.perf_counter()
-        state = {k.removeprefix("module."): v for k, v in state_dict.items()}
-        params = dict(self.model.named_parameters())  # tied weights appear once
-        missing = sorted(set(params) - set(state))
-        if missing:
-            raise KeyError(
-                f"load_weights: state dict lacks {missing[:5]}{' ...' if len(missing) > 5 else ''}"
-            )
-        for name, p in params.items():
-            p.copy_(state[name])
+        params = copy_weights(self.model, state_dict)
         if not self._skip_reload:
             weights = [(name, p.detach()) for name, p in params.items()]
             if self.model.config.tie_word_embeddings:
