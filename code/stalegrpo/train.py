@@ -18,7 +18,6 @@ and on SIGTERM; the same command resumes from it, bit for bit in the ``fixed`` s
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
@@ -284,10 +283,9 @@ class AsyncSource:
         self.stop.set()
         with self.shared.cond:
             self.shared.cond.notify_all()
-        deadline = time.perf_counter() + 10
-        while self.process.is_alive() and time.perf_counter() < deadline:
-            with contextlib.suppress(queue_module.Empty):  # drain: the actor is never blocked on a full pipe
-                self.queue.get(timeout=0.1)
+        # batches still queued are dropped unread: the actor does not wait for them to be
+        # consumed (cancel_join_thread), and unpickling them would need the exiting actor
+        self.process.join(timeout=10)
         if self.process.is_alive():
             self.process.terminate()
         self.queue.cancel_join_thread()
