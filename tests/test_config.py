@@ -54,3 +54,11 @@ def test_schema_has_defaults_and_enums():
     assert schema["additionalProperties"] is False
     assert schema["properties"]["objective"]["enum"] == ["behavior", "recompute"]
     assert schema["properties"]["steps"]["minimum"] == 1
+
+
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 reads 1e-4 as a string; learning rates are written that way
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 1e-4\n")
+    assert load_config(Example, path).lr == 1e-4
+    assert load_config(Example, None, ["lr=3e-4", "steps=3"]).lr == 3e-4

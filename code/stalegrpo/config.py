@@ -12,6 +12,7 @@ was expected.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -23,6 +24,21 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration file or override that does not match the schema."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with the YAML 1.2 float rule, so that ``1e-4`` is a float and not a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
 
 
 def _type_schema(tp) -> dict:
@@ -69,7 +85,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not of the form key=value")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+    return key.strip().split("."), _yaml(raw) if raw.strip() else ""
 
 
 def _build(cls, data: dict):
@@ -96,7 +112,7 @@ def load_config(cls, path: str | Path | None = None, overrides: typing.Sequence[
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
-        loaded = yaml.safe_load(path.read_text())
+        loaded = _yaml(path.read_text())
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
         data = loaded or {}
