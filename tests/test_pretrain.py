@@ -24,18 +24,19 @@ def test_pretrain_writes_a_loadable_checkpoint(tmp_path):
     model, tokenizer = load_policy(out)
     assert tokenizer.decode(tokenizer("12+34=")["input_ids"], skip_special_tokens=True) == "12+34="
 
-    # model=PATH steps=0: the same weights, evaluated and saved again
+    # --model PATH (the same as model=PATH) with steps=0: the same weights, evaluated and saved again
     again = tmp_path / "again"
     assert (
         cli(
             [
                 "pretrain",
-                f"model={out}",
                 "steps=0",
                 "final_eval_problems=16",
                 "threads=1",
                 "--out",
                 str(again),
+                "--model",
+                str(out),
             ]
         )
         == 0

@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         _add_config_args(p, f"results/{name}")
+        if name == "pretrain":
+            p.add_argument(
+                "--model",
+                metavar="PATH",
+                help="start from this local HF checkpoint instead of a new model (same as model=PATH)",
+            )
     bench = sub.add_parser("bench", help="benchmarks that print ratios measured in one run", description="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     for name, (_, help_text) in BENCHES.items():
@@ -73,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             module = importlib.import_module(BENCHES[args.bench][0])
             return module.bench(config, overrides, args.out) or 0
+        if getattr(args, "model", None):
+            overrides.append(f"model={args.model}")
         module = importlib.import_module(COMMANDS[args.command][0])
         return module.main(config, overrides, args.out) or 0
     except ConfigError as err:
