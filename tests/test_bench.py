@@ -42,3 +42,31 @@ def test_bench_lm_reports_speedup_against_the_ideal_bound(policy, tmp_path):
     assert async_1["efficiency"] == pytest.approx(async_1["speedup"] / result["ideal_speedup"])
     assert all(r["admission_violations"] == 0 and 0 < r["bookkeeping_pct"] < 100 for r in result["runs"])
     assert result["sampling"]["loop_tokens_per_s"] > 0 and result["sampling"]["generate_tokens_per_s"] > 0
+    (hf,) = result["actors"]
+    assert hf["backend"] == "hf" and hf["tokens_per_s"] > 0 and hf["weight_sync_s"] > 0
+    assert hf["weight_sync_pct_of_step"] == pytest.approx(100 * hf["weight_sync_s"] / sync["step_s"])
+
+
+@pytest.mark.vllm
+def test_bench_compares_hf_and_vllm_actors_on_the_same_batch(tmp_path):
+    pytest.importorskip("vllm")
+    out = tmp_path / "policy"
+    tokenizer = build_tokenizer()
+    # vLLM's CPU attention needs a head dimension of 32 or more
+    build_model(tokenizer, hidden=64, layers=1, heads=2, intermediate=128).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    overrides = [
+        f"init_checkpoint={out}",
+        "batch_prompts=8",
+        "group_size=4",
+        "threads=1",
+        "bench.steps=4",
+        "bench.skip=1",
+        "bench.lags=[1]",
+        "bench.sampling_repeats=2",
+        "bench.actors=[hf, vllm]",
+    ]
+    assert bench(None, overrides, tmp_path / "bench") == 0
+    result = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert [a["backend"] for a in result["actors"]] == ["hf", "vllm"]
+    assert all(a["tokens_per_s"] > 0 and a["weight_sync_s"] > 0 for a in result["actors"])

@@ -10,7 +10,10 @@ In one process, one after the other on the same machine:
 2. ``async`` runs with S in ``bench.lags``: their measured speedup over (1) and its efficiency
    measured / ideal;
 3. the staleness bookkeeping (lags, snapshots, admission check) as a % of the step time;
-4. sampling tokens/s of the actor's KV-cache loop against ``transformers``' ``generate``.
+4. sampling tokens/s of the actor's KV-cache loop against ``transformers``' ``generate``;
+5. per actor backend in ``bench.actors`` (``hf``, ``vllm``): generation tokens/s on the same batch
+   and the weight-sync time as a % of the synchronous step. ``actor=vllm`` runs steps 1-3 with
+   vLLM actors.
 
 Overrides ``bench.KEY=VALUE`` set :class:`BenchConfig`; all others set the train config.
 The ratios are printed and written to OUT/bench.json.
@@ -22,6 +25,7 @@ import json
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -42,6 +46,8 @@ class BenchConfig:
     """staleness bounds S of the async runs"""
     sampling_repeats: int = field(default=5, metadata={"minimum": 1})
     """timed repeats of the sampling benchmark"""
+    actors: list[Literal["hf", "vllm"]] = field(default_factory=lambda: ["hf"])
+    """actor backends whose generation tokens/s and weight-sync time are measured on the same batch"""
 
 
 def steady(rows: pd.DataFrame, skip: int) -> pd.DataFrame:
@@ -85,6 +91,44 @@ def sampling(cfg, repeats: int) -> dict:
     actor = make_actor(cfg.actor, model, tokenizer, task)
     problems = task.sample("train", cfg.batch_prompts, np.random.default_rng(cfg.seed))
     return benchmark_sampling(actor, problems, cfg.group_size, repeats=repeats, temperature=cfg.temperature)
+
+
+def actor_throughput(cfg, backend: str, repeats: int, step_s: float) -> dict:
+    """Generation tokens/s and weight-sync seconds of one actor backend on the bench's batch.
+
+    Both backends start from the same checkpoint and generate the same B prompts × G; tokens
+    are the sampled completion tokens (EOS included). The weight sync reloads the checkpoint's
+    own weights as a new version, as the learner does after every step; its share is given
+    against ``step_s``, the synchronous step time of the bench's hf runs.
+    """
+    import time
+
+    from stalegrpo.actors import make_actor
+    from stalegrpo.tasks import get_task
+
+    task = get_task(cfg.task, digits=cfg.digits)
+    actor = make_actor(backend, cfg.init_checkpoint, None, task)
+    problems = task.sample("train", cfg.batch_prompts, np.random.default_rng(cfg.seed))
+    actor.generate(problems, cfg.group_size, cfg.temperature, seed=0)  # warm-up
+    seconds, tokens = [], []
+    for repeat in range(repeats):
+        start = time.perf_counter()
+        rollout = actor.generate(problems, cfg.group_size, cfg.temperature, seed=repeat + 1)
+        seconds.append(time.perf_counter() - start)
+        tokens.append(int(rollout.completion_mask.sum()))
+    state = {name: p.detach().clone() for name, p in actor.model.named_parameters()}
+    syncs = []
+    for version in range(1, repeats + 1):
+        actor.load_weights(state, version)
+        syncs.append(actor.weight_sync_s)
+    weight_sync_s = float(np.median(syncs))
+    return {
+        "backend": backend,
+        "tokens_per_s": float(np.sum(tokens) / np.sum(seconds)),
+        "gen_s": float(np.median(seconds)),
+        "weight_sync_s": weight_sync_s,
+        "weight_sync_pct_of_step": 100 * weight_sync_s / step_s,
+    }
 
 
 def bench(config_path, overrides, out) -> int:
@@ -137,6 +181,9 @@ def bench(config_path, overrides, out) -> int:
         "runs": runs,
         "bookkeeping_pct_max": max(r["bookkeeping_pct"] for r in runs),
         "sampling": sampling(cfg, options.sampling_repeats),
+        "actors": [
+            actor_throughput(cfg, backend, options.sampling_repeats, sync["step_s"]) for backend in options.actors
+        ],
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "threads": cfg.threads,
     }
@@ -154,4 +201,9 @@ def bench(config_path, overrides, out) -> int:
         f"sampling: KV-cache loop {s['loop_tokens_per_s']:.0f} tokens/s vs generate {s['generate_tokens_per_s']:.0f} "
         f"tokens/s (ratio {s['ratio']:.2f})"
     )
+    for a in result["actors"]:
+        print(
+            f"actor {a['backend']}: {a['tokens_per_s']:.0f} tokens/s, weight sync {a['weight_sync_s'] * 1e3:.1f} ms "
+            f"({a['weight_sync_pct_of_step']:.1f}% of the synchronous step)"
+        )
     return 0
