@@ -329,16 +329,26 @@ def main(config_path, overrides, out) -> int:
     return run(cfg, Path(out))["exit_code"]
 
 
+def _replace_atomically(path: Path, write) -> None:
+    """``write(tmp)`` then rename over ``path``: a kill at any moment leaves the old or the new file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
 def write_tables(out: Path, state: dict, summary: dict | None = None) -> None:
     """The tidy tables so far (at every checkpoint), and the summary once the run has ended."""
-    pd.DataFrame(state["rows"]).to_parquet(out / "steps.parquet", index=False)
-    pd.DataFrame(state["evals"]).to_parquet(out / "eval.parquet", index=False)
     lags = np.concatenate(state["lags"]) if state["lags"] else np.zeros((0, 4), dtype=np.int64)
-    pd.DataFrame(lags, columns=["step", "sample", "version", "lag"]).to_parquet(
-        out / "lags.parquet", index=False
-    )
+    tables = {
+        "steps.parquet": pd.DataFrame(state["rows"]),
+        "eval.parquet": pd.DataFrame(state["evals"]),
+        "lags.parquet": pd.DataFrame(lags, columns=["step", "sample", "version", "lag"]),
+    }
+    for name, table in tables.items():
+        _replace_atomically(out / name, lambda tmp, table=table: table.to_parquet(tmp, index=False))
     if summary is not None:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+        text = json.dumps(summary, indent=2, default=float)
+        _replace_atomically(out / "summary.json", lambda tmp: tmp.write_text(text))
 
 
 def save_checkpoint(out: Path, learner, state: dict) -> None:
