@@ -25,7 +25,7 @@ from stalegrpo import fits
 
 
 def _fmt_list(values) -> str:
-    return ", ".join(fits._fmt(v) for v in values)
+    return ", ".join(fits.format_number(v) for v in values)
 
 
 def grid_macros(prefix: str, runs: pd.DataFrame, summary: dict) -> dict:
@@ -69,15 +69,15 @@ def experiment_row(experiment: str, runs: pd.DataFrame, summary: dict) -> str:
         r"\texttt{" + ", ".join(sorted(runs["objective"].astype(str).unique())) + "}"
         if "objective" in runs
         else "",
-        fits._fmt(counts.get("n_runs")),
-        fits._fmt(counts.get("n_collapsed")),
+        fits.format_number(counts.get("n_runs")),
+        fits.format_number(counts.get("n_collapsed")),
         (
-            f"{fits._fmt(bias['slope'])} [{fits._fmt(bias['ci_low'])}, {fits._fmt(bias['ci_high'])}]"
+            f"{fits.format_number(bias['slope'])} [{fits.format_number(bias['ci_low'])}, {fits.format_number(bias['ci_high'])}]"
             if ok["b"]
             else r"\textrm{n/a}"
         ),
-        fits._fmt(tc.get("cv") if ok["t"] else None),
-        fits._fmt(front.get("r2") if ok["f"] else None),
+        fits.format_number(tc.get("cv") if ok["t"] else None),
+        fits.format_number(front.get("r2") if ok["f"] else None),
     ]
     return " & ".join(cells) + r" \\"
 
@@ -139,10 +139,10 @@ def main(argv=None) -> None:
     extra |= lm_macros(runs, throughput)
     result["lm"] = {k: v for k, v in extra.items() if k.startswith(("LM", "Bench"))}
     for name, value in extra.items():
-        text = value if isinstance(value, str) else fits._fmt(value)
+        text = value if isinstance(value, str) else fits.format_number(value)
         lines.append(rf"\newcommand{{\{name}}}{{{text}}}")
 
-    fits.write_summary(fits._jsonable(result), args.fits)
+    fits.write_summary(fits.jsonable(result), args.fits)
     args.macros.parent.mkdir(parents=True, exist_ok=True)
     args.macros.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.fits} and {args.macros} ({len(lines) - 1} macros)")

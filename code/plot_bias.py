@@ -25,7 +25,7 @@ def main() -> None:
     options = summary.get("options", {})
     parts, source = [], "no runs"
     for s_value, group in runs[runs["S"] >= 1].groupby("S") if len(runs) else []:
-        x, y, source = fits._bias_points(steps, group, options)  # the very points the fit used
+        x, y, source = fits.bias_points(steps, group, options)  # the very points the fit used
         parts.append(pd.DataFrame({"S·η": x, "bias": y, "S": str(int(s_value))}))
     points = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["S·η", "bias", "S"])
     points = points[(points["S·η"] > 0) & (points["bias"] > 0) & np.isfinite(points["bias"].astype(float))]

@@ -148,7 +148,7 @@ def test_total_derivative_differs_from_the_surrogate_mapping(bed):
 
 
 def test_sampled_mode_runs():
-    steps, runs = run_grid("mode=sampled", "lags=[0, 2]", "lrs=[1.0]", "group_size=4", "batch_prompts=4")
+    steps, _runs = run_grid("mode=sampled", "lags=[0, 2]", "lrs=[1.0]", "group_size=4", "batch_prompts=4")
     assert np.isfinite(steps.grad_norm).all() and (steps.grad_norm > 0).any()
     assert not np.allclose(steps.grad_norm, steps.surrogate_grad_norm)
 

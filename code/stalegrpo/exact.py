@@ -419,7 +419,7 @@ def bench(config: str | None, overrides: list[str], out: str) -> int:
     cfg = load_config(ExactConfig, config, overrides)
     load_before = os.getloadavg()[0]
     start, cpu_start = time.perf_counter(), time.process_time()
-    steps, runs = simulate(cfg)
+    _steps, runs = simulate(cfg)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     # the machine is shared: the CPU time of this process is reported next to the wall time
     result = {"runs": len(runs), "steps": cfg.horizon, "seconds": seconds, "cpu_seconds": cpu_seconds,
