@@ -88,9 +88,9 @@ def test_updates_per_batch_counts_lag_per_minibatch(policy, tmp_path):
     assert steps["lag_max"].tolist() == [0, 1, 1, 2]
 
 
-@pytest.mark.slow
-def test_resume_after_kill_9_matches_uninterrupted_run(policy, tmp_path):
-    args = [
+def train_command(policy, *overrides) -> list[str]:
+    """The ``stalegrpo train`` command line of the smoke config on the test policy."""
+    return [
         sys.executable,
         "-m",
         "stalegrpo.cli",
@@ -98,10 +98,13 @@ def test_resume_after_kill_9_matches_uninterrupted_run(policy, tmp_path):
         str(SMOKE),
         f"init_checkpoint={policy}",
         "digits=1",
-        "steps=8",
-        "checkpoint_every=2",
-        "probe_every=3",
+        *overrides,
     ]
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_matches_uninterrupted_run(policy, tmp_path):
+    args = train_command(policy, "steps=8", "checkpoint_every=2", "probe_every=3")
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     run(config(policy, "steps=8", "checkpoint_every=2", "probe_every=3"), tmp_path / "ref")  # uninterrupted
 
@@ -127,22 +130,10 @@ def test_resume_after_kill_9_matches_uninterrupted_run(policy, tmp_path):
 
 
 def test_sigterm_checkpoints_and_resumes(policy, tmp_path):
-    args = [
-        sys.executable,
-        "-m",
-        "stalegrpo.cli",
-        "train",
-        str(SMOKE),
-        f"init_checkpoint={policy}",
-        "digits=1",
-        "steps=30",
-        "checkpoint_every=5",
-        "probe_every=0",
-        "eval_every=0",
-        "collapse.min_drop=2",
-        "--out",
-        str(tmp_path),
-    ]  # min_drop=2: the reward detector cannot end the run early
+    # min_drop=2: the reward detector cannot end the run early
+    args = train_command(
+        policy, "steps=30", "checkpoint_every=5", "probe_every=0", "eval_every=0", "collapse.min_drop=2"
+    ) + ["--out", str(tmp_path)]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not (tmp_path / "checkpoint" / "latest").exists() and process.poll() is None:
         time.sleep(0.05)
