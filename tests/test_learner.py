@@ -12,6 +12,7 @@ import torch
 from stalegrpo.actors import make_actor
 from stalegrpo.buffer import flat_params
 from stalegrpo.learner import Learner, bias_probe, learning_rate, normalised_ess
+from stalegrpo.objectives import k3_kl
 from stalegrpo.policy import build_model, build_tokenizer
 from stalegrpo.tasks import get_task
 from stalegrpo.train import TrainConfig
@@ -68,9 +69,31 @@ def test_stale_batch_metrics_per_objective(objective):
         learner.step(rollout_with_signal(actor, task, cfg, seed=2))
     metrics = learner.step(stale)
     assert learner.version == 4 and math.isnan(metrics["mismatch_kl"])
-    assert metrics["ess"] < 1 and metrics["kl_behavior"] > 0 and metrics["kl_ref"] > 0
+    assert metrics["ess"] < 1 and metrics["kl_behavior"] > 0
+    assert metrics["kl_ref"] < 1e-9  # kl_ref is KL(μ‖π_ref), and this μ is π_ref
     clipped = metrics["clip_frac_low"] + metrics["clip_frac_high"]
     assert (clipped > 0) if objective == "behavior" else (clipped == 0)
+
+
+def test_kl_ref_measures_the_behavior_policy_against_the_reference():
+    """kl_ref is the k3 estimate of KL(μ‖π_ref) on μ's samples: ~0 for a batch from π_ref however
+    far θ_k has moved, and equal to the mean of k3(μ, π_ref) over tokens for a batch from a moved μ."""
+    model, tokenizer, task, cfg = tiny_setup()
+    cfg = replace(cfg, lr=3e-2)
+    reference = copy.deepcopy(model)
+    actor = make_actor("hf", copy.deepcopy(model), tokenizer, task)
+    learner = Learner(model, copy.deepcopy(model), cfg)
+    from_reference = rollout_with_signal(actor, task, cfg, seed=1)
+    for seed in range(3):
+        learner.step(rollout_with_signal(actor, task, cfg, seed=2 + seed))
+    assert learner.step(from_reference)["kl_ref"] < 1e-9
+    actor.load_weights(learner.model.state_dict(), learner.version)
+    moved = rollout_with_signal(actor, task, cfg, seed=9)
+    with torch.no_grad():
+        ref = learner.logprobs(reference, moved)
+    expected = k3_kl(moved.behavior_logprobs.double(), ref.double())[moved.completion_mask].mean()
+    measured = learner.step(moved)["kl_ref"]
+    assert measured > 1e-4 and measured == pytest.approx(float(expected), rel=1e-4)
 
 
 def test_zero_stages_take_the_same_step():
