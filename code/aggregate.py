@@ -44,7 +44,7 @@ def exact_tables(runs_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return steps, runs
 
 
-NUMERIC = {"S": int, "eta": float, "seed": int}
+NUMERIC = {"S": int, "eta": float, "seed": int, "threads": int}
 """grid columns that are numbers; the others (objective, lr_schedule, schedule) are names"""
 
 

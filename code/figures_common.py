@@ -77,6 +77,11 @@ def experiment_fits(fits_path: Path, experiment: str) -> dict:
     return json.loads(fits_path.read_text()).get("exact", {}).get(experiment, {})
 
 
+def lm_fits(fits_path: Path) -> dict:
+    """The LM part of fits.json (stalegrpo.fits.summarize_lm), {} without LM runs."""
+    return json.loads(fits_path.read_text()).get("lm", {})
+
+
 def lag_axis(ax, s_values, floor: float = 0.5) -> None:
     """A log x axis of S with ticks at the measured S values (S = 0 drawn at ``floor``)."""
     s_values = sorted({int(s) for s in s_values})

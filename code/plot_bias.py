@@ -2,7 +2,9 @@
 
 The points are exactly those that stalegrpo.fits fitted (one per run with S ≥ 1), the line is the
 fitted power law with its bootstrap 95% CI on the slope, and a dotted guide shows slope 1 (the
-claim: bias = O(S·η) at small S·η).
+claim: bias = O(S·η) at small S·η). Left: the exact testbed (closed-form bias). Right, when there
+are language-model runs: the §3.2 probe of the controlled LM grid (per run, the root of the mean
+unbiased bias² over its probes at lag S before collapse; η is Adam's step size).
 
     python code/plot_bias.py --steps results/tables/steps.parquet --runs results/tables/runs.parquet \
         --fits results/fits/fits.json --pdf figures/bias.pdf --png figures/bias.png
@@ -17,28 +19,20 @@ import figures_common as fc
 from stalegrpo import fits
 
 
-def main() -> None:
-    args = fc.parse_args(__doc__, ("steps", "runs", "fits"))
-    fc.setup()
-    steps, runs = fc.exact_tables(args.steps, args.runs, args.experiment)
-    summary = fc.experiment_fits(args.fits, args.experiment)
-    options = summary.get("options", {})
+def bias_frame(steps: pd.DataFrame, runs: pd.DataFrame, options: dict) -> tuple[pd.DataFrame, str]:
+    """The (S·η, bias, S) points that stalegrpo.fits fitted, one per run with S ≥ 1."""
     parts, source = [], "no runs"
     for s_value, group in runs[runs["S"] >= 1].groupby("S") if len(runs) else []:
         x, y, source = fits.bias_points(steps, group, options)  # the very points the fit used
         parts.append(pd.DataFrame({"S·η": x, "bias": y, "S": str(int(s_value))}))
     points = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["S·η", "bias", "S"])
-    points = points[(points["S·η"] > 0) & (points["bias"] > 0) & np.isfinite(points["bias"].astype(float))]
-    if not len(points):
-        fc.no_data(
-            args,
-            "F1: staleness bias",
-            f"No bias measurements in experiment '{args.experiment}' yet ({source}); run the exact testbed.",
-        )
-        return
-    s_values = sorted(points["S"].unique(), key=int)
+    usable = (points["S·η"] > 0) & (points["bias"] > 0) & np.isfinite(points["bias"].astype(float))
+    return points[usable], source
 
-    fig, ax = plt.subplots(figsize=(5.2, 3.9))
+
+def draw(ax, points: pd.DataFrame, fit: dict, ylabel: str, title: str) -> None:
+    """Scatter by S, the fitted power law with its CI, and a slope-1 guide through the fit's middle."""
+    s_values = sorted(points["S"].unique(), key=int)
     sns.scatterplot(
         data=points,
         x="S·η",
@@ -54,14 +48,8 @@ def main() -> None:
         linewidth=0.4,
         ax=ax,
     )
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="S·η (max lag × learning rate, dimensionless)",
-        ylabel="bias ‖E g(θ; μ_stale) − E g(θ; π_θ)‖",
-    )
+    ax.set(xscale="log", yscale="log", xlabel="S·η (max lag × learning rate)", ylabel=ylabel)
     grid = np.geomspace(points["S·η"].min(), points["S·η"].max(), 50)
-    fit = summary.get("bias_slope", {})
     if fc.fit_ok(fit, "slope", "intercept", "ci_low", "ci_high"):
         ax.plot(
             grid,
@@ -71,27 +59,52 @@ def main() -> None:
             label=f"fit: slope {fit['slope']:.2f} [{fit['ci_low']:.2f}, {fit['ci_high']:.2f}] (95% CI)",
         )
         anchor = np.exp(fit["intercept"]) * np.sqrt(grid[0] * grid[-1]) ** fit["slope"]
-        ax.plot(
-            grid,
-            anchor * grid / np.sqrt(grid[0] * grid[-1]),
-            color="0.4",
-            ls=":",
-            lw=1.2,
-            label="slope 1 (claim)",
-        )
+        ax.plot(grid, anchor * grid / np.sqrt(grid[0] * grid[-1]), color="0.4", ls=":", lw=1.2, label="slope 1 (claim)")
     else:
-        ax.text(
-            0.02,
-            0.98,
-            f"no fit: {fit.get('message', fit.get('status', 'missing'))}",
-            transform=ax.transAxes,
-            va="top",
-            fontsize=8,
-        )
+        note = f"no fit: {fit.get('message', fit.get('status', 'missing'))}"
+        ax.text(0.02, 0.98, note, transform=ax.transAxes, va="top", fontsize=8)
     ax.legend(title="S", fontsize=7, title_fontsize=8, loc="lower right", ncols=2)
-    ax.set_title(
-        f"F1: surrogate-gradient bias vs S·η (exact testbed, {args.experiment}; {source})", fontsize=8
+    ax.set_title(title, fontsize=8)
+
+
+def main() -> None:
+    args = fc.parse_args(__doc__, ("steps", "runs", "fits"))
+    fc.setup()
+    steps, runs = fc.exact_tables(args.steps, args.runs, args.experiment)
+    summary = fc.experiment_fits(args.fits, args.experiment)
+    points, source = bias_frame(steps, runs, summary.get("options", {}))
+    if not len(points):
+        fc.no_data(
+            args,
+            "F1: staleness bias",
+            f"No bias measurements in experiment '{args.experiment}' yet ({source}); run the exact testbed.",
+        )
+        return
+    lm_steps, lm_runs = fc.lm_tables(args.steps, args.runs)
+    lm_fit = fc.lm_fits(args.fits)
+    lm_points = pd.DataFrame()
+    if len(lm_runs):
+        main_grid = fits.lm_main_grid(lm_runs)
+        lm_points, _ = bias_frame(lm_steps, fits.lm_bias_probe(lm_steps, main_grid), lm_fit.get("options", {}))
+
+    fig, axes = plt.subplots(1, 2 if len(lm_points) else 1, figsize=(10.4 if len(lm_points) else 5.2, 3.9), squeeze=False)
+    draw(
+        axes[0, 0],
+        points,
+        summary.get("bias_slope", {}),
+        "bias ‖E g(θ; μ_stale) − E g(θ; π_θ)‖",
+        f"exact testbed, {args.experiment} ({source})",
     )
+    if len(lm_points):
+        n = lm_fit.get("bias_slope", {}).get("n", len(lm_points))
+        draw(
+            axes[0, 1],
+            lm_points,
+            lm_fit.get("bias_slope", {}),
+            "probe bias (root of mean unbiased bias²)",
+            f"language model, §3.2 probe ({n} runs; η = Adam step size)",
+        )
+    fig.suptitle("F1: surrogate-gradient bias vs S·η", fontsize=9)
     fc.save(fig, args)
 
 

@@ -4,7 +4,8 @@ Left: heat map of the median T_c over seeds (censored runs counted at the horizo
 every seed was censored (no detector fired within the horizon) is hatched, a partly censored
 cell is marked "*". Right: T_c·η against S, one line per η; hollow markers are censored runs plotted at
 horizon·η (a lower bound). The claim: T_c·η is flat across η where the horizon limits (drift
-T·η governs) and falls with S where the stale constraint binds.
+T·η governs) and falls with S where the stale constraint binds. Top: the exact testbed; bottom,
+when there are language-model runs: the same on the controlled LM grid.
 
     python code/plot_collapse.py --runs results/tables/runs.parquet --fits results/fits/fits.json \
         --pdf figures/collapse.pdf --png figures/collapse.png
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 import figures_common as fc
+from stalegrpo import fits
 
 
 def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -33,6 +35,83 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def draw_heatmap(fig, ax, runs: pd.DataFrame) -> None:
+    """Median T_c per (S, η) cell; hatched where every seed was censored, * where some were."""
+    cells = cell_table(runs)
+    s_values, etas = sorted(cells["S"].unique()), sorted(cells["eta"].unique())
+    grid = cells.pivot(index="S", columns="eta", values="t_c").reindex(index=s_values, columns=etas)
+    cens = cells.pivot(index="S", columns="eta", values="n_censored").reindex(index=s_values, columns=etas)
+    count = cells.pivot(index="S", columns="eta", values="n").reindex(index=s_values, columns=etas)
+    image = ax.imshow(np.log10(grid.to_numpy(float)), cmap="Greys_r", aspect="auto", origin="lower")
+    for i, s in enumerate(s_values):
+        for j, eta in enumerate(etas):
+            value, n_c, n = grid.loc[s, eta], cens.loc[s, eta], count.loc[s, eta]
+            if np.isnan(value):
+                continue
+            if n_c == n:  # the hatch says it: no collapse within the horizon
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.5", lw=0))
+                continue
+            shade = image.norm(np.log10(value))
+            ax.text(
+                j,
+                i,
+                f"{value:.0f}" + ("*" if n_c else ""),
+                ha="center",
+                va="center",
+                fontsize=6 if len(etas) > 8 else 7,
+                color="black" if shade > 0.55 else "white",
+            )
+    ax.set_xticks(range(len(etas)), [f"{e:g}" for e in etas], rotation=45)
+    ax.set_yticks(range(len(s_values)), [str(s) for s in s_values])
+    ax.set(xlabel="learning rate η (per step)", ylabel="max lag S (learner steps)")
+    ax.grid(False)
+    bar = fig.colorbar(image, ax=ax, shrink=0.85)
+    bar.set_label("log10 median T_c (learner steps)")
+    horizon = int(cells["horizon"].max())
+    ax.set_title(
+        f"median T_c over seeds; hatched: no collapse within T = {horizon} (censored); * some seeds censored",
+        fontsize=7,
+    )
+
+
+def draw_tc_eta(ax, runs: pd.DataFrame, summary: dict) -> None:
+    """T_c·η against S, one line per η (median over seeds); hollow markers are censored runs."""
+    etas, s_values = sorted(runs["eta"].unique()), sorted(runs["S"].unique())
+    per_run = runs.assign(censored=runs["censored"].astype(bool))
+    per_run = per_run.assign(t_c=np.where(per_run["censored"], per_run["horizon"], per_run["collapse_step"]))
+    per_run = per_run.assign(tc_eta=per_run["t_c"] * per_run["eta"], S_plot=per_run["S"].clip(lower=0.5))
+    colours = fc.palette(len(etas))
+    for k, eta in enumerate(etas):
+        sub = per_run[per_run["eta"] == eta]
+        med = sub.groupby("S_plot")["tc_eta"].median()
+        style = {"color": colours[k], "marker": fc.MARKERS[k % len(fc.MARKERS)], "ls": fc.DASHES[k % len(fc.DASHES)]}
+        ax.plot(med.index, med.to_numpy(), label=f"{eta:g}", ms=5, mec="black", mew=0.4, **style)
+        hollow = sub[sub["censored"]]
+        ax.scatter(
+            hollow["S_plot"],
+            hollow["tc_eta"],
+            marker=style["marker"],
+            facecolors="white",
+            edgecolors=colours[k],
+            s=30,
+            zorder=3,
+            linewidths=1.0,
+        )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="max lag S (learner steps; S = 0 drawn at 0.5)",
+        ylabel="T_c·η (collapse time × learning rate)",
+    )
+    fc.lag_axis(ax, s_values)
+    ax.legend(title="η (hollow: censored)", fontsize=7, title_fontsize=7, ncols=2)
+    if fc.fit_ok(summary, "cv"):
+        note = f"CV of T_c·η across η ({summary.get('regime')}): {summary['cv']:.2f}"
+    else:
+        note = f"T_c·η CV: {summary.get('message', 'no fit')}"
+    ax.set_title(note, fontsize=8)
+
+
 def main() -> None:
     args = fc.parse_args(__doc__, ("runs", "fits"))
     fc.setup()
@@ -43,88 +122,18 @@ def main() -> None:
         return
     if "horizon" not in runs:
         raise SystemExit("runs table has no horizon column (make_fits/aggregate should provide it)")
-    cells = cell_table(runs)
-    summary = fc.experiment_fits(args.fits, args.experiment).get("tc_eta", {})
+    _, lm_runs = fc.lm_tables(None, args.runs)
+    lm_runs = fits.lm_main_grid(lm_runs) if len(lm_runs) else lm_runs
+    rows = [(runs, fc.experiment_fits(args.fits, args.experiment), f"exact testbed, experiment {args.experiment}")]
+    if len(lm_runs) and needed <= set(lm_runs.columns):
+        rows.append((lm_runs, fc.lm_fits(args.fits), "language model, controlled grid"))
 
-    s_values, etas = sorted(cells["S"].unique()), sorted(cells["eta"].unique())
-    grid = cells.pivot(index="S", columns="eta", values="t_c").reindex(index=s_values, columns=etas)
-    cens = cells.pivot(index="S", columns="eta", values="n_censored").reindex(index=s_values, columns=etas)
-    count = cells.pivot(index="S", columns="eta", values="n").reindex(index=s_values, columns=etas)
-
-    fig, (ax_map, ax_line) = plt.subplots(1, 2, figsize=(11.5, 4.3), width_ratios=[1.25, 1.0])
-    image = ax_map.imshow(np.log10(grid.to_numpy(float)), cmap="Greys_r", aspect="auto", origin="lower")
-    for i, s in enumerate(s_values):
-        for j, eta in enumerate(etas):
-            value, n_c, n = grid.loc[s, eta], cens.loc[s, eta], count.loc[s, eta]
-            if np.isnan(value):
-                continue
-            all_censored = n_c == n
-            if all_censored:
-                ax_map.add_patch(
-                    plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.5", lw=0)
-                )
-                continue  # the hatch says it: no collapse within the horizon
-            label = f"{value:.0f}" + ("*" if n_c else "")
-            shade = image.norm(np.log10(value))
-            ax_map.text(
-                j,
-                i,
-                label,
-                ha="center",
-                va="center",
-                fontsize=6 if len(etas) > 8 else 7,
-                color="black" if shade > 0.55 else "white",
-            )
-    ax_map.set_xticks(range(len(etas)), [f"{e:g}" for e in etas], rotation=45)
-    ax_map.set_yticks(range(len(s_values)), [str(s) for s in s_values])
-    ax_map.set(xlabel="learning rate η (per step)", ylabel="max lag S (learner steps)")
-    ax_map.grid(False)
-    bar = fig.colorbar(image, ax=ax_map, shrink=0.85)
-    bar.set_label("log10 median T_c (learner steps)")
-    horizon = int(cells["horizon"].max())
-    ax_map.set_title(
-        f"median T_c over seeds; hatched: no collapse within T = {horizon} (censored); * some seeds censored",
-        fontsize=7,
-    )
-
-    per_run = runs.assign(censored=runs["censored"].astype(bool))
-    per_run = per_run.assign(t_c=np.where(per_run["censored"], per_run["horizon"], per_run["collapse_step"]))
-    per_run = per_run.assign(tc_eta=per_run["t_c"] * per_run["eta"], S_plot=per_run["S"].clip(lower=0.5))
-    colours = fc.palette(len(etas))
-    for k, eta in enumerate(etas):
-        sub = per_run[per_run["eta"] == eta]
-        med = sub.groupby("S_plot")["tc_eta"].median()
-        style = {
-            "color": colours[k],
-            "marker": fc.MARKERS[k % len(fc.MARKERS)],
-            "ls": fc.DASHES[k % len(fc.DASHES)],
-        }
-        ax_line.plot(med.index, med.to_numpy(), label=f"{eta:g}", ms=5, mec="black", mew=0.4, **style)
-        hollow = sub[sub["censored"]]
-        ax_line.scatter(
-            hollow["S_plot"],
-            hollow["tc_eta"],
-            marker=style["marker"],
-            facecolors="white",
-            edgecolors=colours[k],
-            s=30,
-            zorder=3,
-            linewidths=1.0,
-        )
-    ax_line.set(
-        xscale="log",
-        yscale="log",
-        xlabel="max lag S (learner steps; S = 0 drawn at 0.5)",
-        ylabel="T_c·η (collapse time × learning rate)",
-    )
-    fc.lag_axis(ax_line, s_values)
-    ax_line.legend(title="η (hollow: censored)", fontsize=7, title_fontsize=7, ncols=2)
-    if fc.fit_ok(summary, "cv"):
-        note = f"CV of T_c·η across η ({summary.get('regime')}): {summary['cv']:.2f}"
-    else:
-        note = f"T_c·η CV: {summary.get('message', 'no fit')}"
-    ax_line.set_title(note, fontsize=8)
-    fig.suptitle(f"F2: collapse time over (S, η) — exact testbed, experiment {args.experiment}", fontsize=10)
+    fig, axes = plt.subplots(len(rows), 2, figsize=(11.5, 4.3 * len(rows)), width_ratios=[1.25, 1.0], squeeze=False)
+    for (row_runs, summary, label), (ax_map, ax_line) in zip(rows, axes):
+        draw_heatmap(fig, ax_map, row_runs)
+        draw_tc_eta(ax_line, row_runs, summary.get("tc_eta", {}))
+        ax_map.set_ylabel(f"{label}\nmax lag S (learner steps)")
+    fig.suptitle("F2: collapse time over (S, η) — " + "; ".join(label for _, _, label in rows), fontsize=10)
     fc.save(fig, args)
 
 

@@ -5,6 +5,7 @@
 to the first collapsing one; shorter horizons by truncating the runs). Markers are the median
 over seeds, bars the range; a hollow marker is only a bound (no η collapsed: η* ≥ the largest η;
 the smallest η collapsed: η* ≤ the smallest η). Lines are the fit, vertical dotted lines S*.
+Left: the exact testbed; right, when there are language-model runs: the controlled LM grid.
 
     python code/plot_frontier.py --runs results/tables/runs.parquet --fits results/fits/fits.json \
         --pdf figures/frontier.pdf --png figures/frontier.png
@@ -18,29 +19,16 @@ import figures_common as fc
 from stalegrpo import fits
 
 
-def main() -> None:
-    args = fc.parse_args(__doc__, ("runs", "fits"))
-    fc.setup()
-    summary = fc.experiment_fits(args.fits, args.experiment)
-    table = pd.DataFrame(summary.get("eta_star_summary") or [])
-    if not len(table):
-        fc.no_data(
-            args,
-            "F3: stability frontier",
-            f"No η* estimates for experiment '{args.experiment}' yet "
-            "(no exact-testbed runs with collapse data).",
-        )
-        return
-    frontier = summary.get("frontier", {})
+def draw(ax, table: pd.DataFrame, frontier: dict, title: str) -> None:
+    """η*(S) per horizon (median, range, bounds hollow), the fitted min(a/S, b/T) and S*."""
     fitted = fc.fit_ok(frontier, "a", "b")
     horizons = sorted(table["T"].unique())
     colours = fc.palette(len(horizons))
     s_floor = 0.5  # S = 0 drawn here on the log axis
-    fig, ax = plt.subplots(figsize=(5.6, 4.0))
     for k, horizon in enumerate(horizons):
         sub = table[table["T"] == horizon].sort_values("S")
         x = sub["S"].clip(lower=s_floor).to_numpy(float)
-        style = {"color": colours[k], "marker": fc.MARKERS[k % len(fc.MARKERS)]}
+        marker = fc.MARKERS[k % len(fc.MARKERS)]
         ax.errorbar(
             x,
             sub["median"],
@@ -48,7 +36,8 @@ def main() -> None:
             ls="none",
             capsize=2,
             elinewidth=0.8,
-            **style,
+            color=colours[k],
+            marker=marker,
         )
         exact = (sub["bound"] == fits.EXACT).to_numpy()
         ax.scatter(
@@ -59,7 +48,7 @@ def main() -> None:
             linewidths=0.4,
             zorder=3,
             label=f"T = {horizon}",
-            **{k2: v for k2, v in style.items() if k2 != "color"},
+            marker=marker,
             color=colours[k],
         )
         ax.scatter(
@@ -70,7 +59,7 @@ def main() -> None:
             edgecolors=colours[k],
             linewidths=1.0,
             zorder=3,
-            marker=style["marker"],
+            marker=marker,
         )
         if fitted:
             s_grid = np.geomspace(s_floor, max(table["S"].max(), 1) * 1.5, 200)
@@ -98,15 +87,38 @@ def main() -> None:
     fc.lag_axis(ax, table["S"])
     if fitted:
         r2 = frontier["r2"] if fc.fit_ok(frontier, "r2") else float("nan")
-        title = (
+        note = (
             f"fit η* = min(a/S, b/T): a = {frontier['a']:.3g}, b = {frontier['b']:.3g}, "
             f"R² = {r2:.2f}; sparse dots: S* = aT/b"
         )
     else:
-        title = f"no frontier fit: {frontier.get('message', frontier.get('status', 'missing'))}"
-    ax.set_title(title, fontsize=7)
+        note = f"no frontier fit: {frontier.get('message', frontier.get('status', 'missing'))}"
+    ax.set_title(title + "\n" + note, fontsize=7)
     ax.legend(title="horizon (hollow: bound only)", fontsize=7, title_fontsize=7)
-    fig.suptitle(f"F3: stability frontier — exact testbed, experiment {args.experiment}", fontsize=9)
+
+
+def main() -> None:
+    args = fc.parse_args(__doc__, ("runs", "fits"))
+    fc.setup()
+    summary = fc.experiment_fits(args.fits, args.experiment)
+    table = pd.DataFrame(summary.get("eta_star_summary") or [])
+    if not len(table):
+        fc.no_data(
+            args,
+            "F3: stability frontier",
+            f"No η* estimates for experiment '{args.experiment}' yet "
+            "(no exact-testbed runs with collapse data).",
+        )
+        return
+    panels = [(table, summary.get("frontier", {}), f"exact testbed, experiment {args.experiment}")]
+    lm = fc.lm_fits(args.fits)
+    lm_table = pd.DataFrame(lm.get("eta_star_summary") or [])
+    if len(lm_table):
+        panels.append((lm_table, lm.get("frontier", {}), "language model, controlled grid"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.2), squeeze=False)
+    for ax, (panel_table, frontier, title) in zip(axes[0], panels):
+        draw(ax, panel_table, frontier, title)
+    fig.suptitle("F3: stability frontier η*(S, T)", fontsize=9)
     fc.save(fig, args)
 
 

@@ -38,11 +38,12 @@ rule fits:
         macros=PATHS["macros"],
     params:
         options=fit_options,
+        lm_options=json.dumps(LM["fits"]),
     log:
         PATHS["fits_log"],
     conda:
         "../envs/analysis.yaml"
     shell:
         "python {input.script} --steps {input.steps} --runs {input.runs}"
-        " --throughput {input.throughput} --options {params.options:q}"
+        " --throughput {input.throughput} --options {params.options:q} --lm-options {params.lm_options:q}"
         " --fits {output.fits} --macros {output.macros} > {log} 2>&1"

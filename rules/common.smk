@@ -48,15 +48,17 @@ EXACT_EXPERIMENTS = _selected("exact", EXACT["run"], EXACT["experiments"]) if EX
 LM_GRIDS = _selected("lm", LM["run"], LM["grids"]) if LM["enabled"] else []
 
 # -- the LM grid: one Paramspace over the de-duplicated union of the configured grids ---------
-GRID_COLUMNS = ["S", "eta", "seed", "objective", "lr_schedule", "schedule"]
+GRID_COLUMNS = ["S", "eta", "seed", "objective", "lr_schedule", "schedule", "threads"]
+"""a run's point; `threads` is one because it changes the wall-clock that F5 plots"""
 
 
 def _grid_frame(grids: dict) -> pd.DataFrame:
     rows = []  # an empty frame (no grids) still has the columns, so the wildcard pattern exists
     for grid in grids.values():
+        grid = {"threads": [LM["resources"]["threads"]]} | grid
         rows.extend(itertools.product(*(grid[c] for c in GRID_COLUMNS)))
     frame = pd.DataFrame(rows, columns=GRID_COLUMNS).drop_duplicates()
-    return frame.astype({"S": int, "eta": float, "seed": int}).reset_index(drop=True)
+    return frame.astype({"S": int, "eta": float, "seed": int, "threads": int}).reset_index(drop=True)
 
 
 LM_SPACE = Paramspace(_grid_frame({name: LM["grids"][name] for name in LM_GRIDS}))
@@ -145,10 +147,15 @@ def checkpoint_dir():
     return LM["checkpoint"] or expand(PATHS["pretrain_dir"], base=LM["base"])[0]
 
 
+def train_threads(wildcards):
+    """The threads of a train job: its grid point's (the shell passes them on as threads=)."""
+    return int(LM_SPACE.instance(wildcards)["threads"])
+
+
 def train_overrides(wildcards):
     """The grid point of this job as `stalegrpo train` overrides, plus the base checkpoint."""
     point = LM_SPACE.instance(wildcards)
-    overrides = {LM["keys"][column]: _plain(point[column]) for column in GRID_COLUMNS}
+    overrides = {LM["keys"][column]: _plain(point[column]) for column in GRID_COLUMNS if column != "threads"}
     overrides[LM["checkpoint_key"]] = checkpoint_dir()
     return override_args(LM["train_overrides"] | overrides)
 

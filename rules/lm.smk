@@ -39,7 +39,7 @@ rule train:
         stalegrpo=STALEGRPO,
     log:
         PATHS["run_log"],
-    threads: LM["resources"]["threads"]
+    threads: train_threads
     resources:
         mem_mb=LM["resources"]["mem_mb"],
         runtime=LM["resources"]["runtime"],
@@ -62,7 +62,7 @@ rule bench:
         stalegrpo=STALEGRPO,
     log:
         PATHS["bench_log"],
-    threads: LM["resources"]["threads"]
+    threads: LM["bench"]["threads"]
     resources:
         mem_mb=LM["resources"]["mem_mb"],
         runtime=LM["resources"]["runtime"],

@@ -43,3 +43,17 @@ def test_ema_smoothing_delays_a_one_step_spike():
     for step, kl in enumerate([0.0, 5.0, 0.0, 0.0]):
         monitor.update(step, 0.5, kl_behavior=kl)
     assert not monitor.collapsed[0]  # EMA peaks at 0.5 < κ
+
+
+def test_kl_ref_uses_its_own_threshold_when_set():
+    reward = np.full((1, 4), 0.5)
+    kl_behavior = np.full((1, 4), 0.2)
+    kl_ref = np.array([[0.5, 1.5, 2.5, 3.5]])
+    step, detector, _ = detect_collapse(RAW, reward, kl_behavior=kl_behavior, kl_ref=kl_ref)
+    assert detector == ["kl"] and step[0] == 1  # the shared κ = 1
+    from dataclasses import replace
+
+    step, detector, _ = detect_collapse(replace(RAW, kappa_ref=3.0), reward, kl_behavior=kl_behavior, kl_ref=kl_ref)
+    assert detector == ["kl"] and step[0] == 3
+    _, detector, _ = detect_collapse(replace(RAW, kappa_ref=10.0), reward, kl_behavior=kl_behavior, kl_ref=kl_ref)
+    assert detector == ["none"]  # kl_behavior stays below κ

@@ -277,3 +277,84 @@ def test_summarize_exact_prefers_bias_probe_and_splits_variants():
         "objective=behavior,eps=0.3,optimizer=sgd",
     }
     assert summary["warnings"]
+
+
+# ---------------------------------------------------------------------------------------------
+# language-model runs
+# ---------------------------------------------------------------------------------------------
+
+
+def _lm_run(run, S, eta, seed, collapse=None, threads=1, lr_schedule="constant", schedule="fixed", **extra):
+    return {
+        "run": run,
+        "S": S,
+        "eta": eta,
+        "seed": seed,
+        "objective": "behavior",
+        "lr_schedule": lr_schedule,
+        "schedule": schedule,
+        "threads": threads,
+        "collapse_step": collapse,
+        "censored": collapse is None,
+        "horizon": 100,
+        "steps_done": 100 if collapse is None else collapse + 10,
+        "wall_time": 50.0,
+        "initial_eval_accuracy": 0.2,
+        "final_eval_accuracy": 0.5,
+    } | extra
+
+
+def test_lm_main_grid_keeps_controlled_runs_once_per_point():
+    runs = pd.DataFrame(
+        [
+            _lm_run("a", 0, 1e-4, 0, threads=2),
+            _lm_run("b", 0, 1e-4, 0, threads=1),  # the same point on fewer threads: kept instead of a
+            _lm_run("c", 4, 1e-4, 0, lr_schedule="ess"),
+            _lm_run("d", 4, 1e-4, 0, schedule="async", threads=2),
+            _lm_run("e", 4, 1e-4, 0),
+        ]
+    )
+    assert fits.lm_main_grid(runs)["run"].tolist() == ["b", "e"]
+    assert fits.lm_schedule_runs(runs)["run"].tolist() == ["c", "e"]
+    assert sorted(fits.lm_overlap_runs(runs)["run"]) == ["a", "d"]
+
+
+def test_lm_bias_probe_averages_bias_squared_at_full_lag_before_collapse():
+    runs = pd.DataFrame([_lm_run("r", 4, 1e-4, 0, collapse=60), _lm_run("q", 4, 1e-4, 1)])
+    steps = pd.DataFrame(
+        {
+            "run": ["r"] * 5 + ["q"] * 2,
+            "step": [0, 20, 40, 60, 80, 20, 40],
+            "probe_lag": [0, 4, 4, 4, 4, 4, 4],
+            # step 0 (lag 0) and steps >= 60 (collapsed) must not count; q's mean is negative
+            "probe_bias_sq": [9.0, 0.5, 1.5, 9.0, 9.0, -0.2, 0.1],
+        }
+    )
+    out = fits.lm_bias_probe(steps, runs).set_index("run")
+    assert out.loc["r", "bias_probe"] == pytest.approx(1.0) and out.loc["r", "n_probes"] == 2
+    assert out.loc["q", "bias_probe"] == 0.0 and out.loc["q", "n_probes"] == 2
+
+
+def test_summarize_lm_fits_the_controlled_grid_and_compares_groups():
+    rows, steps = [], []
+    for S in (0, 2, 8):
+        for eta in (1e-4, 2e-4, 4e-4, 8e-4):
+            for seed in (0, 1):
+                run = f"S{S}e{eta}s{seed}"
+                collapse = None if S * eta < 1e-3 and eta < 8e-4 else 30
+                rows.append(_lm_run(run, S, eta, seed, collapse=collapse))
+                bias_sq = (3.0 * S * eta) ** 2  # bias = 3·S·η exactly: the fitted slope must be 1
+                steps += [{"run": run, "step": k, "probe_lag": S, "probe_bias_sq": bias_sq} for k in (10, 20)]
+    rows += [_lm_run("ess", 8, 4e-4, 0, lr_schedule="ess", final_eval_accuracy=0.7)]
+    rows += [_lm_run("async", 2, 1e-4, 0, schedule="async", threads=2, wall_time=25.0)]
+    rows += [_lm_run("sync", 0, 1e-4, 0, threads=2, wall_time=50.0)]
+    summary = fits.summarize_lm(pd.DataFrame(steps), pd.DataFrame(rows), {"n_boot": 200})
+    assert summary["bias_slope"]["status"] == fits.OK and summary["bias_slope"]["slope"] == pytest.approx(1.0)
+    assert summary["counts"]["n_main"] == 24 and len(summary["cells"]) == 12
+    frontier_S8 = [r for r in summary["eta_star_summary"] if r["S"] == 8 and r["T"] == 100]
+    assert frontier_S8[0]["median"] == pytest.approx(math.sqrt(1e-4 * 2e-4))
+    by_schedule = {r["lr_schedule"]: r for r in summary["schedules"]}
+    assert by_schedule["ess"]["final_accuracy"] == 0.7 and by_schedule["constant"]["n_collapsed"] == 2
+    by_mode = {r["schedule"]: r for r in summary["overlap"]}
+    assert by_mode["async"]["steps_per_s"] == pytest.approx(2 * by_mode["fixed"]["steps_per_s"])
+    json.dumps(summary, allow_nan=False)

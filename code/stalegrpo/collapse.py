@@ -7,7 +7,8 @@ Detectors run on EMA-smoothed series, one step at a time, for a whole batch of r
                  r_peak - δ·(r_peak - r_0), r_0 the initial reward. So that noise around a
                  flat start cannot fire it, the fall must also exceed ``min_drop`` in absolute
                  terms (the detector's noise floor; the spec leaves it implicit).
-2. ``kl``      : the EMA of ``kl_behavior`` or of ``kl_ref`` went above κ.
+2. ``kl``      : the EMA of ``kl_behavior`` or of ``kl_ref`` went above κ (``kappa_ref``, if
+                 set, is kl_ref's own threshold).
 3. ``nonfinite``: a non-finite loss, gradient, reward or KL.
 4. ``entropy`` : the entropy EMA fell below ``entropy_min`` (only when enabled).
 
@@ -37,6 +38,9 @@ class CollapseConfig:
     """reward detector: absolute fall below the peak that is always required (noise floor)"""
     kappa: float = 1.0
     """KL detector: threshold κ on the EMA of kl_behavior / kl_ref (nats per token)"""
+    kappa_ref: float | None = None
+    """KL detector: threshold on the EMA of kl_ref alone; None: the same κ (SCIENCE.md §4). A run
+    that keeps improving moves ever further from its reference, so long runs may want it higher"""
     entropy_min: float | None = None
     """entropy detector: threshold on the entropy EMA (nats per token); None disables it"""
 
@@ -91,9 +95,10 @@ class CollapseMonitor:
         fell = (r < self._reward_peak - cfg.delta * gain) & (self._reward_peak - r > cfg.min_drop)
         fired = np.where((fired == 0) & fell, DETECTORS.index("reward"), fired)
 
-        for name, series in (("kl_behavior", kl_behavior), ("kl_ref", kl_ref)):
+        kappa_ref = cfg.kappa if cfg.kappa_ref is None else cfg.kappa_ref
+        for name, series, kappa in (("kl_behavior", kl_behavior, cfg.kappa), ("kl_ref", kl_ref, kappa_ref)):
             if series is not None:
-                blown = self._smooth(name, series) > cfg.kappa
+                blown = self._smooth(name, series) > kappa
                 fired = np.where((fired == 0) & blown, DETECTORS.index("kl"), fired)
 
         if cfg.entropy_min is not None and entropy is not None:
