@@ -70,7 +70,10 @@ def _select(path: Path | None, experiment: str, source: str = "exact") -> pd.Dat
 
 def lm_tables(steps_path: Path | None, runs_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(steps, runs) of the language-model runs."""
-    return tuple(_select(path, "", source="lm") for path in (steps_path, runs_path))
+    steps, runs = (_select(path, "", source="lm") for path in (steps_path, runs_path))
+    if len(runs) and "collapse_step" not in runs:  # nothing collapsed: the column was all null
+        runs = runs.assign(collapse_step=float("nan"))
+    return steps, runs
 
 
 def experiment_fits(fits_path: Path, experiment: str) -> dict:

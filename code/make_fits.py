@@ -93,6 +93,12 @@ def lm_macros(runs: pd.DataFrame, lm: dict, throughput: pd.DataFrame) -> dict:
     if len(lm_runs) and "censored" in lm_runs:
         values["LMNumCollapsed"] = int((~lm_runs["censored"].astype(bool)).sum())
 
+    relative = lm.get("relative_bias") or {}
+    values |= {
+        "LMBiasRelMedian": relative.get("median"),
+        "LMBiasRelMin": relative.get("min"),
+        "LMBiasRelMax": relative.get("max"),
+    }
     cells = lm.get("cells") or []
     values["LMCellRows"] = "\n".join(
         " & ".join(
@@ -116,10 +122,11 @@ def lm_macros(runs: pd.DataFrame, lm: dict, throughput: pd.DataFrame) -> dict:
         at_s = [r for r in schedules if r["S"] == s_max]
         values |= {"LMSchedS": int(s_max), "LMSchedEta": at_s[0]["eta"], "LMSchedN": at_s[0]["n"]}
         values["LMSchedInitialAcc"] = _pct(at_s[0]["initial_accuracy"])
-        for row in at_s:
-            name = "LMSched" + row["lr_schedule"].capitalize()
-            values[name + "Collapsed"] = row["n_collapsed"]
-            values[name + "FinalAcc"] = _pct(row["final_accuracy"])
+        by_schedule = {row["lr_schedule"]: row for row in at_s}
+        for schedule in ("constant", "ess", "staleness"):  # n/a for a schedule the grid left out
+            row = by_schedule.get(schedule, {})
+            values[f"LMSched{schedule.capitalize()}Collapsed"] = row.get("n_collapsed")
+            values[f"LMSched{schedule.capitalize()}FinalAcc"] = _pct(row.get("final_accuracy"))
 
     overlap = lm.get("overlap") or []
     async_rows = [r for r in overlap if r["schedule"] == "async"]

@@ -11,6 +11,7 @@ unbiased bias² over its probes at lag S before collapse; η is Adam's step size
 """
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -49,6 +50,7 @@ def draw(ax, points: pd.DataFrame, fit: dict, ylabel: str, title: str) -> None:
         ax=ax,
     )
     ax.set(xscale="log", yscale="log", xlabel="S·η (max lag × learning rate)", ylabel=ylabel)
+    ax.xaxis.set_minor_formatter(NullFormatter())  # a narrow decade would crowd minor labels
     grid = np.geomspace(points["S·η"].min(), points["S·η"].max(), 50)
     if fc.fit_ok(fit, "slope", "intercept", "ci_low", "ci_high"):
         ax.plot(

@@ -328,10 +328,12 @@ def test_lm_bias_probe_averages_bias_squared_at_full_lag_before_collapse():
             "probe_lag": [0, 4, 4, 4, 4, 4, 4],
             # step 0 (lag 0) and steps >= 60 (collapsed) must not count; q's mean is negative
             "probe_bias_sq": [9.0, 0.5, 1.5, 9.0, 9.0, -0.2, 0.1],
+            "probe_grad_sq": [1.0, 3.0, 5.0, 1.0, 1.0, 1.0, 1.0],
         }
     )
     out = fits.lm_bias_probe(steps, runs).set_index("run")
     assert out.loc["r", "bias_probe"] == pytest.approx(1.0) and out.loc["r", "n_probes"] == 2
+    assert out.loc["r", "relative_bias_probe"] == pytest.approx(0.5)  # 1 / sqrt(mean(3, 5))
     assert out.loc["q", "bias_probe"] == 0.0 and out.loc["q", "n_probes"] == 2
 
 
@@ -358,3 +360,12 @@ def test_summarize_lm_fits_the_controlled_grid_and_compares_groups():
     by_mode = {r["schedule"]: r for r in summary["overlap"]}
     assert by_mode["async"]["steps_per_s"] == pytest.approx(2 * by_mode["fixed"]["steps_per_s"])
     json.dumps(summary, allow_nan=False)
+
+
+def test_summarize_lm_without_any_collapse_column():
+    """The aggregated table drops the all-null collapse_step of a grid where nothing collapsed."""
+    runs = pd.DataFrame([_lm_run(f"r{S}", S, 1e-4, 0) for S in (0, 2, 4)]).drop(columns="collapse_step")
+    steps = pd.DataFrame({"run": ["r2", "r4"], "step": [10, 10], "probe_lag": [2, 4], "probe_bias_sq": [0.04, 0.16]})
+    summary = fits.summarize_lm(steps, runs, {"n_boot": 50})
+    assert summary["counts"]["n_collapsed"] == 0 and len(summary["cells"]) == 3
+    assert all(r["bound"] == fits.LOWER for r in summary["eta_star_summary"])

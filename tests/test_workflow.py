@@ -111,7 +111,8 @@ def test_smoke_preset_end_to_end(checkout):
     for target in targets:
         assert (checkout / target).stat().st_size > 0, target
     macros = (checkout / "paper/generated/macros.tex").read_text()
-    assert r"\newcommand{\MainBiasSlope}" in macros and r"\newcommand{\LMHasRuns}" in macros
+    assert r"\newcommand{\MainBiasSlope}" in macros and r"\newcommand{\LMHasRuns}{1}" in macros
+    assert r"\newcommand{\LMBiasSlope}" in macros and r"\newcommand{\BenchHasData}{1}" in macros
 
     # a plot-script edit reruns only its figure, not the simulation or the other figures
     script = checkout / "code/plot_throughput.py"
@@ -155,9 +156,14 @@ def test_slurm_profile_dry_runs(preset):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-def test_lm_part_of_the_cpu_preset_dry_runs():
-    """The LM rules (pretrain -> one train job per Paramspace point -> bench) are wired up."""
-    result = snakemake("-n", "--configfile", "config/lm.yaml")
+def test_cpu_default_preset_dry_runs_with_its_lm_part():
+    """The default preset wires up the LM rules (pretrain -> one train job per Paramspace point ->
+    bench); a point's threads reach both the scheduler and the command line."""
+    result = snakemake("-n", "-p", "--cores", "2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     jobs = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("rule ")]
     assert "pretrain:" in jobs and "bench:" in jobs and jobs.count("train:") > 1, jobs
+    async_runs = [line for line in result.stdout.splitlines() if "stalegrpo.cli train" in line and "schedule=async" in line]
+    assert async_runs and all("threads=2 " in line and "/threads~2 " in line for line in async_runs)
+    exact_only = snakemake("-n", "--cores", "2", "--configfile", "config/exact_only.yaml")
+    assert exact_only.returncode == 0 and "rule train:" not in exact_only.stdout

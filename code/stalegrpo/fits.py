@@ -579,24 +579,34 @@ def lm_main_grid(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def lm_bias_probe(steps: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` plus ``bias_probe`` and ``n_probes``: per run, the §3.2 probe's bias at full lag.
+    """``runs`` plus ``bias_probe``, ``relative_bias_probe`` and ``n_probes``: per run, the §3.2
+    probe's bias at full lag, absolute and relative to the norm of the expected gradient.
 
     One probe is too noisy to use alone (its unbiased bias² estimate is often negative), so the
     run's value is the square root of the positive part of the mean bias² over its probes taken at
-    lag S and before the collapse step (after it, the batch is a collapsed policy's).
+    lag S and before the collapse step (after it, the batch is a collapsed policy's); the relative
+    value divides it by the root of the mean of the probes' ‖E g‖² estimates.
     """
-    runs = runs.assign(bias_probe=np.nan, n_probes=0)
+    runs = runs.assign(bias_probe=np.nan, relative_bias_probe=np.nan, n_probes=0)
     if not _has(steps, ["run", "step", "probe_bias_sq", "probe_lag"]) or not _has(runs, ["run", "S"]):
         return runs
-    probes = steps.dropna(subset=["probe_bias_sq"])[["run", "step", "probe_bias_sq", "probe_lag"]]
-    probes = probes.merge(runs[["run", "S", "collapse_step"]], on="run")
+    columns = ["run", "step", "probe_bias_sq", "probe_lag"] + (["probe_grad_sq"] if "probe_grad_sq" in steps else [])
+    probes = steps.dropna(subset=["probe_bias_sq"])[columns]
+    columns = ["run", "S"] + (["collapse_step"] if "collapse_step" in runs else [])
+    probes = probes.merge(runs[columns], on="run")
+    if "collapse_step" not in probes:
+        probes["collapse_step"] = np.nan
     before = ~(probes["step"] >= probes["collapse_step"])  # NaN collapse_step: censored, keep all
     probes = probes[(probes["probe_lag"] == probes["S"]) & before]
     grouped = probes.groupby("run")["probe_bias_sq"]
-    return runs.assign(
-        bias_probe=runs["run"].map(np.sqrt(grouped.mean().clip(lower=0))),
-        n_probes=runs["run"].map(grouped.size()).fillna(0).astype(int),
+    bias = np.sqrt(grouped.mean().clip(lower=0))
+    runs = runs.assign(
+        bias_probe=runs["run"].map(bias), n_probes=runs["run"].map(grouped.size()).fillna(0).astype(int)
     )
+    if "probe_grad_sq" in probes:
+        grad = np.sqrt(probes.groupby("run")["probe_grad_sq"].mean().clip(lower=0))
+        runs["relative_bias_probe"] = runs["run"].map(bias / grad.where(grad > 0))
+    return runs
 
 
 def _final_accuracy(runs: pd.DataFrame) -> pd.Series:
@@ -671,9 +681,19 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
     config = dict(config or {})
     if runs is None or not len(runs):
         return {"counts": {"n_runs": 0}}
+    if "collapse_step" not in runs:  # no run collapsed: the aggregated column was all null
+        runs = runs.assign(collapse_step=np.nan)
     main = lm_main_grid(runs)
     main_steps = steps[steps["run"].isin(main["run"])] if _has(steps, ["run"]) else steps
-    summary = summarize_exact(main_steps, lm_bias_probe(main_steps, main), config)
+    probed = lm_bias_probe(main_steps, main)
+    summary = summarize_exact(main_steps, probed, config)
+    relative = probed.loc[probed["S"] >= 1, "relative_bias_probe"].dropna()
+    summary["relative_bias"] = {
+        "median": float(relative.median()) if len(relative) else float("nan"),
+        "min": float(relative.min()) if len(relative) else float("nan"),
+        "max": float(relative.max()) if len(relative) else float("nan"),
+        "n": len(relative),
+    }
     summary["cells"] = jsonable(compare_lm_groups(main, ["S", "eta"]))
 
     summary["schedules"] = jsonable(compare_lm_groups(lm_schedule_runs(runs), ["S", "eta", "lr_schedule"]))
