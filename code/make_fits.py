@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -191,9 +190,7 @@ def main(argv=None) -> None:
         exp_steps = exp_steps.dropna(axis="columns", how="all")
         summary = fits.summarize_exact(exp_steps, exp_runs, opts)
         result["exact"][experiment] = summary | {"options": opts}
-        with tempfile.TemporaryDirectory() as tmp:
-            path = fits.write_macros(summary, Path(tmp) / "m.tex", prefix=prefix)
-            lines += path.read_text().splitlines()[1:]
+        lines += fits.macro_lines(summary, prefix)
         extra |= grid_macros(prefix, exp_runs, summary)
         for warning in summary.get("warnings", []):
             print(f"{experiment}: {warning}")
@@ -205,9 +202,7 @@ def main(argv=None) -> None:
     lm_runs = runs[runs["source"] == "lm"].dropna(axis="columns", how="all")
     result["lm"] = fits.summarize_lm(lm_steps, lm_runs, lm_options) | {"options": lm_options}
     if len(lm_runs):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = fits.write_macros(result["lm"], Path(tmp) / "m.tex", prefix="LM")
-            lines += path.read_text().splitlines()[1:]
+        lines += fits.macro_lines(result["lm"], "LM")
         extra |= grid_macros("LM", fits.lm_main_grid(lm_runs), result["lm"])
     extra |= lm_macros(runs, result["lm"], throughput)
     for name, value in extra.items():
