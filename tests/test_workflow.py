@@ -159,11 +159,11 @@ def test_slurm_profile_dry_runs(preset):
 def test_cpu_default_preset_dry_runs_with_its_lm_part():
     """The default preset wires up the LM rules (pretrain -> one train job per Paramspace point ->
     bench); a point's threads reach both the scheduler and the command line."""
-    result = snakemake("-n", "-p", "--cores", "2")
+    result = snakemake("-n", "-F", "-p", "--cores", "2")  # -F: every job, whatever is on disk
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     jobs = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("rule ")]
     assert "pretrain:" in jobs and "bench:" in jobs and jobs.count("train:") > 1, jobs
     async_runs = [line for line in result.stdout.splitlines() if "stalegrpo.cli train" in line and "schedule=async" in line]
     assert async_runs and all("threads=2 " in line and "/threads~2 " in line for line in async_runs)
-    exact_only = snakemake("-n", "--cores", "2", "--configfile", "config/exact_only.yaml")
+    exact_only = snakemake("-n", "-F", "--cores", "2", "--configfile", "config/exact_only.yaml")
     assert exact_only.returncode == 0 and "rule train:" not in exact_only.stdout
