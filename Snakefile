@@ -1,4 +1,4 @@
-# The experiment graph of the reproduction (SCIENCE.md §8):
+# The experiment graph of the reproduction (docs/method.md §8):
 #   config -> runs (exact testbed, LM) -> tidy tables -> fits + LaTeX macros -> figures -> paper
 #
 #   snakemake --cores 2                                   # CPU default preset (config/config.yaml)

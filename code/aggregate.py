@@ -1,12 +1,12 @@
-"""Aggregate every run on disk into tidy tables (SCIENCE.md §8: each figure reads one table).
+"""Aggregate every run on disk into tidy tables (docs/method.md §8: each figure reads one table).
 
 - ``steps``: one row per (run, step). Columns: ``source`` ("exact" or "lm"), ``experiment``
   (the exact experiment, or "lm"), ``run`` (unique within the table), then the per-step metrics
-  as each source writes them (SCIENCE.md §3; the exact testbed's ``reward`` is the LM's
+  as each source writes them (docs/method.md §3; the exact testbed's ``reward`` is the LM's
   ``reward_mean``). An LM run's held-out evals (eval.parquet) join at their steps.
 - ``runs``: one row per run: its grid coordinates (S, eta, seed, objective, ...), horizon,
   collapse_step, detector, censored, and for LM runs the summary's final numbers.
-- ``throughput``: one row per S from the LM benchmark's bench.json (SCIENCE.md §7); empty with
+- ``throughput``: one row per S from the LM benchmark's bench.json (docs/method.md §7); empty with
   its columns when there is no benchmark yet.
 
     python code/aggregate.py --exact-runs results/exact/main/runs.parquet \

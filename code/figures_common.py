@@ -1,5 +1,5 @@
 """What the figure scripts share: arguments, table loading, a grayscale-safe style, saving, and
-the "no data yet" figure (SCIENCE.md §8: one script per figure, from the aggregated tables).
+the "no data yet" figure (docs/method.md §8: one script per figure, from the aggregated tables).
 
 Every figure must read in grayscale: series differ by marker and line style as well as colour,
 and colours come from a cubehelix palette whose lightness is monotone in the series order.

@@ -1,7 +1,7 @@
 """Fit the scaling laws on the aggregated tables; write fits.json and the paper's LaTeX macros.
 
 For each exact-testbed experiment, :func:`stalegrpo.fits.summarize_exact` gives the F1-F3 fits
-(SCIENCE.md §8), and :func:`stalegrpo.fits.write_macros` their macros, prefixed with the
+(docs/method.md §8), and :func:`stalegrpo.fits.write_macros` their macros, prefixed with the
 experiment's name (``main`` → ``\\MainBiasSlope``). This script adds the numbers that describe the
 grids themselves (S values, η range, horizon, run counts) and the LM run and benchmark counts,
 so that the paper types no number by hand. ``\\LMHasRuns`` and ``\\BenchHasData`` are 0 or 1

@@ -1,4 +1,4 @@
-"""F1 (SCIENCE.md §8): staleness bias of the surrogate gradient against S·η, log-log, by S.
+"""F1 (docs/method.md §8): staleness bias of the surrogate gradient against S·η, log-log, by S.
 
 The points are exactly those that stalegrpo.fits fitted (one per run with S ≥ 1), the line is the
 fitted power law with its bootstrap 95% CI on the slope, and a dotted guide shows slope 1 (the

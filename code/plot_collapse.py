@@ -1,4 +1,4 @@
-"""F2 (SCIENCE.md §8): collapse time T_c over (S, η), and T_c·η against S.
+"""F2 (docs/method.md §8): collapse time T_c over (S, η), and T_c·η against S.
 
 Left: heat map of the median T_c over seeds (censored runs counted at the horizon); a cell where
 every seed was censored (no detector fired within the horizon) is hatched, a partly censored

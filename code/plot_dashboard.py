@@ -1,4 +1,4 @@
-"""F4 (SCIENCE.md §8): the per-step dashboard of one stable and one collapsing run.
+"""F4 (docs/method.md §8): the per-step dashboard of one stable and one collapsing run.
 
 Panels: reward, lag, ESS, kl_behavior, grad_norm and entropy against learner steps. The two runs
 share S (the middle one of those that have both kinds); the collapsing run is the one with the

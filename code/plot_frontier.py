@@ -1,4 +1,4 @@
-"""F3 (SCIENCE.md §8): the stability frontier η*(S) at several horizons T, with the fit
+"""F3 (docs/method.md §8): the stability frontier η*(S) at several horizons T, with the fit
 η* = min(a/S, b/T) and the regime boundaries S* = a·T/b.
 
 η* per (S, T, seed) comes from stalegrpo.fits (the largest stable η, interpolated geometrically

@@ -1,6 +1,6 @@
-"""F5 (SCIENCE.md §8): learning-rate schedules and baselines, from the language-model runs.
+"""F5 (docs/method.md §8): learning-rate schedules and baselines, from the language-model runs.
 
-Top row: fixed vs ESS-aware vs staleness-aware η (SCIENCE.md §6) at the (S, η) point that ran all
+Top row: fixed vs ESS-aware vs staleness-aware η (docs/method.md §6) at the (S, η) point that ran all
 of them (stalegrpo.fits.lm_schedule_runs), against learner steps and against wall-clock. Bottom
 row: asynchronous runs against the synchronous baseline (S = 0) on the same cores and η
 (stalegrpo.fits.lm_overlap_runs). Lines are the mean over seeds with a 95% bootstrap band of the

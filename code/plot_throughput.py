@@ -1,4 +1,4 @@
-"""F6 (SCIENCE.md §7, §8): measured async speedup and its efficiency against S.
+"""F6 (docs/method.md §7, §8): measured async speedup and its efficiency against S.
 
 From the LM benchmark (bench.json, aggregated into the throughput table): left, the measured
 speedup of asynchronous over synchronous steps with the ideal (t_gen + t_train)/max(t_gen,

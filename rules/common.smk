@@ -30,7 +30,7 @@ RESULTS = config["results"]
 EXACT = config["exact"]
 LM = config["lm"]
 FIGURES = ("bias", "collapse", "frontier", "dashboard", "schedules", "throughput")
-"""one figure per SCIENCE.md §8 item F1-F6, each made by code/plot_<name>.py"""
+"""one figure per docs/method.md §8 item F1-F6, each made by code/plot_<name>.py"""
 
 
 

@@ -1,4 +1,4 @@
-# Simulation: the exact testbed (SCIENCE.md §9). One job per experiment; the testbed vectorises
+# Simulation: the exact testbed (docs/method.md §9). One job per experiment; the testbed vectorises
 # the whole (S, eta, seed, eps) grid of an experiment inside that job.
 
 

@@ -1,4 +1,4 @@
-# Figures: one rule per figure of SCIENCE.md §8, each running code/plot_<name>.py on the
+# Figures: one rule per figure of docs/method.md §8, each running code/plot_<name>.py on the
 # aggregated tables and fits only. Each writes figures/<name>.pdf and .png; the PNG goes into
 # `snakemake --report` with the caption in report/<name>.rst.
 

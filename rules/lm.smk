@@ -1,4 +1,4 @@
-# Simulation: language-model runs (SCIENCE.md §2-§7), switched on by lm.enabled.
+# Simulation: language-model runs (docs/method.md §2-§7), switched on by lm.enabled.
 # 1. pretrain the base policy once per base (task + model), unless lm.checkpoint names one;
 # 2. train one job per point of the Paramspace over S x eta x seed x objective x LR schedule;
 # 3. benchmark sync vs async throughput.

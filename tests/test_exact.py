@@ -1,4 +1,4 @@
-"""Tests of the exact testbed (SCIENCE.md §9): gradients against autograd, Monte Carlo and finite
+"""Tests of the exact testbed (docs/method.md §9): gradients against autograd, Monte Carlo and finite
 differences, the lag bookkeeping, and the real CLI on the smoke config."""
 
 import json

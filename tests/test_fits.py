@@ -1,4 +1,4 @@
-"""Fits on synthetic data with known answers (SCIENCE.md §8)."""
+"""Fits on synthetic data with known answers (docs/method.md §8)."""
 
 import json
 import math

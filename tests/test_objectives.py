@@ -1,4 +1,4 @@
-"""The GRPO surrogate of SCIENCE.md §2: values, clipping and the objectives' relations."""
+"""The GRPO surrogate of docs/method.md §2: values, clipping and the objectives' relations."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""The policy (SCIENCE.md §10): character tokenizer, small tied Llama, save/load, and the learner's
+"""The policy (docs/method.md §10): character tokenizer, small tied Llama, save/load, and the learner's
 log-prob computation ``sequence_logprobs`` (positions skip left padding)."""
 
 import pytest
@@ -30,7 +30,7 @@ def test_tokenizer_round_trip_and_special_tokens():
 
 def test_model_size_and_tied_embeddings():
     model = build_model(build_tokenizer())
-    assert 1e5 < count_parameters(model) < 1e6  # ~331k, as in SCIENCE.md §10
+    assert 1e5 < count_parameters(model) < 1e6  # ~331k, as in docs/method.md §10
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
 
 

@@ -1,4 +1,4 @@
-"""``stalegrpo pretrain`` (SCIENCE.md §10) end to end at a tiny budget: a loadable checkpoint and
+"""``stalegrpo pretrain`` (docs/method.md §10) end to end at a tiny budget: a loadable checkpoint and
 its summary; a checkpoint given with ``model=PATH`` is only re-evaluated at steps=0; bad keys exit 2."""
 
 import json

@@ -1,4 +1,4 @@
-"""Tasks (SCIENCE.md §10): verifiers accept exactly the answer; splits are disjoint and deterministic."""
+"""Tasks (docs/method.md §10): verifiers accept exactly the answer; splits are disjoint and deterministic."""
 
 import numpy as np
 import pytest

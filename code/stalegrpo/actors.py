@@ -1,6 +1,6 @@
 """Actors: sample G completions per prompt from the behavior policy μ = π_{θ_v} and record μ.
 
-SCIENCE.md §1-§2: every sample carries the behavior version v of the weights that generated it
+docs/method.md §1-§2: every sample carries the behavior version v of the weights that generated it
 and the log-prob log μ(y_t | x, y_<t) of each sampled token, at the sampling temperature. The
 learner's ratio ρ = π_θ / μ uses exactly these numbers, so they must equal the learner's own
 computation (:func:`stalegrpo.policy.sequence_logprobs`) at the same weights: the sampler uses
@@ -11,7 +11,7 @@ hand-written KV-cache sampling loop over a transformers model (CPU or CUDA), whi
 as fast as ``model.generate`` and yields the log-probs as it goes; ``vllm`` is
 :mod:`stalegrpo.actors_vllm`.
 
-Contract shared with the learner side (/tmp/lm_api.md)::
+The contract between actors and the learner::
 
     @dataclass
     class Rollout:
@@ -33,7 +33,6 @@ Contract shared with the learner side (/tmp/lm_api.md)::
         def generate(self, problems, group_size, temperature=1.0, seed=None) -> Rollout
         def load_weights(self, state_dict, version) -> None   # in place; then .version = version
     def make_actor(backend, model_path_or_model, tokenizer, task, device="cpu", **kw) -> Actor
-    # added:
     def benchmark_sampling(actor, problems, G, repeats=3, temperature=1.0) -> dict
 """
 
@@ -208,7 +207,7 @@ class HFActor:
         self.device = torch.device(device)
         self.version = version
         self.weight_sync_s = 0.0
-        """seconds the last :meth:`load_weights` took (SCIENCE.md §3 ``weight_sync_s``)"""
+        """seconds the last :meth:`load_weights` took (docs/method.md §3 ``weight_sync_s``)"""
 
     def encode(self, problems: list[Problem], group_size: int):
         """Prompt ids and mask, each prompt repeated ``group_size`` times (rows of a group contiguous)."""

@@ -1,6 +1,6 @@
 """The ``vllm`` actor backend: μ = π_{θ_v} sampled by a vLLM engine, with behavior log-probs.
 
-SCIENCE.md §1-§2 and §5: the same contract as the ``hf`` actor (:class:`stalegrpo.actors.Actor`,
+docs/method.md §1-§2 and §5: the same contract as the ``hf`` actor (:class:`stalegrpo.actors.Actor`,
 :class:`stalegrpo.actors.Rollout`): G completions per prompt, the log-prob log μ(y_t | x, y_<t)
 of every sampled token at the sampling temperature, the behavior version v of every sample, and
 rewards from the task's verifier. The learner recomputes π_θ with

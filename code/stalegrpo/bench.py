@@ -1,4 +1,4 @@
-"""Throughput of asynchronous GRPO against its synchronous baseline (SCIENCE.md §7).
+"""Throughput of asynchronous GRPO against its synchronous baseline (docs/method.md §7).
 
     stalegrpo bench lm config/train.yaml init_checkpoint=results/lm/pretrain/tiny-addition --out results/bench/lm
 

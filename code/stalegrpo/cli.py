@@ -17,13 +17,13 @@ from stalegrpo.config import ConfigError
 # subcommand -> (module, help). Each module exposes ``main(config, overrides, out)`` and a
 # ``CONFIG_CLASS`` dataclass whose schema ``stalegrpo schema NAME`` prints.
 COMMANDS = {
-    "exact": ("stalegrpo.exact", "run the exact staleness testbed over a grid (SCIENCE.md §9)"),
+    "exact": ("stalegrpo.exact", "run the exact staleness testbed over a grid (docs/method.md §9)"),
     "pretrain": ("stalegrpo.pretrain", "build the tokenizer and pretrain the base policy on a task"),
-    "train": ("stalegrpo.train", "run asynchronous GRPO on a language model (SCIENCE.md §2-§5)"),
+    "train": ("stalegrpo.train", "run asynchronous GRPO on a language model (docs/method.md §2-§5)"),
 }
 BENCHES = {
     "exact": ("stalegrpo.exact", "grid throughput of the exact testbed: runs x steps per second"),
-    "lm": ("stalegrpo.bench", "t_gen, t_train, sync vs async step rates and speedup (SCIENCE.md §7)"),
+    "lm": ("stalegrpo.bench", "t_gen, t_train, sync vs async step rates and speedup (docs/method.md §7)"),
 }
 
 

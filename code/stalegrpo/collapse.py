@@ -1,4 +1,4 @@
-"""Collapse detection (SCIENCE.md §4).
+"""Collapse detection (docs/method.md §4).
 
 Detectors run on EMA-smoothed series, one step at a time, for a whole batch of runs at once
 (an array of R runs; a language-model run is R = 1, the exact testbed's grid is R = runs):
@@ -28,7 +28,7 @@ DETECTORS = ("none", "reward", "kl", "nonfinite", "entropy")
 
 @dataclass
 class CollapseConfig:
-    """Parameters of the collapse detectors (SCIENCE.md §4)."""
+    """Parameters of the collapse detectors (docs/method.md §4)."""
 
     ema_alpha: float = 0.1
     """EMA weight of the newest value (1 = no smoothing)"""
@@ -39,7 +39,7 @@ class CollapseConfig:
     kappa: float = 1.0
     """KL detector: threshold κ on the EMA of kl_behavior / kl_ref (nats per token)"""
     kappa_ref: float | None = None
-    """KL detector: threshold on the EMA of kl_ref alone; None: the same κ (SCIENCE.md §4). A run
+    """KL detector: threshold on the EMA of kl_ref alone; None: the same κ (docs/method.md §4). A run
     that keeps improving moves ever further from its reference, so long runs may want it higher"""
     entropy_min: float | None = None
     """entropy detector: threshold on the entropy EMA (nats per token); None disables it"""

@@ -1,4 +1,4 @@
-"""The exact staleness testbed (SCIENCE.md §9): lagged GRPO on an enumerable sequence space.
+"""The exact staleness testbed (docs/method.md §9): lagged GRPO on an enumerable sequence space.
 
 Every expectation below is a finite sum over all sequences, so the surrogate gradients of §2,
 the staleness bias of §3.2 and every §3 metric are computed with no sampling at all (except in
@@ -86,7 +86,7 @@ class ExactConfig:
     init_scale: float = field(default=0.5, metadata={"minimum": 0})
     """std of the Gaussian initial θ_0 (drawn per seed)"""
     objective: Literal["behavior", "recompute", "decoupled", "tis"] = "behavior"
-    """surrogate objective of SCIENCE.md §2"""
+    """surrogate objective of docs/method.md §2"""
     tis_cap: float = field(default=2.0, metadata={"minimum": 0})
     """truncation C of the tis weight"""
     optimizer: Literal["sgd", "adam"] = "sgd"
@@ -116,7 +116,7 @@ class ExactConfig:
     kl_detector: bool = True
     """feed kl_behavior = KL(μ‖π_θ) to the §4 KL detector"""
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
-    """collapse detectors (SCIENCE.md §4)"""
+    """collapse detectors (docs/method.md §4)"""
     bias_time: float = field(default=50.0, metadata={"exclusiveMinimum": 0})
     """continuous time t0 = k·η at which each run's bias_probe is read (step ceil(t0/η), at least S)"""
     small_drift_max: float = field(default=50.0, metadata={"exclusiveMinimum": 0})

@@ -1,4 +1,4 @@
-"""Fits of the staleness × learning-rate scaling laws (SCIENCE.md §8, on data from §3, §4, §9).
+"""Fits of the staleness × learning-rate scaling laws (docs/method.md §8, on data from §3, §4, §9).
 
 Three claims are tested, each by one fit:
 
@@ -6,12 +6,12 @@ Three claims are tested, each by one fit:
   log bias on log(S·η) by ordinary least squares; the claim is a slope of 1 at small S·η. The 95%
   CI is a percentile bootstrap over points.
 - **F2 collapse**: in the horizon-limited regime T_c·η is constant across η (continuous time
-  t = k·η, SCIENCE.md §9). ``tc_eta_cv`` reports the coefficient of variation of T_c·η across η.
+  t = k·η, docs/method.md §9). ``tc_eta_cv`` reports the coefficient of variation of T_c·η across η.
 - **F3 stability frontier**: the largest stable learning rate obeys η* = min(a/S, b/T).
   ``eta_star_table`` extracts η*(S, T′) per seed from the collapse table, truncating runs at
   horizons T′ ≤ T; ``fit_frontier`` fits a and b in log space and reports S* = a·T/b.
 
-Censoring (SCIENCE.md §4: a run that never collapses is right-censored at its horizon) is
+Censoring (docs/method.md §4: a run that never collapses is right-censored at its horizon) is
 carried through every fit, and a fit with too few points returns ``status="too_few_points"``
 with NaN numbers instead of raising. ``summarize_exact`` runs all fits for one exact-testbed grid
 and returns a JSON-serialisable dict; ``write_macros`` turns it into LaTeX macros for the paper.
@@ -64,7 +64,7 @@ def _bootstrap_slopes(x: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> n
 
 
 def fit_bias_slope(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Fit log y = intercept + slope · log x, with x = S·η and y = the bias (SCIENCE.md §8 F1).
+    """Fit log y = intercept + slope · log x, with x = S·η and y = the bias (docs/method.md §8 F1).
 
     Points with a non-positive or non-finite x or y are dropped (the bias probe reports the square
     root of a positive part, so an exact zero carries no slope information). ``ci_low``/``ci_high``
@@ -108,7 +108,7 @@ def fit_bias_slope(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
 
 
 def tc_eta_cv(eta, collapse_step, censored) -> dict:
-    """Coefficient of variation of T_c·η across η, over uncensored runs (SCIENCE.md §8 F2).
+    """Coefficient of variation of T_c·η across η, over uncensored runs (docs/method.md §8 F2).
 
     T_c·η is first averaged over the seeds at each η (``per_eta``), so that η values with more
     collapsed seeds do not weigh more; the CV is then std/mean of those per-η means with ddof = 1
@@ -174,7 +174,7 @@ def _eta_star(etas: np.ndarray, collapsed: np.ndarray) -> tuple[float, str]:
 
 
 def eta_star_table(runs: pd.DataFrame, horizons) -> pd.DataFrame:
-    """η* per (S, T′, seed), with T′ in ``horizons`` (SCIENCE.md §8 F3).
+    """η* per (S, T′, seed), with T′ in ``horizons`` (docs/method.md §8 F3).
 
     ``runs`` has columns S, eta, seed, collapse_step, censored, horizon. A run is collapsed within
     T′ iff it is not censored and collapse_step < T′; a censored run whose horizon is shorter than
@@ -323,7 +323,7 @@ def _pure_fits(log_s, log_t, y) -> dict:
 
 
 def fit_frontier(eta_star: pd.DataFrame) -> dict:
-    """Fit η* = min(a/S, b/T) to the per-(S, T) medians of η* (SCIENCE.md §8 F3).
+    """Fit η* = min(a/S, b/T) to the per-(S, T) medians of η* (docs/method.md §8 F3).
 
     Accepts either :func:`eta_star_summary`'s table or :func:`eta_star_table`'s per-seed table
     (summarised here). The fit is least squares in log space. Censoring: a median that is only a
@@ -496,7 +496,7 @@ def _counts(steps: pd.DataFrame, runs: pd.DataFrame) -> dict:
 
 
 def summarize_exact(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = None) -> dict:
-    """All fits for one exact-testbed grid (SCIENCE.md §8, §9), as a JSON-serialisable dict.
+    """All fits for one exact-testbed grid (docs/method.md §8, §9), as a JSON-serialisable dict.
 
     Keys: ``bias_slope`` (F1), ``tc_eta`` (F2, over the horizon-limited runs), ``eta_star`` (per
     seed records) and ``eta_star_summary`` (per (S, T)), ``frontier`` (F3, at horizons

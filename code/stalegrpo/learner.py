@@ -1,5 +1,5 @@
 """The GRPO learner: one DeepSpeed engine that takes one optimizer step per minibatch
-(SCIENCE.md §2, §3, §6).
+(docs/method.md §2, §3, §6).
 
 Each step k consumes a minibatch of samples with behavior versions v (lag s = k - v), recomputes
 log π_{θ_k} of the sampled tokens with :func:`stalegrpo.policy.sequence_logprobs` (the same
@@ -83,7 +83,7 @@ def deepspeed_engine(model: torch.nn.Module, optimizer: torch.optim.Optimizer, c
 
 
 def learning_rate(cfg, step: int, ess: float, mean_lag: float) -> float:
-    """η_k of SCIENCE.md §6 (``cfg.lr_schedule``), with the shared warm-up."""
+    """η_k of docs/method.md §6 (``cfg.lr_schedule``), with the shared warm-up."""
     warmup = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
     if cfg.lr_schedule == "constant":
         lr = cfg.lr
@@ -270,7 +270,7 @@ class Learner:
 
 
 def bias_probe(grad_stale_a, grad_stale_b, grad_fresh_a, grad_fresh_b) -> dict:
-    """The unbiased squared-bias estimate of SCIENCE.md §3.2 and the relative bias."""
+    """The unbiased squared-bias estimate of docs/method.md §3.2 and the relative bias."""
     bias_sq = float(torch.dot(grad_stale_a - grad_fresh_a, grad_stale_b - grad_fresh_b))
     grad_sq = float(torch.dot(grad_fresh_a, grad_fresh_b))
     bias = math.sqrt(max(bias_sq, 0.0))

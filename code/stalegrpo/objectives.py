@@ -1,4 +1,4 @@
-"""The GRPO surrogate objectives of SCIENCE.md §2, in one place.
+"""The GRPO surrogate objectives of docs/method.md §2, in one place.
 
 Every objective is *maximised*. For a completion y_j of prompt x with advantage A_j and
 tokens y_{j,t}, the per-token term is
@@ -27,7 +27,7 @@ OBJECTIVES = ("behavior", "recompute", "decoupled", "tis")
 AGGREGATIONS = ("seq_mean", "token_mean")
 
 ADV_EPS = 1e-6
-"""added to the group standard deviation (SCIENCE.md §2)"""
+"""added to the group standard deviation (docs/method.md §2)"""
 
 
 @dataclass
@@ -63,7 +63,7 @@ def token_surrogate(
     tis_cap: float = 2.0,
     prox_logprobs: torch.Tensor | None = None,
 ) -> TokenSurrogate:
-    """The per-token surrogate of SCIENCE.md §2.
+    """The per-token surrogate of docs/method.md §2.
 
     ``logprobs`` are log π_θ of the sampled tokens (with gradient), ``behavior_logprobs`` the
     actor's log μ of the same tokens, ``advantages`` broadcast against them (one value per

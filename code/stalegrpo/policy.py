@@ -1,20 +1,19 @@
 """The policy π_θ: a character tokenizer and a small Llama, and the log-probs of completions.
 
-SCIENCE.md §10: the default policy is a ~330k-parameter ``LlamaForCausalLM`` (hidden 128,
+docs/method.md §10: the default policy is a ~330k-parameter ``LlamaForCausalLM`` (hidden 128,
 2 layers, 4 heads, MLP 256, tied embeddings) over character tokens, pretrained locally by
 ``stalegrpo pretrain``; nothing comes from a model hub. :func:`sequence_logprobs` is the one
 computation of log π_θ(y_t | x, y_<t) that both the actor (to check its behavior log-probs μ)
-and the learner (for the ratio ρ = π_θ / μ of SCIENCE.md §2) use: prompts are left-padded and
+and the learner (for the ratio ρ = π_θ / μ of docs/method.md §2) use: prompts are left-padded and
 the position ids are ``cumsum(mask) - 1`` everywhere, so a sampled sequence gets the same
 positions in generation and in training.
 
-Contract shared with the learner side (/tmp/lm_api.md)::
+Interface::
 
     def build_tokenizer(alphabet: str | None = None) -> PreTrainedTokenizerFast  # pad/bos/eos
     def build_model(tokenizer, hidden=128, layers=2, heads=4, intermediate=256, seed=0) -> LlamaForCausalLM
     def load_policy(path, dtype=torch.float32) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]
     def encode_prompts(tokenizer, prompts) -> tuple[LongTensor, BoolTensor]  # [B, Lp] left-padded, bos first
-    # added:
     def sequence_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
                           temperature=1.0) -> FloatTensor  # [N, Lc], 0 where completion_mask is False
 """
@@ -98,7 +97,7 @@ def build_model(
 def load_policy(path, dtype: torch.dtype = torch.float32) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     """Model and tokenizer saved with ``save_pretrained`` in the local directory ``path``.
 
-    The Auto classes also load a user-supplied checkpoint of another architecture (SCIENCE.md
+    The Auto classes also load a user-supplied checkpoint of another architecture (docs/method.md
     §10, paper scale); nothing is downloaded.
     """
     path = Path(path)

@@ -1,6 +1,6 @@
 """Pretraining of the base policy π_{θ_0}: supervised next-token learning of a task's answers.
 
-SCIENCE.md §10: the default run pretrains a small character-level Llama on the task itself,
+docs/method.md §10: the default run pretrains a small character-level Llama on the task itself,
 on the train split, until its held-out accuracy is clearly above 0 and clearly below 1, so that
 GRPO has room to improve it and to collapse it. The budget is a target, not a step count: every
 ``eval_every`` steps the held-out sampled (temperature 1) accuracy is measured on

@@ -1,12 +1,12 @@
 """Tasks with verifiable rewards: procedurally generated, seeded problems and their verifiers.
 
-A task is the environment of GRPO (SCIENCE.md §1): it draws prompts x, and its verifier gives
-each completion y a reward r in [0, 1]. The default testbed of SCIENCE.md §10 is multi-digit
+A task is the environment of GRPO (docs/method.md §1): it draws prompts x, and its verifier gives
+each completion y a reward r in [0, 1]. The default testbed of docs/method.md §10 is multi-digit
 addition with zero-padded, fixed-length prompts and answers ("07+45=" → "052"); multiplication is
 the harder task. Every problem belongs to exactly one split, decided by a hash of its prompt, so the
 train and held-out splits are disjoint and the same on every machine and in every run.
 
-Contract shared with the learner side (/tmp/lm_api.md)::
+Interface::
 
     @dataclass(frozen=True)
     class Problem:

@@ -1,4 +1,4 @@
-"""One asynchronous-GRPO run on a language model (SCIENCE.md §2-§5).
+"""One asynchronous-GRPO run on a language model (docs/method.md §2-§5).
 
     stalegrpo train config/train.yaml S=4 lr=3e-4 --out results/run
 
@@ -61,7 +61,7 @@ class TrainConfig:
     digits: int = field(default=2, metadata={"minimum": 1})
     """digits of each operand"""
     schedule: Literal["fixed", "async"] = "fixed"
-    """rollout schedule of SCIENCE.md §5"""
+    """rollout schedule of docs/method.md §5"""
     S: int = field(default=0, metadata={"minimum": 0})
     """staleness bound S: the lag (fixed) or the maximum lag (async) of the batches"""
     steps: int = field(default=400, metadata={"minimum": 1})
@@ -75,7 +75,7 @@ class TrainConfig:
     temperature: float = field(default=1.0, metadata={"exclusiveMinimum": 0})
     """sampling temperature of the actor (and of the learner's log-probs)"""
     objective: Literal["behavior", "recompute", "decoupled", "tis"] = "behavior"
-    """surrogate objective of SCIENCE.md §2"""
+    """surrogate objective of docs/method.md §2"""
     aggregation: Literal["seq_mean", "token_mean"] = "seq_mean"
     """how per-token terms are averaged"""
     eps_lo: float = field(default=0.2, metadata={"minimum": 0})
@@ -91,7 +91,7 @@ class TrainConfig:
     lr: float = field(default=1e-4, metadata={"exclusiveMinimum": 0})
     """η_0: the base learning rate (Adam)"""
     lr_schedule: Literal["constant", "ess", "staleness"] = "constant"
-    """learning-rate schedule of SCIENCE.md §6"""
+    """learning-rate schedule of docs/method.md §6"""
     warmup_steps: int = field(default=0, metadata={"minimum": 0})
     """linear warm-up steps shared by all schedules"""
     adam_beta1: float = 0.9
@@ -123,7 +123,7 @@ class TrainConfig:
     grace_steps: int = field(default=10, metadata={"minimum": 0})
     """steps the run continues after a collapse fires"""
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
-    """collapse detectors (SCIENCE.md §4)"""
+    """collapse detectors (docs/method.md §4)"""
     progress: bool = True
     """show a tqdm progress bar"""
 
@@ -305,7 +305,7 @@ def evaluate(cfg, task, scratch, ring, version: int) -> dict:
 
 
 def probe(cfg, task, scratch, ring, learner) -> dict:
-    """SCIENCE.md §3.2 at θ_k: batches A, B from version max(0, k - S) and from k, same prompts."""
+    """docs/method.md §3.2 at θ_k: batches A, B from version max(0, k - S) and from k, same prompts."""
     k = learner.version
     stale = max(0, k - cfg.S)
     problems = task.sample("train", cfg.batch_prompts, rng(cfg, k, 4))
