@@ -27,8 +27,12 @@ include: "rules/paper.smk"
 
 localrules:
     all,
-    aggregate,
-    fits,
+    aggregate_exact,
+    aggregate_lm,
+    aggregate_bench,
+    fits_exact,
+    fits_lm,
+    macros,
     figure_bias,
     figure_collapse,
     figure_frontier,

@@ -1,4 +1,8 @@
-"""Aggregate every run on disk into tidy tables (docs/method.md §8: each figure reads one table).
+"""Aggregate the runs of one source into tidy tables (docs/method.md §8).
+
+One subcommand per source, so that a figure or fit depends only on the tables it reads:
+``exact`` (one experiment of the exact testbed), ``lm`` (every language-model run) and ``bench``
+(the throughput benchmark).
 
 - ``steps``: one row per (run, step). Columns: ``source`` ("exact" or "lm"), ``experiment``
   (the exact experiment, or "lm"), ``run`` (unique within the table), then the per-step metrics
@@ -9,8 +13,11 @@
 - ``throughput``: one row per S from the LM benchmark's bench.json (docs/method.md §7); empty with
   its columns when there is no benchmark yet.
 
-    python code/aggregate.py --exact-runs results/exact/main/runs.parquet \
-        --steps results/tables/steps.parquet --runs results/tables/runs.parquet \
+    python code/aggregate.py exact --runs-in results/exact/main/runs.parquet \
+        --steps results/tables/exact/main/steps.parquet --runs results/tables/exact/main/runs.parquet
+    python code/aggregate.py lm --summaries results/lm/runs/*/.../summary.json \
+        --steps results/tables/lm/steps.parquet --runs results/tables/lm/runs.parquet
+    python code/aggregate.py bench --bench results/lm/bench/bench.json \
         --throughput results/tables/throughput.parquet
 """
 
@@ -109,42 +116,41 @@ def throughput_table(bench_paths: list[Path]) -> pd.DataFrame:
     return table
 
 
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+
+
+def _empty(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame``, or an empty table with ``columns`` when there is nothing (so readers find them)."""
+    return frame if len(frame) else pd.DataFrame(columns=columns)
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--exact-runs", nargs="*", default=[], type=Path, help="runs.parquet of each exact experiment"
-    )
-    parser.add_argument(
-        "--lm-summaries", nargs="*", default=[], type=Path, help="summary.json of each LM run"
-    )
-    parser.add_argument("--bench", nargs="*", default=[], type=Path, help="bench.json of the LM benchmark")
-    parser.add_argument("--steps", required=True, type=Path)
-    parser.add_argument("--runs", required=True, type=Path)
-    parser.add_argument("--throughput", required=True, type=Path)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="source", required=True)
+    p = sub.add_parser("exact", help="one exact experiment's tables")
+    p.add_argument("--runs-in", required=True, type=Path, help="the experiment's runs.parquet (steps beside it)")
+    p.add_argument("--steps", required=True, type=Path)
+    p.add_argument("--runs", required=True, type=Path)
+    p = sub.add_parser("lm", help="the tables of every LM run")
+    p.add_argument("--summaries", nargs="*", default=[], type=Path, help="summary.json of each LM run")
+    p.add_argument("--steps", required=True, type=Path)
+    p.add_argument("--runs", required=True, type=Path)
+    p = sub.add_parser("bench", help="the benchmark's throughput table")
+    p.add_argument("--bench", nargs="*", default=[], type=Path, help="bench.json of the LM benchmark")
+    p.add_argument("--throughput", required=True, type=Path)
     args = parser.parse_args(argv)
 
-    parts = [exact_tables(p) for p in args.exact_runs] + [lm_tables(args.lm_summaries)]
-    steps = (
-        pd.concat([s for s, _ in parts if len(s)], ignore_index=True)
-        if any(len(s) for s, _ in parts)
-        else pd.DataFrame(columns=["source", "experiment", "run", "step"])
-    )
-    runs = (
-        pd.concat([r for _, r in parts if len(r)], ignore_index=True)
-        if any(len(r) for _, r in parts)
-        else pd.DataFrame(columns=["source", "experiment", "run"])
-    )
-    throughput = throughput_table(args.bench)
-
-    for frame, path in ((steps, args.steps), (runs, args.runs), (throughput, args.throughput)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(path, index=False)
-    print(
-        f"steps: {len(steps)} rows, runs: {len(runs)} rows "
-        f"({runs.groupby('source').size().to_dict() if len(runs) else {}}), throughput: {len(throughput)} rows"
-    )
+    if args.source == "bench":
+        throughput = throughput_table(args.bench)
+        _write(throughput, args.throughput)
+        print(f"throughput: {len(throughput)} rows")
+        return
+    steps, runs = exact_tables(args.runs_in) if args.source == "exact" else lm_tables(args.summaries)
+    _write(_empty(steps, ["source", "experiment", "run", "step"]), args.steps)
+    _write(_empty(runs, ["source", "experiment", "run"]), args.runs)
+    print(f"{args.source}: steps {len(steps)} rows, runs {len(runs)} rows")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """What the figure scripts share: arguments, table loading, a grayscale-safe style, saving, and
-the "no data yet" figure (docs/method.md §8: one script per figure, from the aggregated tables).
+the "no data yet" figure (docs/method.md §8: one script per figure, from the tidy tables and fits).
 
 Every figure must read in grayscale: series differ by marker and line style as well as colour,
 and colours come from a cubehelix palette whose lightness is monotone in the series order.
@@ -23,14 +23,28 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<"]
 DASHES = ["-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
 
 
-def parse_args(description: str, tables: tuple[str, ...]) -> argparse.Namespace:
-    """Arguments of a plot script: its input tables, the experiment to show, and the outputs."""
+INPUTS = {
+    "exact_steps": "steps table of the exact experiment shown",
+    "exact_runs": "runs table of the exact experiment shown",
+    "exact_fits": "fits JSON of the exact experiment shown",
+    "lm_steps": "steps table of the LM runs",
+    "lm_runs": "runs table of the LM runs",
+    "lm_fits": "fits JSON of the LM runs",
+    "throughput": "the benchmark's throughput table",
+}
+"""every input a plot script can read; a script asks for the ones its figure shows"""
+
+
+def parse_args(description: str, inputs: tuple[str, ...]) -> argparse.Namespace:
+    """Arguments of a plot script: its input tables and fits, the experiment's name, the outputs.
+    Every input is optional: a preset without LM runs (or without the exact experiment) has none,
+    and the figure then says so."""
     parser = argparse.ArgumentParser(description=description)
-    for table in tables:
+    for name in inputs:
         parser.add_argument(
-            f"--{table}", required=True, type=Path, help=f"aggregated {table} table / fits JSON"
+            "--" + name.replace("_", "-"), type=Path, help=INPUTS[name]
         )
-    parser.add_argument("--experiment", default="main", help="exact-testbed experiment to show")
+    parser.add_argument("--experiment", default="main", help="name of the exact-testbed experiment shown")
     parser.add_argument(
         "--S", default="None", help="dashboard: staleness bound of the two runs (None = choose)"
     )
@@ -50,39 +64,28 @@ def palette(n: int) -> list:
     return sns.cubehelix_palette(max(n, 2), start=0.3, rot=-0.9, dark=0.12, light=0.72, reverse=True)[:n]
 
 
-def exact_tables(
-    steps_path: Path | None, runs_path: Path, experiment: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(steps, runs) of one exact-testbed experiment, without the aggregation columns."""
-    return tuple(_select(path, experiment) for path in (steps_path, runs_path))
-
-
-def _select(path: Path | None, experiment: str, source: str = "exact") -> pd.DataFrame:
-    """Rows of one source (and exact experiment) of an aggregated table; empty columns dropped."""
+def read_table(path: Path | None) -> pd.DataFrame:
+    """A tidy table without the columns its source never fills; empty when there is none."""
     frame = pd.read_parquet(path) if path is not None else pd.DataFrame()
-    if not len(frame):
-        return frame
-    keep = frame["source"] == source
-    if source == "exact":
-        keep &= frame["experiment"] == experiment
-    return frame[keep].dropna(axis="columns", how="all").reset_index(drop=True)
+    return frame.dropna(axis="columns", how="all").reset_index(drop=True) if len(frame) else frame
 
 
-def lm_tables(steps_path: Path | None, runs_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(steps, runs) of the language-model runs."""
-    steps, runs = (_select(path, "", source="lm") for path in (steps_path, runs_path))
+def exact_tables(steps_path: Path | None, runs_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(steps, runs) of the exact-testbed experiment shown."""
+    return read_table(steps_path), read_table(runs_path)
+
+
+def lm_tables(steps_path: Path | None, runs_path: Path | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(steps, runs) of the language-model runs; empty without them."""
+    steps, runs = read_table(steps_path), read_table(runs_path)
     if len(runs) and "collapse_step" not in runs:  # nothing collapsed: the column was all null
         runs = runs.assign(collapse_step=float("nan"))
     return steps, runs
 
 
-def experiment_fits(fits_path: Path, experiment: str) -> dict:
-    return json.loads(fits_path.read_text()).get("exact", {}).get(experiment, {})
-
-
-def lm_fits(fits_path: Path) -> dict:
-    """The LM part of fits.json (stalegrpo.fits.summarize_lm), {} without LM runs."""
-    return json.loads(fits_path.read_text()).get("lm", {})
+def read_fits(path: Path | None) -> dict:
+    """A fits JSON of code/make_fits.py; {} without one."""
+    return json.loads(path.read_text()) if path is not None else {}
 
 
 def lag_axis(ax, s_values, floor: float = 0.5) -> None:
@@ -96,7 +99,7 @@ def lag_axis(ax, s_values, floor: float = 0.5) -> None:
 
 
 def fit_ok(fit: dict, *keys: str) -> bool:
-    """Whether a fit from fits.json succeeded and has numbers for ``keys`` (NaN is stored as null)."""
+    """Whether a fit from a fits JSON succeeded and has numbers for ``keys`` (NaN is stored as null)."""
     return fit.get("status") == "ok" and all(isinstance(fit.get(k), (int, float)) for k in keys)
 
 

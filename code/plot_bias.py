@@ -1,13 +1,15 @@
 """F1 (docs/method.md §8): staleness bias of the surrogate gradient against S·η, log-log, by S.
 
-The points are exactly those that stalegrpo.fits fitted (one per run with S ≥ 1), the line is the
+The points are exactly those that stalegrpo.fits.laws fitted (one per run with S ≥ 1), the line is the
 fitted power law with its bootstrap 95% CI on the slope, and a dotted guide shows slope 1 (the
 claim: bias = O(S·η) at small S·η). Left: the exact testbed (closed-form bias). Right, when there
 are language-model runs: the §3.2 probe of the controlled LM grid (per run, the root of the mean
 unbiased bias² over its probes at lag S before collapse; η is Adam's step size).
 
-    python code/plot_bias.py --steps results/tables/steps.parquet --runs results/tables/runs.parquet \
-        --fits results/fits/fits.json --pdf figures/bias.pdf --png figures/bias.png
+    python code/plot_bias.py --exact-steps results/tables/exact/main/steps.parquet \
+        --exact-runs results/tables/exact/main/runs.parquet --exact-fits results/fits/exact/main.json \
+        --lm-steps results/tables/lm/steps.parquet --lm-runs results/tables/lm/runs.parquet \
+        --lm-fits results/fits/lm.json --pdf figures/bias.pdf --png figures/bias.png
 """
 
 import matplotlib.pyplot as plt
@@ -17,14 +19,14 @@ import pandas as pd
 import seaborn as sns
 
 import figures_common as fc
-from stalegrpo import fits
+from stalegrpo.fits import laws, lm
 
 
 def bias_frame(steps: pd.DataFrame, runs: pd.DataFrame, options: dict) -> tuple[pd.DataFrame, str]:
-    """The (S·η, bias, S) points that stalegrpo.fits fitted, one per run with S ≥ 1."""
+    """The (S·η, bias, S) points that stalegrpo.fits.laws fitted, one per run with S ≥ 1."""
     parts, source = [], "no runs"
     for s_value, group in runs[runs["S"] >= 1].groupby("S") if len(runs) else []:
-        x, y, source = fits.bias_points(steps, group, options)  # the very points the fit used
+        x, y, source = laws.bias_points(steps, group, options)  # the very points the fit used
         parts.append(pd.DataFrame({"S·η": x, "bias": y, "S": str(int(s_value))}))
     points = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["S·η", "bias", "S"])
     usable = (points["S·η"] > 0) & (points["bias"] > 0) & np.isfinite(points["bias"].astype(float))
@@ -70,10 +72,10 @@ def draw(ax, points: pd.DataFrame, fit: dict, ylabel: str, title: str) -> None:
 
 
 def main() -> None:
-    args = fc.parse_args(__doc__, ("steps", "runs", "fits"))
+    args = fc.parse_args(__doc__, ("exact_steps", "exact_runs", "exact_fits", "lm_steps", "lm_runs", "lm_fits"))
     fc.setup()
-    steps, runs = fc.exact_tables(args.steps, args.runs, args.experiment)
-    summary = fc.experiment_fits(args.fits, args.experiment)
+    steps, runs = fc.exact_tables(args.exact_steps, args.exact_runs)
+    summary = fc.read_fits(args.exact_fits)
     points, source = bias_frame(steps, runs, summary.get("options", {}))
     if not len(points):
         fc.no_data(
@@ -82,12 +84,12 @@ def main() -> None:
             f"No bias measurements in experiment '{args.experiment}' yet ({source}); run the exact testbed.",
         )
         return
-    lm_steps, lm_runs = fc.lm_tables(args.steps, args.runs)
-    lm_fit = fc.lm_fits(args.fits)
+    lm_steps, lm_runs = fc.lm_tables(args.lm_steps, args.lm_runs)
+    lm_fit = fc.read_fits(args.lm_fits)
     lm_points = pd.DataFrame()
     if len(lm_runs):
-        main_grid = fits.lm_main_grid(lm_runs)
-        lm_points, _ = bias_frame(lm_steps, fits.lm_bias_probe(lm_steps, main_grid), lm_fit.get("options", {}))
+        main_grid = lm.lm_main_grid(lm_runs)
+        lm_points, _ = bias_frame(lm_steps, lm.lm_run_bias(lm_steps, main_grid), lm_fit.get("options", {}))
 
     fig, axes = plt.subplots(1, 2 if len(lm_points) else 1, figsize=(10.4 if len(lm_points) else 5.2, 3.9), squeeze=False)
     draw(

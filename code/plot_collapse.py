@@ -7,7 +7,9 @@ horizon·η (a lower bound). The claim: T_c·η is flat across η where the hori
 T·η governs) and falls with S where the stale constraint binds. Top: the exact testbed; bottom,
 when there are language-model runs: the same on the controlled LM grid.
 
-    python code/plot_collapse.py --runs results/tables/runs.parquet --fits results/fits/fits.json \
+    python code/plot_collapse.py --exact-runs results/tables/exact/main/runs.parquet \
+        --exact-fits results/fits/exact/main.json --lm-runs results/tables/lm/runs.parquet \
+        --lm-fits results/fits/lm.json \
         --pdf figures/collapse.pdf --png figures/collapse.png
 """
 
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 import figures_common as fc
-from stalegrpo import fits
+from stalegrpo.fits import lm
 
 
 def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -113,20 +115,20 @@ def draw_tc_eta(ax, runs: pd.DataFrame, summary: dict) -> None:
 
 
 def main() -> None:
-    args = fc.parse_args(__doc__, ("runs", "fits"))
+    args = fc.parse_args(__doc__, ("exact_runs", "exact_fits", "lm_runs", "lm_fits"))
     fc.setup()
-    _, runs = fc.exact_tables(None, args.runs, args.experiment)
+    _, runs = fc.exact_tables(None, args.exact_runs)
     needed = {"S", "eta", "collapse_step", "censored"}
     if not len(runs) or not needed <= set(runs.columns):
         fc.no_data(args, "F2: collapse time", f"No exact-testbed runs in experiment '{args.experiment}' yet.")
         return
     if "horizon" not in runs:
         raise SystemExit("runs table has no horizon column (make_fits/aggregate should provide it)")
-    _, lm_runs = fc.lm_tables(None, args.runs)
-    lm_runs = fits.lm_main_grid(lm_runs) if len(lm_runs) else lm_runs
-    rows = [(runs, fc.experiment_fits(args.fits, args.experiment), f"exact testbed, experiment {args.experiment}")]
+    _, lm_runs = fc.lm_tables(None, args.lm_runs)
+    lm_runs = lm.lm_main_grid(lm_runs) if len(lm_runs) else lm_runs
+    rows = [(runs, fc.read_fits(args.exact_fits), f"exact testbed, experiment {args.experiment}")]
     if len(lm_runs) and needed <= set(lm_runs.columns):
-        rows.append((lm_runs, fc.lm_fits(args.fits), "language model, controlled grid"))
+        rows.append((lm_runs, fc.read_fits(args.lm_fits), "language model, controlled grid"))
 
     fig, axes = plt.subplots(len(rows), 2, figsize=(11.5, 4.3 * len(rows)), width_ratios=[1.25, 1.0], squeeze=False)
     for (row_runs, summary, label), (ax_map, ax_line) in zip(rows, axes):

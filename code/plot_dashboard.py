@@ -6,7 +6,9 @@ smallest collapsing η, the stable run the censored one with the largest η belo
 differ as little as the grid allows. The source is the language-model runs once there are any with both kinds, else the
 exact testbed; the title says which. A vertical line marks the collapse step.
 
-    python code/plot_dashboard.py --steps results/tables/steps.parquet --runs results/tables/runs.parquet \
+    python code/plot_dashboard.py --exact-steps results/tables/exact/main/steps.parquet \
+        --exact-runs results/tables/exact/main/runs.parquet --lm-steps results/tables/lm/steps.parquet \
+        --lm-runs results/tables/lm/runs.parquet \
         --pdf figures/dashboard.pdf --png figures/dashboard.png
 """
 
@@ -49,10 +51,10 @@ def choose_pair(runs: pd.DataFrame, s_choice) -> tuple[pd.Series | None, pd.Seri
 
 
 def main() -> None:
-    args = fc.parse_args(__doc__, ("steps", "runs"))
+    args = fc.parse_args(__doc__, ("exact_steps", "exact_runs", "lm_steps", "lm_runs"))
     fc.setup()
     s_choice = None if args.S in ("None", "", "null") else int(args.S)
-    lm_steps, lm_runs = fc.lm_tables(args.steps, args.runs)
+    lm_steps, lm_runs = fc.lm_tables(args.lm_steps, args.lm_runs)
     source = "language-model runs"
     for column, value in (("objective", "behavior"), ("lr_schedule", "constant"), ("schedule", "fixed")):
         if column in lm_runs and (lm_runs[column] == value).any():  # the controlled main grid only
@@ -60,7 +62,7 @@ def main() -> None:
     pair = choose_pair(lm_runs, s_choice) if len(lm_runs) and "censored" in lm_runs else (None, None, None)
     steps = lm_steps
     if pair[0] is None:
-        steps, runs = fc.exact_tables(args.steps, args.runs, args.experiment)
+        steps, runs = fc.exact_tables(args.exact_steps, args.exact_runs)
         source = f"exact testbed, experiment {args.experiment} (no LM runs yet)"
         pair = choose_pair(runs, s_choice) if len(runs) and "censored" in runs else (None, None, None)
     stable, collapsing, s = pair

@@ -1,13 +1,15 @@
 """F3 (docs/method.md §8): the stability frontier η*(S) at several horizons T, with the fit
 η* = min(a/S, b/T) and the regime boundaries S* = a·T/b.
 
-η* per (S, T, seed) comes from stalegrpo.fits (the largest stable η, interpolated geometrically
+η* per (S, T, seed) comes from stalegrpo.fits.laws (the largest stable η, interpolated geometrically
 to the first collapsing one; shorter horizons by truncating the runs). Markers are the median
 over seeds, bars the range; a hollow marker is only a bound (no η collapsed: η* ≥ the largest η;
 the smallest η collapsed: η* ≤ the smallest η). Lines are the fit, vertical dotted lines S*.
 Left: the exact testbed; right, when there are language-model runs: the controlled LM grid.
 
-    python code/plot_frontier.py --runs results/tables/runs.parquet --fits results/fits/fits.json \
+    python code/plot_frontier.py --exact-runs results/tables/exact/main/runs.parquet \
+        --exact-fits results/fits/exact/main.json --lm-runs results/tables/lm/runs.parquet \
+        --lm-fits results/fits/lm.json \
         --pdf figures/frontier.pdf --png figures/frontier.png
 """
 
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 import figures_common as fc
-from stalegrpo import fits
+from stalegrpo.fits import laws
 
 
 def draw(ax, table: pd.DataFrame, frontier: dict, title: str) -> None:
@@ -39,7 +41,7 @@ def draw(ax, table: pd.DataFrame, frontier: dict, title: str) -> None:
             color=colours[k],
             marker=marker,
         )
-        exact = (sub["bound"] == fits.EXACT).to_numpy()
+        exact = (sub["bound"] == laws.EXACT).to_numpy()
         ax.scatter(
             x[exact],
             sub["median"][exact],
@@ -98,9 +100,9 @@ def draw(ax, table: pd.DataFrame, frontier: dict, title: str) -> None:
 
 
 def main() -> None:
-    args = fc.parse_args(__doc__, ("runs", "fits"))
+    args = fc.parse_args(__doc__, ("exact_runs", "exact_fits", "lm_runs", "lm_fits"))
     fc.setup()
-    summary = fc.experiment_fits(args.fits, args.experiment)
+    summary = fc.read_fits(args.exact_fits)
     table = pd.DataFrame(summary.get("eta_star_summary") or [])
     if not len(table):
         fc.no_data(
@@ -111,7 +113,7 @@ def main() -> None:
         )
         return
     panels = [(table, summary.get("frontier", {}), f"exact testbed, experiment {args.experiment}")]
-    lm = fc.lm_fits(args.fits)
+    lm = fc.read_fits(args.lm_fits)
     lm_table = pd.DataFrame(lm.get("eta_star_summary") or [])
     if len(lm_table):
         panels.append((lm_table, lm.get("frontier", {}), "language model, controlled grid"))

@@ -1,13 +1,13 @@
 """F5 (docs/method.md §8): learning-rate schedules and baselines, from the language-model runs.
 
 Top row: fixed vs ESS-aware vs staleness-aware η (docs/method.md §6) at the (S, η) point that ran all
-of them (stalegrpo.fits.lm_schedule_runs), against learner steps and against wall-clock. Bottom
+of them (stalegrpo.fits.lm.lm_schedule_runs), against learner steps and against wall-clock. Bottom
 row: asynchronous runs against the synchronous baseline (S = 0) on the same cores and η
-(stalegrpo.fits.lm_overlap_runs). Lines are the mean over seeds with a 95% bootstrap band of the
+(stalegrpo.fits.lm.lm_overlap_runs). Lines are the mean over seeds with a 95% bootstrap band of the
 held-out accuracy (periodic evals, T = 1 sampling). The exact testbed has no wall-clock, so
 without LM runs the figure says so.
 
-    python code/plot_schedules.py --steps results/tables/steps.parquet --runs results/tables/runs.parquet \
+    python code/plot_schedules.py --lm-steps results/tables/lm/steps.parquet --lm-runs results/tables/lm/runs.parquet \
         --pdf figures/schedules.pdf --png figures/schedules.png
 """
 
@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 import figures_common as fc
-from stalegrpo import fits
+from stalegrpo.fits import lm
 
 
 def label_runs(steps, runs, label):
@@ -26,9 +26,9 @@ def label_runs(steps, runs, label):
 
 
 def main() -> None:
-    args = fc.parse_args(__doc__, ("steps", "runs"))
+    args = fc.parse_args(__doc__, ("lm_steps", "lm_runs"))
     fc.setup()
-    steps, runs = fc.lm_tables(args.steps, args.runs)
+    steps, runs = fc.lm_tables(args.lm_steps, args.lm_runs)
     if not len(runs) or not {"lr_schedule", "schedule", "S"} <= set(runs.columns) or not len(steps):
         fc.no_data(
             args,
@@ -41,12 +41,12 @@ def main() -> None:
     metric = "eval_accuracy" if "eval_accuracy" in steps else "accuracy"
     data = steps.dropna(subset=[metric])
     panels = []
-    sched = fits.lm_schedule_runs(runs)
+    sched = lm.lm_schedule_runs(runs)
     if len(sched):
         s, eta = int(sched["S"].max()), sched.loc[sched["S"] == sched["S"].max(), "eta"].iloc[0]
         sched = sched[(sched["S"] == s) & (sched["eta"] == eta)]
         panels.append((label_runs(data, sched, lambda r: r["lr_schedule"]), f"η schedules at S = {s}, η_0 = {eta:g}", "lr schedule"))
-    overlap = fits.lm_overlap_runs(runs)
+    overlap = lm.lm_overlap_runs(runs)
     if len(overlap):
         threads = int(overlap["threads"].max())
         overlap = overlap[overlap["threads"] == threads]

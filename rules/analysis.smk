@@ -1,49 +1,105 @@
-# Analysis: aggregate every run on disk into tidy tables, then fit the scaling laws.
-# Figures and fits read only these tables, so a plot tweak never re-runs a simulation.
+# Analysis: each source's runs become tidy tables, each source's tables its fits, and the fits
+# the paper's macros. A figure or fit depends only on the tables it reads, so a plot tweak or a
+# fit setting never reruns a simulation, and the benchmark's figure needs no exact grid.
+# All of these are light CPU jobs that run where Snakemake runs (localrules in the Snakefile).
 
 
-rule aggregate:
+rule aggregate_exact:
     input:
-        exact_steps=PATHS["all_exact_steps"],
-        exact_runs=PATHS["all_exact_runs"],
-        lm_steps=PATHS["all_run_steps"],
-        lm_summaries=PATHS["all_run_summaries"],
-        bench=bench_outputs,
-        script="code/aggregate.py",
+        runs=PATHS["exact_runs"],
+        steps=PATHS["exact_steps"],
+        code=CODE["aggregate"],
     output:
-        steps=PATHS["steps"],
-        runs=PATHS["runs"],
-        throughput=PATHS["throughput"],
+        steps=PATHS["exact_table_steps"],
+        runs=PATHS["exact_table_runs"],
     log:
-        PATHS["aggregate_log"],
+        PATHS["aggregate_exact_log"],
     conda:
         "../envs/analysis.yaml"
     shell:
-        "python {input.script}"
-        " --exact-runs {input.exact_runs}"
-        " --lm-summaries {input.lm_summaries} --bench {input.bench}"
-        " --steps {output.steps} --runs {output.runs} --throughput {output.throughput}"
+        "python code/aggregate.py exact --runs-in {input.runs} --steps {output.steps} --runs {output.runs} > {log} 2>&1"
+
+
+rule aggregate_lm:
+    input:
+        steps=PATHS["all_run_steps"],
+        summaries=PATHS["all_run_summaries"],
+        code=CODE["aggregate"],
+    output:
+        steps=PATHS["lm_table_steps"],
+        runs=PATHS["lm_table_runs"],
+    log:
+        PATHS["aggregate_lm_log"],
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python code/aggregate.py lm --summaries {input.summaries} --steps {output.steps} --runs {output.runs}"
         " > {log} 2>&1"
 
 
-rule fits:
+rule aggregate_bench:
     input:
-        steps=PATHS["steps"],
-        runs=PATHS["runs"],
-        throughput=PATHS["throughput"],
-        exact_configs=[EXACT["experiments"][name]["config"] for name in EXACT_EXPERIMENTS],
-        script="code/make_fits.py",
+        bench=bench_outputs,
+        code=CODE["aggregate"],
     output:
-        fits=PATHS["fits"],
-        macros=PATHS["macros"],
-    params:
-        options=fit_options,
-        lm_options=json.dumps(LM["fits"]),
+        PATHS["throughput"],
     log:
-        PATHS["fits_log"],
+        PATHS["aggregate_bench_log"],
     conda:
         "../envs/analysis.yaml"
     shell:
-        "python {input.script} --steps {input.steps} --runs {input.runs}"
-        " --throughput {input.throughput} --options {params.options:q} --lm-options {params.lm_options:q}"
-        " --fits {output.fits} --macros {output.macros} > {log} 2>&1"
+        "python code/aggregate.py bench --bench {input.bench} --throughput {output} > {log} 2>&1"
+
+
+rule fits_exact:
+    input:
+        steps=PATHS["exact_table_steps"],
+        runs=PATHS["exact_table_runs"],
+        code=CODE["fits"],
+    output:
+        PATHS["exact_fits"],
+    params:
+        options=exact_fit_options,
+    log:
+        PATHS["fits_exact_log"],
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python code/make_fits.py exact --steps {input.steps} --runs {input.runs} --options {params.options:q}"
+        " --out {output} > {log} 2>&1"
+
+
+rule fits_lm:
+    input:
+        steps=PATHS["lm_table_steps"],
+        runs=PATHS["lm_table_runs"],
+        code=CODE["fits"],
+    output:
+        PATHS["lm_fits"],
+    params:
+        options=lm_fit_options,
+    log:
+        PATHS["fits_lm_log"],
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python code/make_fits.py lm --steps {input.steps} --runs {input.runs} --options {params.options:q}"
+        " --out {output} > {log} 2>&1"
+
+
+rule macros:
+    input:
+        exact=expand(PATHS["exact_fits"], experiment=EXACT_EXPERIMENTS),
+        lm=lm_fits_inputs,
+        throughput=PATHS["throughput"],
+        code=CODE["fits"],
+    output:
+        PATHS["macros"],
+    params:
+        args=macros_args,
+    log:
+        PATHS["macros_log"],
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python code/make_fits.py macros {params.args} --throughput {input.throughput} --out {output} > {log} 2>&1"

@@ -2,6 +2,7 @@
 # functions that rules call for their inputs and shell arguments. Rules themselves hold no
 # lambdas and build no paths; they read them from PATHS and call the functions below.
 
+import ast
 import itertools
 import json
 import shlex
@@ -73,38 +74,135 @@ PATHS = dict(
     run_steps=f"{RESULTS}/lm/runs/{LM_SPACE.wildcard_pattern}/steps.parquet",
     run_summary=f"{RESULTS}/lm/runs/{LM_SPACE.wildcard_pattern}/summary.json",
     bench_json=f"{RESULTS}/lm/bench/bench.json",
+    # tidy tables, one set per source: what fits and figures read
+    exact_table_steps=f"{RESULTS}/tables/exact/{{experiment}}/steps.parquet",
+    exact_table_runs=f"{RESULTS}/tables/exact/{{experiment}}/runs.parquet",
+    lm_table_steps=f"{RESULTS}/tables/lm/steps.parquet",
+    lm_table_runs=f"{RESULTS}/tables/lm/runs.parquet",
+    throughput=f"{RESULTS}/tables/throughput.parquet",
+    # fits, one per source, and the paper's macros from all of them
+    exact_fits=f"{RESULTS}/fits/exact/{{experiment}}.json",
+    lm_fits=f"{RESULTS}/fits/lm.json",
+    macros="paper/generated/macros.tex",
+    paper="paper/main.pdf",
     # logs, one per job
     exact_log=f"{RESULTS}/logs/exact/{{experiment}}.log",
     pretrain_log=f"{RESULTS}/logs/pretrain/{{base}}.log",
     run_log=f"{RESULTS}/logs/train/{LM_SPACE.wildcard_pattern}.log",
     bench_log=f"{RESULTS}/logs/bench/lm.log",
-    aggregate_log=f"{RESULTS}/logs/aggregate.log",
-    fits_log=f"{RESULTS}/logs/fits.log",
+    aggregate_exact_log=f"{RESULTS}/logs/aggregate/exact/{{experiment}}.log",
+    aggregate_lm_log=f"{RESULTS}/logs/aggregate/lm.log",
+    aggregate_bench_log=f"{RESULTS}/logs/aggregate/bench.log",
+    fits_exact_log=f"{RESULTS}/logs/fits/exact/{{experiment}}.log",
+    fits_lm_log=f"{RESULTS}/logs/fits/lm.log",
+    macros_log=f"{RESULTS}/logs/macros.log",
     paper_log=f"{RESULTS}/logs/paper.log",
-    # aggregated tidy tables (the only thing figures and fits read)
-    steps=f"{RESULTS}/tables/steps.parquet",
-    runs=f"{RESULTS}/tables/runs.parquet",
-    throughput=f"{RESULTS}/tables/throughput.parquet",
-    # fits
-    fits=f"{RESULTS}/fits/fits.json",
-    macros="paper/generated/macros.tex",
-    # figures and paper
-    paper="paper/main.pdf",
 )
-for _key in ("exact_steps", "exact_runs", "exact_summary"):
-    PATHS[f"all_{_key}"] = expand(PATHS[_key], experiment=EXACT_EXPERIMENTS)
 PATHS["all_run_steps"] = expand(PATHS["run_steps"], zip, **LM_SPACE.dataframe.to_dict("list"))
 PATHS["all_run_summaries"] = expand(PATHS["run_summary"], zip, **LM_SPACE.dataframe.to_dict("list"))
-FIGURE = {
-    name: dict(
-        script=f"code/plot_{name}.py",
+
+
+# -- the code of each job: its script and every module of the repository that it imports ------
+_CODE_DIR = Path(workflow.basedir) / "code"
+
+
+def _module_file(name: str) -> Path | None:
+    """The file of a module of this repository (code/<name>.py or a package), None otherwise."""
+    path = _CODE_DIR.joinpath(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported(path: Path) -> set[str]:
+    """Module names that ``path`` imports anywhere (lazy imports inside functions included), and
+    for ``from a import b`` also ``a.b``, which is a module when b is a submodule."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def code_inputs(*roots: str) -> list[str]:
+    """The repository files that ``roots`` (scripts, or modules such as "stalegrpo.train") run:
+    the roots and, transitively, every module of code/ they import. A rule lists them as inputs,
+    so that editing any of them reruns the rule and only the rules that use it."""
+    seen, todo = set(), []
+    for root in roots:
+        todo.append(Path(workflow.basedir) / root if root.endswith(".py") else _module_file(root))
+    while todo:
+        path = todo.pop()
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        for name in _imported(path):
+            # importing a package's module runs its parents' __init__ too
+            todo += [_module_file(".".join(name.split(".")[:i])) for i in range(1, name.count(".") + 2)]
+    return sorted(str(p.relative_to(workflow.basedir)) for p in seen)
+
+
+CLI_CODE = ("stalegrpo.cli", "stalegrpo.config")
+"""what every `stalegrpo` command runs besides its own module (cli imports it by name)"""
+CODE = {
+    "exact": code_inputs(*CLI_CODE, "stalegrpo.exact"),
+    "pretrain": code_inputs(*CLI_CODE, "stalegrpo.pretrain"),
+    "train": code_inputs(*CLI_CODE, "stalegrpo.train"),
+    "bench": code_inputs(*CLI_CODE, "stalegrpo.bench"),
+    "aggregate": code_inputs("code/aggregate.py"),
+    "fits": code_inputs("code/make_fits.py"),
+}
+"""per rule, the repository code it runs"""
+
+
+# -- figures: what each one reads -------------------------------------------------------------
+FIGURE_READS = {
+    "bias": ("exact_steps", "exact_runs", "exact_fits", "lm_steps", "lm_runs", "lm_fits"),
+    "collapse": ("exact_runs", "exact_fits", "lm_runs", "lm_fits"),
+    "frontier": ("exact_runs", "exact_fits", "lm_runs", "lm_fits"),
+    "dashboard": ("exact_steps", "exact_runs", "lm_steps", "lm_runs"),
+    "schedules": ("lm_steps", "lm_runs"),
+    "throughput": ("throughput",),
+}
+"""the tables and fits each figure script reads (code/figures_common.py INPUTS)"""
+
+
+def _figure_sources() -> dict:
+    """Every table and fits file a figure may read, for the presets' sources that are on."""
+    sources = {"throughput": PATHS["throughput"]}
+    experiment = config["figures"]["experiment"]
+    if experiment in EXACT_EXPERIMENTS:
+        sources |= {
+            "exact_steps": PATHS["exact_table_steps"].format(experiment=experiment),
+            "exact_runs": PATHS["exact_table_runs"].format(experiment=experiment),
+            "exact_fits": PATHS["exact_fits"].format(experiment=experiment),
+        }
+    if LM_GRIDS:
+        sources |= {"lm_steps": PATHS["lm_table_steps"], "lm_runs": PATHS["lm_table_runs"], "lm_fits": PATHS["lm_fits"]}
+    return sources
+
+
+def _figure(name: str) -> dict:
+    sources = _figure_sources()
+    inputs = {key: sources[key] for key in FIGURE_READS[name] if key in sources}
+    script = f"code/plot_{name}.py"
+    return dict(
+        script=script,
+        code=[path for path in code_inputs(script) if path != script],
+        inputs=inputs,
+        args=" ".join(f"--{key.replace('_', '-')} {shlex.quote(path)}" for key, path in inputs.items()),
         pdf=f"figures/{name}.pdf",
         png=f"figures/{name}.png",
         caption=f"../report/{name}.rst",
         log=f"{RESULTS}/logs/figures/{name}.log",
     )
-    for name in FIGURES
-}
+
+
+FIGURE = {name: _figure(name) for name in FIGURES}
 PATHS["all_figures"] = [FIGURE[name][kind] for name in FIGURES for kind in ("pdf", "png")]
 
 
@@ -153,35 +251,52 @@ def train_threads(wildcards):
 
 
 def train_overrides(wildcards):
-    """The grid point of this job as `stalegrpo train` overrides, plus the base checkpoint."""
+    """The grid point of this job as `stalegrpo train` overrides (grid columns are train keys),
+    plus the base checkpoint."""
     point = LM_SPACE.instance(wildcards)
-    overrides = {LM["keys"][column]: _plain(point[column]) for column in GRID_COLUMNS if column != "threads"}
-    overrides[LM["checkpoint_key"]] = checkpoint_dir()
+    overrides = {column: _plain(point[column]) for column in GRID_COLUMNS if column != "threads"}
+    overrides["init_checkpoint"] = checkpoint_dir()
     return override_args(LM["train_overrides"] | overrides)
 
 
 def bench_overrides(wildcards):
-    return override_args(LM["bench"]["overrides"] | {LM["checkpoint_key"]: checkpoint_dir()})
+    return override_args(LM["bench"]["overrides"] | {"init_checkpoint": checkpoint_dir()})
 
 
 def bench_outputs(wildcards):
     return [PATHS["bench_json"]] if LM["enabled"] and LM["bench"]["enabled"] else []
 
 
-def fit_options(wildcards):
-    """Per exact experiment, the options of stalegrpo.fits.summarize_exact as one JSON argument
-    for code/make_fits.py: the experiment's exact config (so that e.g. small_drift_max is the
-    testbed's own), its overrides, then the workflow's `fits` entries."""
-    options = {}
-    for name in EXACT_EXPERIMENTS:
-        experiment = EXACT["experiments"][name]
-        loaded = yaml.safe_load(Path(experiment["config"]).read_text()) or {}
-        options[name] = loaded | experiment["overrides"] | experiment["fits"]
-    return json.dumps(options)
+def _fit_settings(*layers: dict) -> str:
+    """The workflow's `fits` section overlaid with ``layers``, unset (null) settings left out, as
+    one JSON argument for code/make_fits.py."""
+    merged = {}
+    for layer in (config["fits"], *layers):
+        merged |= layer
+    return json.dumps({key: value for key, value in merged.items() if value is not None})
+
+
+def exact_fit_options(wildcards):
+    return _fit_settings(EXACT["experiments"][wildcards.experiment]["fits"])
+
+
+def lm_fit_options(wildcards):
+    return _fit_settings(LM["fits"])
+
+
+def lm_fits_inputs(wildcards):
+    return [PATHS["lm_fits"]] if LM_GRIDS else []
+
+
+def macros_args(wildcards, input):
+    """``--exact NAME=PATH ...`` and ``--lm PATH`` (when there are LM runs) for make_fits macros."""
+    exact = " ".join(shlex.quote(f"{name}={path}") for name, path in zip(EXACT_EXPERIMENTS, input.exact))
+    args = f"--exact {exact}" if exact else ""
+    return args + (f" --lm {shlex.quote(input.lm[0])}" if input.lm else "")
 
 
 def default_targets():
-    targets = list(PATHS["all_figures"]) + [PATHS["fits"], PATHS["macros"]]
+    targets = list(PATHS["all_figures"]) + [PATHS["macros"]]
     if config["paper"]["enabled"]:
         targets.append(PATHS["paper"])
     return targets

@@ -1,10 +1,11 @@
-# Simulation: the exact testbed (docs/method.md §9). One job per experiment; the testbed vectorises
-# the whole (S, eta, seed, eps) grid of an experiment inside that job.
+# Simulation: the exact testbed (docs/method.md §9). One CPU job per experiment; the testbed
+# vectorises the whole (S, eta, seed, eps) grid of an experiment inside that job.
 
 
 rule exact:
     input:
         config=exact_config,
+        code=CODE["exact"],
     output:
         steps=PATHS["exact_steps"],
         runs=PATHS["exact_runs"],

@@ -7,6 +7,7 @@
 rule pretrain:
     input:
         config=LM["pretrain"]["config"],
+        code=CODE["pretrain"],
     output:
         PATHS["pretrain_json"],
     params:
@@ -30,6 +31,7 @@ rule train:
     input:
         config=LM["train_config"],
         base=pretrain_inputs,
+        code=CODE["train"],
     output:
         steps=PATHS["run_steps"],
         summary=PATHS["run_summary"],
@@ -54,6 +56,7 @@ rule bench:
     input:
         config=LM["bench"]["config"],
         base=pretrain_inputs,
+        code=CODE["bench"],
     output:
         PATHS["bench_json"],
     params:

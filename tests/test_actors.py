@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from stalegrpo.actors import Rollout, benchmark_sampling, make_actor
+from stalegrpo.actors import benchmark_sampling, make_actor
+from stalegrpo.rollout import Rollout
 from stalegrpo.policy import build_model, build_tokenizer, sequence_logprobs
 from stalegrpo.tasks import Problem, get_task
 

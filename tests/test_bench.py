@@ -28,7 +28,7 @@ def test_bench_lm_reports_speedup_against_the_ideal_bound(policy, tmp_path):
         "threads=2",
         "bench.steps=6",
         "bench.skip=1",
-        "bench.lags=[1]",
+        "bench.S=[1]",
         "bench.sampling_repeats=1",
     ]
     assert bench(None, overrides, tmp_path) == 0
@@ -62,7 +62,7 @@ def test_bench_compares_hf_and_vllm_actors_on_the_same_batch(tmp_path):
         "threads=1",
         "bench.steps=4",
         "bench.skip=1",
-        "bench.lags=[1]",
+        "bench.S=[1]",
         "bench.sampling_repeats=2",
         "bench.actors=[hf, vllm]",
     ]

@@ -10,7 +10,7 @@ import torch
 from test_learner import rollout_with_signal, tiny_setup
 
 from stalegrpo.actors import make_actor
-from stalegrpo.buffer import flat_params
+from stalegrpo.policy import flat_params
 from stalegrpo.learner import Learner
 
 pytestmark = [

@@ -107,8 +107,8 @@ def run_grid(*overrides):
 
 def test_lag_zero_is_on_policy_grpo(bed):
     """The lagged run at S = 0 equals a run whose μ is always π_θk (here written by hand)."""
-    steps, _ = run_grid("lags=[0]", "lrs=[2.0]", "probe_every=0")
-    cfg = ExactConfig(lags=[0], lrs=[2.0])
+    steps, _ = run_grid("S=[0]", "eta=[2.0]", "probe_every=0")
+    cfg = ExactConfig(S=[0], eta=[2.0])
     theta = cfg.init_scale * torch.randn(bed.D, generator=torch.Generator().manual_seed(1000), dtype=F64)[None]
     eps = torch.tensor(0.2, dtype=F64)
     gold = []
@@ -121,15 +121,15 @@ def test_lag_zero_is_on_policy_grpo(bed):
 
 
 def test_recompute_equals_behavior_only_on_policy():
-    behavior, _ = run_grid("lags=[0, 4]", "lrs=[2.0]", "objective=behavior")
-    recompute, _ = run_grid("lags=[0, 4]", "lrs=[2.0]", "objective=recompute")
+    behavior, _ = run_grid("S=[0, 4]", "eta=[2.0]", "objective=behavior")
+    recompute, _ = run_grid("S=[0, 4]", "eta=[2.0]", "objective=recompute")
     on = behavior.S == 0
     assert np.allclose(behavior[on].gold_reward, recompute[on].gold_reward, rtol=1e-12)
     assert np.abs(behavior[~on].gold_reward.values - recompute[~on].gold_reward.values).max() > 1e-3
 
 
 def test_lag_bookkeeping_and_bias():
-    steps, runs = run_grid("lags=[0, 3]", "lrs=[2.0]")
+    steps, runs = run_grid("S=[0, 3]", "eta=[2.0]")
     stale = steps[steps.S == 3]
     assert (stale.lag.values == np.minimum(stale.step.values, 3)).all()
     assert stale.drift.iloc[0] == 0 and (stale.drift.iloc[1:] > 0).all()
@@ -148,7 +148,7 @@ def test_total_derivative_differs_from_the_surrogate_mapping(bed):
 
 
 def test_sampled_mode_runs():
-    steps, _runs = run_grid("mode=sampled", "lags=[0, 2]", "lrs=[1.0]", "group_size=4", "batch_prompts=4")
+    steps, _runs = run_grid("mode=sampled", "S=[0, 2]", "eta=[1.0]", "group_size=4", "batch_prompts=4")
     assert np.isfinite(steps.grad_norm).all() and (steps.grad_norm > 0).any()
     assert not np.allclose(steps.grad_norm, steps.surrogate_grad_norm)
 
@@ -172,8 +172,8 @@ def test_cli_writes_tables_and_summary(tmp_path):
 
 
 def test_adam_runs_and_differs_from_sgd():
-    sgd, _ = run_grid("lags=[2]", "lrs=[0.05]", "optimizer=sgd")
-    adam, _ = run_grid("lags=[2]", "lrs=[0.05]", "optimizer=adam")
+    sgd, _ = run_grid("S=[2]", "eta=[0.05]", "optimizer=sgd")
+    adam, _ = run_grid("S=[2]", "eta=[0.05]", "optimizer=adam")
     assert np.isfinite(adam.gold_reward).all()
     # Adam's first step has size ~η per coordinate whatever the gradient scale
     assert adam.update_norm.iloc[0] == pytest.approx(0.05 * np.sqrt(ExactTestbed(ExactConfig()).D), rel=0.01)

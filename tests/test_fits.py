@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stalegrpo import fits
+from stalegrpo.fits import laws, lm, report
 
 # --- F1: bias slope ---------------------------------------------------------------------------
 
@@ -17,7 +17,7 @@ def test_bias_slope_one_is_covered_by_its_ci():
     rng = np.random.default_rng(0)
     x = np.logspace(-3, -1, 40)
     y = 0.7 * x * np.exp(rng.normal(0, 0.2, x.size))
-    fit = fits.fit_bias_slope(x, y, n_boot=500)
+    fit = laws.fit_bias_slope(x, y, n_boot=500)
     assert fit["status"] == "ok" and fit["n"] == 40
     assert fit["ci_low"] <= fit["slope"] <= fit["ci_high"]
     assert fit["ci_low"] <= 1.0 <= fit["ci_high"]
@@ -28,7 +28,7 @@ def test_bias_slope_one_is_covered_by_its_ci():
 def test_bias_slope_two_is_recovered_and_bad_points_dropped():
     x = np.logspace(-2, 0, 20)
     y = 3.0 * x**2
-    fit = fits.fit_bias_slope(np.r_[x, 0.0, 1.0, np.nan], np.r_[y, 1.0, -1.0, 1.0], n_boot=200)
+    fit = laws.fit_bias_slope(np.r_[x, 0.0, 1.0, np.nan], np.r_[y, 1.0, -1.0, 1.0], n_boot=200)
     assert fit["slope"] == pytest.approx(2.0, abs=1e-9)
     assert math.exp(fit["intercept"]) == pytest.approx(3.0)
     assert fit["n"] == 20 and fit["n_dropped"] == 3
@@ -36,7 +36,7 @@ def test_bias_slope_two_is_recovered_and_bad_points_dropped():
 
 @pytest.mark.parametrize("x, y", [([], []), ([0.1, 0.2], [1, 2]), ([0.1, 0.1, 0.1], [1, 2, 3])])
 def test_bias_slope_too_few_points(x, y):
-    fit = fits.fit_bias_slope(x, y)
+    fit = laws.fit_bias_slope(x, y)
     assert fit["status"] == "too_few_points"
     assert math.isnan(fit["slope"]) and math.isnan(fit["ci_low"])
 
@@ -47,21 +47,21 @@ def test_bias_slope_too_few_points(x, y):
 def test_tc_eta_cv_small_for_inverse_law_and_large_for_constant():
     eta = np.repeat([0.01, 0.03, 0.1, 0.3], 3)
     censored = np.zeros(eta.size, dtype=bool)
-    inverse = fits.tc_eta_cv(eta, np.round(5.0 / eta), censored)
+    inverse = laws.tc_eta_cv(eta, np.round(5.0 / eta), censored)
     assert inverse["status"] == "ok" and inverse["cv"] < 0.01
     assert inverse["mean"] == pytest.approx(5.0, rel=0.01)
     assert [p["eta"] for p in inverse["per_eta"]] == [0.01, 0.03, 0.1, 0.3]
-    constant = fits.tc_eta_cv(eta, np.full(eta.size, 50), censored)
+    constant = laws.tc_eta_cv(eta, np.full(eta.size, 50), censored)
     assert constant["cv"] > 0.8
 
 
 def test_tc_eta_cv_excludes_and_counts_censored():
     eta = np.array([0.1, 0.2, 0.4, 0.4])
     step = np.array([100, 50, 25, 999])  # the last run never collapsed: T_c = horizon is a bound
-    fit = fits.tc_eta_cv(eta, step, [False, False, False, True])
+    fit = laws.tc_eta_cv(eta, step, [False, False, False, True])
     assert fit["cv"] == pytest.approx(0.0, abs=1e-12)
     assert fit["n"] == 3 and fit["n_censored"] == 1 and "censored" in fit["message"]
-    too_few = fits.tc_eta_cv(eta, step, [False, True, True, True])
+    too_few = laws.tc_eta_cv(eta, step, [False, True, True, True])
     assert too_few["status"] == "too_few_points" and too_few["cv"] != too_few["cv"]
 
 
@@ -102,7 +102,7 @@ def test_eta_star_geometric_interpolation_and_censoring_both_ways():
             (8, 0, 0.16, None),  # non-monotone
         ]
     )
-    table = fits.eta_star_table(runs, [100]).set_index("S")
+    table = laws.eta_star_table(runs, [100]).set_index("S")
     assert table.loc[1, "eta_star"] == pytest.approx(0.08) and table.loc[1, "bound"] == "none"
     assert table.loc[2, "eta_star"] == 0.16 and table.loc[2, "bound"] == "lower"
     assert table.loc[4, "eta_star"] == 0.01 and table.loc[4, "bound"] == "upper"
@@ -112,13 +112,13 @@ def test_eta_star_geometric_interpolation_and_censoring_both_ways():
 
 def test_eta_star_truncation_to_shorter_horizons():
     runs = _runs([(1, 0, 0.01, None), (1, 0, 0.04, 60), (1, 0, 0.16, 20)])
-    table = fits.eta_star_table(runs, [10, 50, 100]).set_index("T")
+    table = laws.eta_star_table(runs, [10, 50, 100]).set_index("T")
     assert table.loc[10, "eta_star"] == 0.16 and table.loc[10, "bound"] == "lower"  # nothing yet
     assert table.loc[50, "eta_star"] == pytest.approx(0.08)  # 0.16 collapsed
     assert table.loc[100, "eta_star"] == pytest.approx(0.02)  # 0.04 too
-    assert len(fits.eta_star_table(runs, [200])) == 0  # censored at 100 says nothing about 200
+    assert len(laws.eta_star_table(runs, [200])) == 0  # censored at 100 says nothing about 200
     runs.loc[0, "horizon"] = runs.loc[0, "collapse_step"] = 400  # now known stable up to 400
-    assert fits.eta_star_table(runs, [200])["eta_star"].item() == pytest.approx(0.02)
+    assert laws.eta_star_table(runs, [200])["eta_star"].item() == pytest.approx(0.02)
 
 
 def test_eta_star_summary_median_range_and_bound():
@@ -131,12 +131,12 @@ def test_eta_star_summary_median_range_and_bound():
             "bound": ["none", "none", "lower"],
         }
     )
-    row = fits.eta_star_summary(table).iloc[0]
+    row = laws.eta_star_summary(table).iloc[0]
     assert (row["median"], row["min"], row["max"]) == (0.04, 0.02, 0.16)
     assert row["frac_censored"] == pytest.approx(1 / 3)
     assert row["bound"] == "none"  # the censored seed is above the median: the median is exact
     table.loc[1, "bound"] = "lower"
-    assert fits.eta_star_summary(table).iloc[0]["bound"] == "lower"
+    assert laws.eta_star_summary(table).iloc[0]["bound"] == "lower"
 
 
 # --- F3: frontier fit --------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def _frontier_points(a, b, S, T, noise=0.0, seed=0):
 
 def test_frontier_recovers_a_b_and_s_star():
     points = _frontier_points(2.0, 50.0, [0, 1, 2, 4, 8, 16, 32], [100, 200, 400], noise=0.05)
-    fit = fits.fit_frontier(points)
+    fit = laws.fit_frontier(points)
     assert fit["status"] == "ok" and fit["a_identified"] and fit["b_identified"]
     assert fit["a"] == pytest.approx(2.0, rel=0.1) and fit["b"] == pytest.approx(50.0, rel=0.1)
     for entry in fit["S_star"]:
@@ -178,7 +178,7 @@ def test_frontier_recovers_a_b_and_s_star():
 
 def test_frontier_one_regime_only_pure_fit_matches():
     points = _frontier_points(2.0, 1e6, [1, 2, 4, 8, 16], [100, 200], noise=0.02)
-    fit = fits.fit_frontier(points)
+    fit = laws.fit_frontier(points)
     assert fit["status"] == "ok" and not fit["b_identified"] and "bound" in fit["message"]
     assert fit["a"] == pytest.approx(2.0, rel=0.05)
     assert fit["pure_S"]["r2"] == pytest.approx(fit["r2"], abs=0.02)
@@ -188,11 +188,11 @@ def test_frontier_one_regime_only_pure_fit_matches():
 def test_frontier_censored_points_are_one_sided_and_too_few():
     points = _frontier_points(2.0, 50.0, [0, 1, 2, 4, 8, 16], [100, 200])
     points.loc[0, ["median", "bound"]] = [1e-3, "lower"]  # a consistent lower bound: no pull
-    fit = fits.fit_frontier(points)
+    fit = laws.fit_frontier(points)
     assert fit["n_censored"] == 1 and fit["a"] == pytest.approx(2.0, rel=1e-3)
     assert fit["b"] == pytest.approx(50.0, rel=1e-3)
-    assert fits.fit_frontier(points.iloc[:2])["status"] == "too_few_points"
-    assert fits.fit_frontier(pd.DataFrame())["status"] == "too_few_points"
+    assert laws.fit_frontier(points.iloc[:2])["status"] == "too_few_points"
+    assert laws.fit_frontier(pd.DataFrame())["status"] == "too_few_points"
 
 
 # --- one grid, end to end ----------------------------------------------------------------------
@@ -238,7 +238,7 @@ def _grid(a=0.4, b=20.0, horizon=200):
 
 def test_summarize_exact_end_to_end_and_macros(tmp_path):
     steps, runs = _grid()
-    summary = fits.summarize_exact(steps, runs, {"n_boot": 100})
+    summary = laws.summarize_exact(steps, runs, {"n_boot": 100})
     json.dumps(summary, allow_nan=False)
     assert summary["bias_slope"]["slope"] == pytest.approx(1.0)
     assert summary["tc_eta"]["status"] == "ok" and summary["tc_eta"]["regime"] == "S == 0"
@@ -246,7 +246,7 @@ def test_summarize_exact_end_to_end_and_macros(tmp_path):
     assert summary["frontier"]["status"] == "ok"
     assert summary["counts"]["n_runs"] == len(runs)
 
-    path = fits.write_macros(summary, tmp_path / "macros.tex", prefix="Exact")
+    path = report.write_macros(summary, tmp_path / "macros.tex", prefix="Exact")
     lines = path.read_text().splitlines()[1:]
     names = [re.match(r"\\newcommand\{\\(\w+)\}\{(.+)\}$", line).group(1) for line in lines]
     assert all(name.isalpha() for name in names) and len(set(names)) == len(names)
@@ -255,23 +255,23 @@ def test_summarize_exact_end_to_end_and_macros(tmp_path):
 
 
 def test_summarize_exact_never_raises_on_empty_input(tmp_path):
-    summary = fits.summarize_exact(pd.DataFrame(), pd.DataFrame(), {})
+    summary = laws.summarize_exact(pd.DataFrame(), pd.DataFrame(), {})
     json.dumps(summary, allow_nan=False)
     for key in ("bias_slope", "tc_eta", "frontier"):
         assert summary[key]["status"] == "too_few_points"
-    text = fits.write_macros(summary, tmp_path / "m.tex").read_text()
+    text = report.write_macros(summary, tmp_path / "m.tex").read_text()
     assert r"\newcommand{\BiasSlope}{\textrm{n/a}}" in text
     with pytest.raises(ValueError):
-        fits.write_macros(summary, tmp_path / "m.tex", prefix="Grid2")
+        report.write_macros(summary, tmp_path / "m.tex", prefix="Grid2")
 
 
-def test_summarize_exact_prefers_bias_probe_and_splits_variants():
+def test_summarize_exact_prefers_the_run_bias_and_splits_variants():
     steps, runs = _grid()
-    runs["bias_probe"] = 0.1 * (runs["S"] * runs["eta"]) ** 2
+    runs["bias"] = 0.1 * (runs["S"] * runs["eta"]) ** 2
     other = runs.assign(run=runs["run"] + len(runs), eps=0.3)
-    summary = fits.summarize_exact(steps, pd.concat([runs, other]), {"n_boot": 50, "small_drift_max": 1.0})
+    summary = laws.summarize_exact(steps, pd.concat([runs, other]), {"n_boot": 50, "small_drift_max": 1.0})
     assert summary["bias_slope"]["slope"] == pytest.approx(2.0)
-    assert summary["bias_slope"]["source"] == "bias_probe"
+    assert summary["bias_slope"]["source"] == "run bias"
     assert set(summary["by_variant"]) == {
         "objective=behavior,eps=0.2,optimizer=sgd",
         "objective=behavior,eps=0.3,optimizer=sgd",
@@ -314,12 +314,12 @@ def test_lm_main_grid_keeps_controlled_runs_once_per_point():
             _lm_run("e", 4, 1e-4, 0),
         ]
     )
-    assert fits.lm_main_grid(runs)["run"].tolist() == ["b", "e"]
-    assert fits.lm_schedule_runs(runs)["run"].tolist() == ["c", "e"]
-    assert sorted(fits.lm_overlap_runs(runs)["run"]) == ["a", "d"]
+    assert lm.lm_main_grid(runs)["run"].tolist() == ["b", "e"]
+    assert lm.lm_schedule_runs(runs)["run"].tolist() == ["c", "e"]
+    assert sorted(lm.lm_overlap_runs(runs)["run"]) == ["a", "d"]
 
 
-def test_lm_bias_probe_averages_bias_squared_at_full_lag_before_collapse():
+def test_lm_run_bias_averages_bias_squared_at_full_lag_before_collapse():
     runs = pd.DataFrame([_lm_run("r", 4, 1e-4, 0, collapse=60), _lm_run("q", 4, 1e-4, 1)])
     steps = pd.DataFrame(
         {
@@ -327,14 +327,14 @@ def test_lm_bias_probe_averages_bias_squared_at_full_lag_before_collapse():
             "step": [0, 20, 40, 60, 80, 20, 40],
             "probe_lag": [0, 4, 4, 4, 4, 4, 4],
             # step 0 (lag 0) and steps >= 60 (collapsed) must not count; q's mean is negative
-            "probe_bias_sq": [9.0, 0.5, 1.5, 9.0, 9.0, -0.2, 0.1],
-            "probe_grad_sq": [1.0, 3.0, 5.0, 1.0, 1.0, 1.0, 1.0],
+            "bias_sq": [9.0, 0.5, 1.5, 9.0, 9.0, -0.2, 0.1],
+            "grad_sq": [1.0, 3.0, 5.0, 1.0, 1.0, 1.0, 1.0],
         }
     )
-    out = fits.lm_bias_probe(steps, runs).set_index("run")
-    assert out.loc["r", "bias_probe"] == pytest.approx(1.0) and out.loc["r", "n_probes"] == 2
-    assert out.loc["r", "relative_bias_probe"] == pytest.approx(0.5)  # 1 / sqrt(mean(3, 5))
-    assert out.loc["q", "bias_probe"] == 0.0 and out.loc["q", "n_probes"] == 2
+    out = lm.lm_run_bias(steps, runs).set_index("run")
+    assert out.loc["r", "bias"] == pytest.approx(1.0) and out.loc["r", "n_probes"] == 2
+    assert out.loc["r", "relative_bias"] == pytest.approx(0.5)  # 1 / sqrt(mean(3, 5))
+    assert out.loc["q", "bias"] == 0.0 and out.loc["q", "n_probes"] == 2
 
 
 def test_summarize_lm_fits_the_controlled_grid_and_compares_groups():
@@ -346,12 +346,12 @@ def test_summarize_lm_fits_the_controlled_grid_and_compares_groups():
                 collapse = None if S * eta < 1e-3 and eta < 8e-4 else 30
                 rows.append(_lm_run(run, S, eta, seed, collapse=collapse))
                 bias_sq = (3.0 * S * eta) ** 2  # bias = 3·S·η exactly: the fitted slope must be 1
-                steps += [{"run": run, "step": k, "probe_lag": S, "probe_bias_sq": bias_sq} for k in (10, 20)]
+                steps += [{"run": run, "step": k, "probe_lag": S, "bias_sq": bias_sq} for k in (10, 20)]
     rows += [_lm_run("ess", 8, 4e-4, 0, lr_schedule="ess", final_eval_accuracy=0.7)]
     rows += [_lm_run("async", 2, 1e-4, 0, schedule="async", threads=2, wall_time=25.0)]
     rows += [_lm_run("sync", 0, 1e-4, 0, threads=2, wall_time=50.0)]
-    summary = fits.summarize_lm(pd.DataFrame(steps), pd.DataFrame(rows), {"n_boot": 200})
-    assert summary["bias_slope"]["status"] == fits.OK and summary["bias_slope"]["slope"] == pytest.approx(1.0)
+    summary = lm.summarize_lm(pd.DataFrame(steps), pd.DataFrame(rows), {"n_boot": 200})
+    assert summary["bias_slope"]["status"] == laws.OK and summary["bias_slope"]["slope"] == pytest.approx(1.0)
     assert summary["counts"]["n_main"] == 24 and len(summary["cells"]) == 12
     frontier_S8 = [r for r in summary["eta_star_summary"] if r["S"] == 8 and r["T"] == 100]
     assert frontier_S8[0]["median"] == pytest.approx(math.sqrt(1e-4 * 2e-4))
@@ -365,7 +365,7 @@ def test_summarize_lm_fits_the_controlled_grid_and_compares_groups():
 def test_summarize_lm_without_any_collapse_column():
     """The aggregated table drops the all-null collapse_step of a grid where nothing collapsed."""
     runs = pd.DataFrame([_lm_run(f"r{S}", S, 1e-4, 0) for S in (0, 2, 4)]).drop(columns="collapse_step")
-    steps = pd.DataFrame({"run": ["r2", "r4"], "step": [10, 10], "probe_lag": [2, 4], "probe_bias_sq": [0.04, 0.16]})
-    summary = fits.summarize_lm(steps, runs, {"n_boot": 50})
+    steps = pd.DataFrame({"run": ["r2", "r4"], "step": [10, 10], "probe_lag": [2, 4], "bias_sq": [0.04, 0.16]})
+    summary = lm.summarize_lm(steps, runs, {"n_boot": 50})
     assert summary["counts"]["n_collapsed"] == 0 and len(summary["cells"]) == 3
-    assert all(r["bound"] == fits.LOWER for r in summary["eta_star_summary"])
+    assert all(r["bound"] == laws.LOWER for r in summary["eta_star_summary"])

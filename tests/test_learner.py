@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from stalegrpo.actors import make_actor
-from stalegrpo.buffer import flat_params
-from stalegrpo.learner import Learner, bias_probe, learning_rate, normalised_ess
+from stalegrpo.policy import flat_params
+from stalegrpo.learner import Learner, bias_estimate, learning_rate, normalised_ess
 from stalegrpo.objectives import k3_kl
 from stalegrpo.policy import build_model, build_tokenizer
 from stalegrpo.tasks import get_task
@@ -24,7 +24,7 @@ def tiny_setup(seed=0):
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, hidden=32, layers=1, heads=2, intermediate=64, seed=seed)
     task = get_task("addition", digits=1)
-    cfg = TrainConfig(batch_prompts=4, group_size=4, lr=1e-2, threads=1, eps_lo=0.2, eps_hi=0.2)
+    cfg = TrainConfig(batch_prompts=4, group_size=4, eta=1e-2, threads=1, eps_lo=0.2, eps_hi=0.2)
     return model, tokenizer, task, cfg
 
 
@@ -61,7 +61,7 @@ def test_stale_batch_metrics_per_objective(objective):
     behavior objective clips against μ; recompute, decoupled and tis clip against π_{θ_k}, whose
     ratio starts at 1."""
     model, tokenizer, task, cfg = tiny_setup()
-    cfg = replace(cfg, objective=objective, lr=3e-2)
+    cfg = replace(cfg, objective=objective, eta=3e-2)
     actor = make_actor("hf", copy.deepcopy(model), tokenizer, task)
     learner = Learner(model, copy.deepcopy(model), cfg)
     stale = rollout_with_signal(actor, task, cfg, seed=1)
@@ -79,7 +79,7 @@ def test_kl_ref_measures_the_behavior_policy_against_the_reference():
     """kl_ref is the k3 estimate of KL(μ‖π_ref) on μ's samples: ~0 for a batch from π_ref however
     far θ_k has moved, and equal to the mean of k3(μ, π_ref) over tokens for a batch from a moved μ."""
     model, tokenizer, task, cfg = tiny_setup()
-    cfg = replace(cfg, lr=3e-2)
+    cfg = replace(cfg, eta=3e-2)
     reference = copy.deepcopy(model)
     actor = make_actor("hf", copy.deepcopy(model), tokenizer, task)
     learner = Learner(model, copy.deepcopy(model), cfg)
@@ -97,11 +97,11 @@ def test_kl_ref_measures_the_behavior_policy_against_the_reference():
 
 
 def test_zero_stages_take_the_same_step():
-    """DeepSpeed ZeRO 0, 1 and 2 each run a step, and the updates agree (so the lr reaches the optimizer)."""
+    """DeepSpeed ZeRO 0, 1 and 2 each run a step, and the updates agree (so η reaches the optimizer)."""
     updates = []
     for stage in (0, 1, 2):
         model, tokenizer, task, cfg = tiny_setup()
-        cfg = replace(cfg, deepspeed_zero=stage, lr=1e-3)
+        cfg = replace(cfg, deepspeed_zero=stage, eta=1e-3)
         actor = make_actor("hf", copy.deepcopy(model), tokenizer, task)
         learner = Learner(model, None, replace(cfg, kl_ref_every=0))
         before = flat_params(learner.model)
@@ -114,7 +114,7 @@ def test_zero_stages_take_the_same_step():
 
 
 def test_learning_rate_schedules():
-    cfg = TrainConfig(lr=1e-3, warmup_steps=0)
+    cfg = TrainConfig(eta=1e-3, warmup_steps=0)
     assert learning_rate(replace(cfg, lr_schedule="constant"), 5, 0.25, 4.0) == 1e-3
     assert learning_rate(replace(cfg, lr_schedule="ess"), 5, 0.25, 4.0) == pytest.approx(5e-4)
     assert learning_rate(replace(cfg, lr_schedule="ess"), 5, 1.7, 4.0) == pytest.approx(1e-3)
@@ -132,13 +132,13 @@ def test_normalised_ess():
     assert normalised_ess(w.log()) == pytest.approx(36 / (3 * 14))
 
 
-def test_bias_probe_estimator():
+def test_bias_estimate_of_the_probe():
     g = torch.tensor([1.0, 2.0])
-    same = bias_probe(g, g, g, g)
-    assert same["probe_bias"] == 0 and same["probe_grad_sq"] == pytest.approx(5.0)
-    shifted = bias_probe(g + torch.tensor([3.0, 4.0]), g + torch.tensor([3.0, 4.0]), g, g)
-    assert shifted["probe_bias"] == pytest.approx(5.0) and shifted["probe_rel_bias"] == pytest.approx(
+    same = bias_estimate(g, g, g, g)
+    assert same["bias"] == 0 and same["grad_sq"] == pytest.approx(5.0)
+    shifted = bias_estimate(g + torch.tensor([3.0, 4.0]), g + torch.tensor([3.0, 4.0]), g, g)
+    assert shifted["bias"] == pytest.approx(5.0) and shifted["relative_bias"] == pytest.approx(
         5 / math.sqrt(5)
     )
-    opposite = bias_probe(g + 1, g - 1, g, g)  # negative estimate: bias reported as 0
-    assert opposite["probe_bias_sq"] < 0 and opposite["probe_bias"] == 0
+    opposite = bias_estimate(g + 1, g - 1, g, g)  # negative estimate: bias reported as 0
+    assert opposite["bias_sq"] < 0 and opposite["bias"] == 0

@@ -80,10 +80,9 @@ def test_every_rule_names_an_existing_env():
                 )
 
 
-@pytest.fixture(scope="module")
-def checkout(tmp_path_factory) -> Path:
-    """A copy of the working tree's non-ignored files (what a clean checkout plus edits holds)."""
-    dest = tmp_path_factory.mktemp("checkout")
+def _copy_tree(dest: Path) -> Path:
+    """A copy of the working tree's non-ignored files (what a clean checkout plus edits holds), so
+    that Snakemake never runs in, or takes the lock of, the repository itself."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT,
@@ -99,71 +98,139 @@ def checkout(tmp_path_factory) -> Path:
     return dest
 
 
-@pytest.mark.slow
-def test_smoke_preset_end_to_end(checkout):
-    targets = [f"figures/{name}.{ext}" for name in FIGURES for ext in ("pdf", "png")]
-    targets += ["results/fits/fits.json", "paper/generated/macros.tex", "results/tables/steps.parquet"]
-    if shutil.which("latexmk"):
-        targets.append("paper/main.pdf")
-    # targets first: --configfile takes every word after it
-    result = snakemake(*targets, "--cores", "2", "--configfile", "config/smoke.yaml", cwd=checkout)
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory) -> Path:
+    """A fresh tree: nothing has run in it (dry runs only)."""
+    return _copy_tree(tmp_path_factory.mktemp("fresh"))
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    """A tree in which the smoke preset runs."""
+    return _copy_tree(tmp_path_factory.mktemp("checkout"))
+
+
+def planned(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> job count from the "Job stats" table of a dry run (empty when nothing is to do)."""
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for target in targets:
+    lines = result.stdout.splitlines()
+    if "Job stats:" not in lines:
+        assert "Nothing to be done" in result.stdout, result.stdout[-2000:]
+        return {}
+    table = lines[lines.index("Job stats:") + 3 :]
+    counts = {}
+    for line in table[: next(i for i, line in enumerate(table) if line.startswith("total"))]:
+        rule, count = line.split()
+        counts[rule] = int(count)
+    return counts
+
+
+SIMULATION = {"exact", "pretrain", "train", "bench"}
+SMOKE_TARGETS = [f"figures/{name}.{ext}" for name in FIGURES for ext in ("pdf", "png")]
+SMOKE_TARGETS += ["paper/generated/macros.tex", "results/tables/lm/steps.parquet"]
+if shutil.which("latexmk"):
+    SMOKE_TARGETS.append("paper/main.pdf")
+PAPER = {"paper"} if shutil.which("latexmk") else set()
+
+
+def smoke_plan(checkout: Path) -> dict[str, int]:
+    # targets first: --configfile takes every word after it
+    return planned(snakemake(*SMOKE_TARGETS, "-n", "--cores", "2", "--configfile", "config/smoke.yaml", cwd=checkout))
+
+
+def test_one_figure_plans_only_what_it_reads(fresh):
+    """F6 reads only the benchmark: in a fresh tree it plans the benchmark (and the policy it
+    benchmarks), the throughput table and the figure, no exact grid and no LM run."""
+    plan = planned(snakemake("figures/throughput.pdf", "-n", "--cores", "2", cwd=fresh))
+    assert plan == {"pretrain": 1, "bench": 1, "aggregate_bench": 1, "figure_throughput": 1}, plan
+    plan = planned(snakemake("figures/schedules.pdf", "-n", "--cores", "2", cwd=fresh))
+    assert "exact" not in plan and "aggregate_exact" not in plan and plan["train"] > 1, plan
+
+
+def _edited(path: Path, text: str):
+    """Append ``text`` to ``path`` (a real edit: Snakemake compares contents, not only mtimes)."""
+    original = path.read_text()
+    path.write_text(original + text)
+    return original
+
+
+@pytest.mark.slow
+def test_smoke_preset_end_to_end_and_reruns_exactly_what_changed(checkout):
+    result = snakemake(*SMOKE_TARGETS, "--cores", "2", "--configfile", "config/smoke.yaml", cwd=checkout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for target in SMOKE_TARGETS:
         assert (checkout / target).stat().st_size > 0, target
     macros = (checkout / "paper/generated/macros.tex").read_text()
     assert r"\newcommand{\MainBiasSlope}" in macros and r"\newcommand{\LMHasRuns}{1}" in macros
     assert r"\newcommand{\LMBiasSlope}" in macros and r"\newcommand{\BenchHasData}{1}" in macros
+    assert smoke_plan(checkout) == {}
 
-    # a plot-script edit reruns only its figure, not the simulation or the other figures
+    fits_rules = {"fits_exact", "fits_lm", "macros"} | PAPER
+    # a library edit: every rule whose script imports stalegrpo.fits.laws, and nothing else
+    laws = checkout / "code/stalegrpo/fits/laws.py"
+    original = _edited(laws, "\n# edited\n")
+    plan = smoke_plan(checkout)
+    laws.write_text(original)
+    readers = {"figure_bias", "figure_collapse", "figure_frontier", "figure_schedules"}
+    assert set(plan) == fits_rules | readers, plan
+
+    # a fit setting: the fits, the figures that read fits, the paper; no simulation
+    preset = checkout / "config/smoke.yaml"
+    original = preset.read_text()
+    preset.write_text(original.replace("fits: {n_boot: 100}", "fits: {n_boot: 101}"))
+    plan = smoke_plan(checkout)
+    preset.write_text(original)
+    assert set(plan) == {"fits_lm", "macros", "figure_bias", "figure_collapse", "figure_frontier"} | PAPER, plan
+
+    # a plotting script: its figure and the paper only
     script = checkout / "code/plot_throughput.py"
-    script.write_text(script.read_text() + "\n# edited\n")
-    dry = snakemake(*targets, "-n", "--cores", "2", "--configfile", "config/smoke.yaml", cwd=checkout)
-    assert dry.returncode == 0, dry.stderr[-3000:]
-    jobs = {line.split()[1] for line in dry.stdout.splitlines() if line.startswith("rule ")}
-    jobs = {job.rstrip(":") for job in jobs}
-    assert "figure_throughput" in jobs and not jobs & {"exact", "aggregate", "fits", "figure_bias"}, jobs
+    original = _edited(script, "\n# edited\n")
+    plan = smoke_plan(checkout)
+    script.write_text(original)
+    assert set(plan) == {"figure_throughput"} | PAPER, plan
+    assert not set(plan) & SIMULATION
 
 
-def test_bad_config_value_stops_before_any_job_naming_the_key(tmp_path):
+def test_bad_config_value_stops_before_any_job_naming_the_key(fresh, tmp_path):
     config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
     config["figures"]["dpi"] = "high"
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(config))
-    result = snakemake("-n", "--configfile", str(bad))
+    result = snakemake("-n", "--configfile", str(bad), cwd=fresh)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "dpi" in output and "high" in output, output[-2000:]
 
 
-def test_unknown_run_name_is_reported_with_its_key(tmp_path):
+def test_unknown_run_name_is_reported_with_its_key(fresh, tmp_path):
     config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
     config["exact"]["run"] = ["nosuch"]
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(config))
-    result = snakemake("-n", "--configfile", str(bad))
+    result = snakemake("-n", "--configfile", str(bad), cwd=fresh)
     assert result.returncode != 0 and "exact.run" in result.stdout + result.stderr
 
 
-def test_lint_is_clean():
-    result = snakemake("--lint")
+def test_lint_is_clean(fresh):
+    result = snakemake("--lint", cwd=fresh)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("preset", ["config/config.yaml", "config/paper.yaml"])
-def test_slurm_profile_dry_runs(preset):
-    result = snakemake("-n", "--profile", "profiles/slurm", "--jobs", "10", "--configfile", preset)
+def test_slurm_profile_dry_runs(fresh, preset):
+    result = snakemake("-n", "--profile", "profiles/slurm", "--jobs", "10", "--configfile", preset, cwd=fresh)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-def test_cpu_default_preset_dry_runs_with_its_lm_part():
+def test_cpu_default_preset_dry_runs_with_its_lm_part(fresh):
     """The default preset wires up the LM rules (pretrain -> one train job per Paramspace point ->
     bench); a point's threads reach both the scheduler and the command line."""
-    result = snakemake("-n", "-F", "-p", "--cores", "2")  # -F: every job, whatever is on disk
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    jobs = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("rule ")]
-    assert "pretrain:" in jobs and "bench:" in jobs and jobs.count("train:") > 1, jobs
+    result = snakemake("-n", "-p", "--cores", "2", cwd=fresh)
+    plan = planned(result)
+    assert plan["pretrain"] == 1 and plan["bench"] == 1 and plan["train"] > 1, plan
+    assert plan["aggregate_exact"] == plan["fits_exact"] == plan["exact"], plan
     async_runs = [line for line in result.stdout.splitlines() if "stalegrpo.cli train" in line and "schedule=async" in line]
     assert async_runs and all("threads=2 " in line and "/threads~2 " in line for line in async_runs)
-    exact_only = snakemake("-n", "-F", "--cores", "2", "--configfile", "config/exact_only.yaml")
-    assert exact_only.returncode == 0 and "rule train:" not in exact_only.stdout
+    exact_only = planned(snakemake("-n", "--cores", "2", "--configfile", "config/exact_only.yaml", cwd=fresh))
+    assert "train" not in exact_only and "aggregate_lm" not in exact_only, exact_only

@@ -6,117 +6,26 @@ learner's ratio ρ = π_θ / μ uses exactly these numbers, so they must equal t
 computation (:func:`stalegrpo.policy.sequence_logprobs`) at the same weights: the sampler uses
 the same left padding and position ids ``cumsum(mask) - 1``, and the gap is tested to 1e-5.
 
-Backends sit behind one small interface (:class:`Actor`, :func:`make_actor`): ``hf`` is a
+Backends implement the contract of :mod:`stalegrpo.rollout` (:class:`~stalegrpo.rollout.Actor`
+returning a :class:`~stalegrpo.rollout.Rollout`) and are built by :func:`make_actor`: ``hf`` is a
 hand-written KV-cache sampling loop over a transformers model (CPU or CUDA), which is at least
 as fast as ``model.generate`` and yields the log-probs as it goes; ``vllm`` is
 :mod:`stalegrpo.actors_vllm`.
-
-The contract between actors and the learner::
-
-    @dataclass
-    class Rollout:
-        problems: list[Problem]           # B problems
-        prompt_ids: LongTensor            # [N, Lp], N = B*G, rows of one group contiguous
-        prompt_mask: BoolTensor           # [N, Lp]
-        completion_ids: LongTensor        # [N, Lc]  pad after EOS
-        completion_mask: BoolTensor       # [N, Lc]  True for sampled tokens (EOS included)
-        behavior_logprobs: FloatTensor    # [N, Lc]  log mu of each sampled token (0 at padding)
-        rewards: FloatTensor              # [N]  from task.reward
-        group: LongTensor                 # [N]  index of the problem in `problems`
-        version: LongTensor               # [N]  behavior version v of each sample
-        gen_seconds: float                # wall time of generation
-        def texts(self, tokenizer) -> list[str]
-        @staticmethod
-        def cat(rollouts) -> Rollout
-    class Actor(Protocol):
-        version: int
-        def generate(self, problems, group_size, temperature=1.0, seed=None) -> Rollout
-        def load_weights(self, state_dict, version) -> None   # in place; then .version = version
-    def make_actor(backend, model_path_or_model, tokenizer, task, device="cpu", **kw) -> Actor
-    def benchmark_sampling(actor, problems, G, repeats=3, temperature=1.0) -> dict
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
-from typing import Protocol
 
 import numpy as np
 import torch
 from transformers import DynamicCache
 
 from stalegrpo.policy import encode_prompts, load_policy, position_ids
+from stalegrpo.rollout import Actor, Rollout, copy_weights
 from stalegrpo.tasks import Problem, Task
 
 BACKENDS = ("hf", "vllm")
-
-
-@dataclass
-class Rollout:
-    """A batch of B problems × G completions sampled from one or more behavior versions."""
-
-    problems: list[Problem]
-    prompt_ids: torch.Tensor
-    prompt_mask: torch.Tensor
-    completion_ids: torch.Tensor
-    completion_mask: torch.Tensor
-    behavior_logprobs: torch.Tensor
-    rewards: torch.Tensor
-    group: torch.Tensor
-    version: torch.Tensor
-    gen_seconds: float
-
-    def __len__(self) -> int:
-        return self.completion_ids.shape[0]
-
-    def texts(self, tokenizer) -> list[str]:
-        """The completions as text (up to EOS, special tokens dropped)."""
-        return [
-            tokenizer.decode(ids[mask], skip_special_tokens=True)
-            for ids, mask in zip(self.completion_ids, self.completion_mask)
-        ]
-
-    def to(self, device) -> Rollout:
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        return Rollout(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in moved.items()})
-
-    @staticmethod
-    def cat(rollouts: list[Rollout], pad_token_id: int = 0) -> Rollout:
-        """One rollout from several: prompts re-padded on the left, completions on the right."""
-        lp = max(r.prompt_ids.shape[1] for r in rollouts)
-        lc = max(r.completion_ids.shape[1] for r in rollouts)
-
-        def pad(x, width, left, value):
-            extra = width - x.shape[1]
-            return torch.nn.functional.pad(x, (extra, 0) if left else (0, extra), value=value)
-
-        offsets, total = [], 0
-        for r in rollouts:
-            offsets.append(total)
-            total += len(r.problems)
-        return Rollout(
-            problems=[p for r in rollouts for p in r.problems],
-            prompt_ids=torch.cat([pad(r.prompt_ids, lp, True, pad_token_id) for r in rollouts]),
-            prompt_mask=torch.cat([pad(r.prompt_mask, lp, True, False) for r in rollouts]),
-            completion_ids=torch.cat([pad(r.completion_ids, lc, False, pad_token_id) for r in rollouts]),
-            completion_mask=torch.cat([pad(r.completion_mask, lc, False, False) for r in rollouts]),
-            behavior_logprobs=torch.cat([pad(r.behavior_logprobs, lc, False, 0.0) for r in rollouts]),
-            rewards=torch.cat([r.rewards for r in rollouts]),
-            group=torch.cat([r.group + o for r, o in zip(rollouts, offsets)]),
-            version=torch.cat([r.version for r in rollouts]),
-            gen_seconds=sum(r.gen_seconds for r in rollouts),
-        )
-
-
-class Actor(Protocol):
-    version: int
-
-    def generate(
-        self, problems: list[Problem], group_size: int, temperature: float = 1.0, seed: int | None = None
-    ) -> Rollout: ...
-
-    def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None: ...
 
 
 @torch.no_grad()
@@ -178,23 +87,6 @@ def sample(
         ).logits[:, -1]
         next_pos = next_pos + 1
     return torch.stack(tokens, 1), torch.stack(masks, 1), torch.stack(logprobs, 1)
-
-
-def copy_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.nn.Parameter]:
-    """Copy a learner state dict into ``model``'s parameters in place; returns them by name.
-
-    Accepts a ``module.``-prefixed state dict (DDP/DeepSpeed wrappers) and one without the tied
-    ``lm_head.weight`` (tied weights appear once in ``named_parameters``).
-    """
-    state = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    params = dict(model.named_parameters())
-    missing = sorted(set(params) - set(state))
-    if missing:
-        raise KeyError(f"load_weights: state dict lacks {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    with torch.no_grad():
-        for name, p in params.items():
-            p.copy_(state[name])
-    return params
 
 
 class HFActor:

@@ -1,7 +1,7 @@
 """The ``vllm`` actor backend: μ = π_{θ_v} sampled by a vLLM engine, with behavior log-probs.
 
-docs/method.md §1-§2 and §5: the same contract as the ``hf`` actor (:class:`stalegrpo.actors.Actor`,
-:class:`stalegrpo.actors.Rollout`): G completions per prompt, the log-prob log μ(y_t | x, y_<t)
+docs/method.md §1-§2 and §5: the same contract as the ``hf`` actor (:class:`stalegrpo.rollout.Actor`,
+:class:`stalegrpo.rollout.Rollout`): G completions per prompt, the log-prob log μ(y_t | x, y_<t)
 of every sampled token at the sampling temperature, the behavior version v of every sample, and
 rewards from the task's verifier. The learner recomputes π_θ with
 :func:`stalegrpo.policy.sequence_logprobs`; vLLM feeds each prompt unpadded with positions
@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stalegrpo.actors import Rollout, copy_weights
+from stalegrpo.rollout import Rollout, copy_weights
 from stalegrpo.policy import encode_prompts, load_policy
 from stalegrpo.tasks import Problem, Task
 
@@ -92,7 +92,7 @@ class _QuietExpectedWarnings(logging.Filter):
 
 
 class VLLMActor:
-    """The ``vllm`` backend of :class:`stalegrpo.actors.Actor`.
+    """The ``vllm`` backend of :class:`stalegrpo.rollout.Actor`.
 
     ``model_path_or_model`` is a ``save_pretrained`` directory or a transformers model, which is
     then saved to a temporary directory for the engine. ``self.model`` is the transformers model

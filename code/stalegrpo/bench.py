@@ -7,7 +7,7 @@ In one process, one after the other on the same machine:
 1. the synchronous baseline: the ``async`` schedule with S = 0 (actor and learner alternate);
    its steady-state steps give t_gen (one batch generated) and t_train (one learner step,
    weight push and bookkeeping included), hence the ideal speedup (t_gen + t_train) / max(t_gen, t_train);
-2. ``async`` runs with S in ``bench.lags``: their measured speedup over (1) and its efficiency
+2. ``async`` runs with S in ``bench.S``: their measured speedup over (1) and its efficiency
    measured / ideal;
 3. the staleness bookkeeping (lags, snapshots, admission check) as a % of the step time;
 4. sampling tokens/s of the actor's KV-cache loop against ``transformers``' ``generate``;
@@ -25,7 +25,7 @@ import json
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -38,11 +38,13 @@ from stalegrpo.config import load_config, to_dict
 class BenchConfig:
     """Options of ``stalegrpo bench lm`` (given as ``bench.KEY=VALUE``)."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"lags": "S"}
+
     steps: int = field(default=40, metadata={"minimum": 2})
     """learner steps per measured run"""
     skip: int = field(default=5, metadata={"minimum": 0})
     """first steps of each run left out of the rates (start-up, first weight push)"""
-    lags: list[int] = field(default_factory=lambda: [1, 2, 4])
+    S: list[int] = field(default_factory=lambda: [1, 2, 4], metadata={"minimum": 1, "minItems": 1})
     """staleness bounds S of the async runs"""
     sampling_repeats: int = field(default=5, metadata={"minimum": 1})
     """timed repeats of the sampling benchmark"""
@@ -152,7 +154,7 @@ def bench(config_path, overrides, out) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     runs = []
-    for S in [0, *options.lags]:
+    for S in [0, *options.S]:
         run_cfg = replace(cfg, S=S)
         check(run_cfg)
         runs.append(measure(run_cfg, out / f"async_S{S}", options.skip))

@@ -32,6 +32,9 @@ class CollapseConfig:
 
     ema_alpha: float = 0.1
     """EMA weight of the newest value (1 = no smoothing)"""
+    reward_detector: bool = True
+    """run the reward detector (false for runs that are not about collapse, whose reward noise must
+    not end them)"""
     delta: float = 0.5
     """reward detector: fraction δ of the gain r_peak - r_0 that must be lost"""
     min_drop: float = 0.05
@@ -93,6 +96,7 @@ class CollapseMonitor:
         self._reward_peak = np.fmax(self._reward_peak, r)
         gain = self._reward_peak - self._reward_0
         fell = (r < self._reward_peak - cfg.delta * gain) & (self._reward_peak - r > cfg.min_drop)
+        fell &= cfg.reward_detector
         fired = np.where((fired == 0) & fell, DETECTORS.index("reward"), fired)
 
         kappa_ref = cfg.kappa if cfg.kappa_ref is None else cfg.kappa_ref

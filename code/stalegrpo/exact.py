@@ -38,7 +38,7 @@ regime comes from the ``recompute`` objective, which treats stale samples as on-
 bounds the drift from μ, and once S·η is large the §4 KL detector (kl_behavior > κ) fires. Under
 ``behavior`` the clip bounds that drift and staleness only slows learning (it delays collapse).
 
-Bias measurement. Each run's ``bias_probe`` is its bias at one continuous time t0 = k·η
+Bias measurement. Each run's ``bias`` (runs table) is its bias at one continuous time t0 = k·η
 (``bias_time``): at equal t0 all small-drift runs sit at nearly the same θ(t0) of the gradient
 flow, so across runs only the delay S·η varies, which is what the O(S·η) claim is about. A
 fixed step window would compare different states for different η.
@@ -58,7 +58,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -72,6 +72,17 @@ from stalegrpo.objectives import group_advantages, token_surrogate
 @dataclass
 class ExactConfig:
     """The exact testbed: sequence space, rewards, dynamics, grid and collapse detection."""
+
+    RENAMED: ClassVar[dict[str, str]] = {
+        "lags": "S",
+        "lrs": "eta",
+        "seeds": "seed",
+        "clip_eps": "eps",
+        **dict.fromkeys(
+            ("small_drift_max", "horizon_regime_max_tau", "frontier_horizons", "n_boot"),
+            "a fit setting now: set it in the workflow config's `fits` section",
+        ),
+    }
 
     prompts: int = field(default=8, metadata={"minimum": 1})
     """number of prompts P"""
@@ -93,13 +104,13 @@ class ExactConfig:
     """optimizer of the ascent step"""
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     """Adam β1, β2"""
-    lags: list[int] = field(default_factory=lambda: [0, 1, 2, 4, 8, 16])
+    S: list[int] = field(default_factory=lambda: [0, 1, 2, 4, 8, 16], metadata={"minimum": 0, "minItems": 1})
     """grid of staleness bounds S (lag of every batch is exactly min(k, S))"""
-    lrs: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0])
+    eta: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0], metadata={"exclusiveMinimum": 0, "minItems": 1})
     """grid of learning rates η"""
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seed: list[int] = field(default_factory=lambda: [0], metadata={"minimum": 0, "minItems": 1})
     """grid of seeds (initial θ_0 and, in sampled mode, the samples)"""
-    clip_eps: list[float] = field(default_factory=lambda: [0.2])
+    eps: list[float] = field(default_factory=lambda: [0.2], metadata={"minimum": 0, "minItems": 1})
     """grid of clip radii ε (ε_lo = ε_hi = ε)"""
     horizon: int = field(default=200, metadata={"minimum": 1})
     """learner steps T"""
@@ -118,15 +129,7 @@ class ExactConfig:
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
     """collapse detectors (docs/method.md §4)"""
     bias_time: float = field(default=50.0, metadata={"exclusiveMinimum": 0})
-    """continuous time t0 = k·η at which each run's bias_probe is read (step ceil(t0/η), at least S)"""
-    small_drift_max: float = field(default=50.0, metadata={"exclusiveMinimum": 0})
-    """fits: largest S·η in the bias-slope fit (the small-drift range)"""
-    horizon_regime_max_tau: float | None = None
-    """fits: runs with S·η up to this are in the horizon-limited regime for the T_c·η CV (None: S = 0 only)"""
-    frontier_horizons: list[int] | None = None
-    """fits: horizons T' at which η*(S, T') is read by truncating runs (None: T/4, T/2, T)"""
-    n_boot: int = field(default=1000, metadata={"minimum": 0})
-    """fits: bootstrap resamples of the bias-slope CI"""
+    """continuous time t0 = k·η at which each run's bias is read (step ceil(t0/η), at least S)"""
     dtype: Literal["float32", "float64"] = "float64"
     """floating-point precision of the simulation"""
     threads: int = field(default=1, metadata={"minimum": 1})
@@ -269,7 +272,7 @@ def sampled_grad(bed, theta, behavior_logprobs, cfg, eps, generator):
 
 def grid(cfg: ExactConfig) -> pd.DataFrame:
     """One row per run of the (S, η, seed, ε) grid."""
-    rows = list(itertools.product(cfg.lags, cfg.lrs, cfg.seeds, cfg.clip_eps))
+    rows = list(itertools.product(cfg.S, cfg.eta, cfg.seed, cfg.eps))
     runs = pd.DataFrame(rows, columns=["S", "eta", "seed", "eps"])
     runs.insert(0, "run", np.arange(len(runs)))
     return runs
@@ -277,7 +280,7 @@ def grid(cfg: ExactConfig) -> pd.DataFrame:
 
 STEP_COLUMNS = (
     "lag", "reward", "gold_reward", "entropy", "kl_behavior", "ess", "clip_frac_low", "clip_frac_high",
-    "bias", "bias_rel", "drift", "grad_norm", "update_norm", "surrogate_grad_norm", "total_derivative_gap",
+    "bias", "relative_bias", "drift", "grad_norm", "update_norm", "surrogate_grad_norm", "total_derivative_gap",
 )
 
 
@@ -333,7 +336,7 @@ def simulate(cfg: ExactConfig, progress: bool = False):
                 "clip_frac_low": (mu * sur.clipped_low.to(dtype).mean(1)).sum(-1),
                 "clip_frac_high": (mu * sur.clipped_high.to(dtype).mean(1)).sum(-1),
                 "bias": bias,
-                "bias_rel": bias / fresh_norm,
+                "relative_bias": bias / fresh_norm,
                 "drift": (theta - theta_behavior).norm(dim=-1),
                 "grad_norm": grad.norm(dim=-1),
                 "surrogate_grad_norm": fresh_norm,
@@ -377,24 +380,20 @@ def simulate(cfg: ExactConfig, progress: bool = False):
     # bias at a fixed continuous time t0 = k·η: every run is read at (nearly) the same state θ(t0)
     # of the gradient flow, so across runs only the delay S·η varies (see bias_time)
     probe_step = np.maximum(np.ceil(cfg.bias_time / runs.eta.values).astype(int), runs.S.values)
-    runs["bias_probe_step"] = probe_step
-    runs["bias_probe"] = np.where(probe_step < T, record["bias"][np.minimum(probe_step, T - 1), np.arange(R)], np.nan)
+    runs["bias_step"] = probe_step
+    for name in ("bias", "relative_bias"):
+        runs[name] = np.where(probe_step < T, record[name][np.minimum(probe_step, T - 1), np.arange(R)], np.nan)
     runs["final_reward"] = record["reward"][-1]
     runs["final_gold_reward"] = record["gold_reward"][-1]
     runs["peak_gold_reward"] = np.nanmax(record["gold_reward"], axis=0)
     return steps, runs
 
 
-def _summarize(steps, runs, cfg, seconds):
-    summary = {"config": to_dict(cfg), "runs": len(runs), "steps": cfg.horizon, "seconds": seconds,
-               "runs_x_steps_per_s": len(runs) * cfg.horizon / seconds}
-    try:
-        from stalegrpo.fits import summarize_exact
-    except ImportError as err:  # the fits module is written separately; the tables stand alone
-        summary["fits"] = {"status": "unavailable", "message": str(err)}
-    else:
-        summary["fits"] = summarize_exact(steps, runs, to_dict(cfg))
-    return summary
+def _summarize(runs, cfg, seconds) -> dict:
+    """What ran and how long it took; the fits are the analysis stage's (code/make_fits.py)."""
+    return {"config": to_dict(cfg), "runs": len(runs), "steps": cfg.horizon, "seconds": seconds,
+            "runs_x_steps_per_s": len(runs) * cfg.horizon / seconds,
+            "n_collapsed": int((~runs.censored).sum())}
 
 
 def main(config: str | None, overrides: list[str], out: str) -> int:
@@ -407,7 +406,7 @@ def main(config: str | None, overrides: list[str], out: str) -> int:
     seconds = time.perf_counter() - start
     steps.to_parquet(out / "steps.parquet", index=False)
     runs.to_parquet(out / "runs.parquet", index=False)
-    summary = _summarize(steps, runs, cfg, seconds)
+    summary = _summarize(runs, cfg, seconds)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     print(f"{len(runs)} runs x {cfg.horizon} steps in {seconds:.1f} s; "
           f"{int((~runs.censored).sum())} collapsed; wrote {out}/steps.parquet, runs.parquet, summary.json")

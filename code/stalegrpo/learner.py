@@ -29,9 +29,8 @@ from pathlib import Path
 
 import torch
 
-from stalegrpo.buffer import flat_params
 from stalegrpo.objectives import aggregate, group_advantages, k3_kl, token_surrogate
-from stalegrpo.policy import sequence_logprobs, token_entropy
+from stalegrpo.policy import flat_params, sequence_logprobs, token_entropy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,17 +82,17 @@ def deepspeed_engine(model: torch.nn.Module, optimizer: torch.optim.Optimizer, c
 
 
 def learning_rate(cfg, step: int, ess: float, mean_lag: float) -> float:
-    """η_k of docs/method.md §6 (``cfg.lr_schedule``), with the shared warm-up."""
+    """η_k of docs/method.md §6 (``cfg.lr_schedule``) from η_0 = ``cfg.eta``, with the shared warm-up."""
     warmup = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
     if cfg.lr_schedule == "constant":
-        lr = cfg.lr
+        eta = cfg.eta
     elif cfg.lr_schedule == "ess":
-        lr = cfg.lr * math.sqrt(min(1.0, ess)) if math.isfinite(ess) else cfg.lr
+        eta = cfg.eta * math.sqrt(min(1.0, ess)) if math.isfinite(ess) else cfg.eta
     elif cfg.lr_schedule == "staleness":
-        lr = cfg.lr / max(1.0, mean_lag)
+        eta = cfg.eta / max(1.0, mean_lag)
     else:
         raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}")
-    return lr * warmup
+    return eta * warmup
 
 
 def normalised_ess(log_weights: torch.Tensor) -> float:
@@ -116,7 +115,7 @@ class Learner:
     def __init__(self, model, ref_model, cfg, version: int = 0):
         self.cfg = cfg
         self.optimizer = torch.optim.Adam(
-            model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2)
+            model.parameters(), lr=cfg.eta, betas=(cfg.adam_beta1, cfg.adam_beta2)
         )
         config_path = Path(cfg.deepspeed_dir) / f"zero{cfg.deepspeed_zero}.json"
         self.engine = deepspeed_engine(model, self.optimizer, config_path, cfg.grad_clip)
@@ -197,14 +196,14 @@ class Learner:
             "mismatch_kl": masked_mean(kl_behavior_tok, fresh),
             "entropy": masked_mean(token_entropy(logits), mask),
         }
-        lr = learning_rate(cfg, self.version, metrics["ess"], float(lag.float().mean()))
+        eta_k = learning_rate(cfg, self.version, metrics["ess"], float(lag.float().mean()))
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = eta_k
 
         value, surrogate = self.objective(logprobs, batch, ref_logprobs)
         loss = -value
         metrics.update(
-            lr=lr,
+            eta_k=eta_k,
             loss=float(loss.detach()),
             clip_frac_low=masked_mean(surrogate.clipped_low.float(), mask),
             clip_frac_high=masked_mean(surrogate.clipped_high.float(), mask),
@@ -269,14 +268,14 @@ class Learner:
             raise FileNotFoundError(f"no DeepSpeed checkpoint {tag!r} under {str(directory)!r}")
 
 
-def bias_probe(grad_stale_a, grad_stale_b, grad_fresh_a, grad_fresh_b) -> dict:
+def bias_estimate(grad_stale_a, grad_stale_b, grad_fresh_a, grad_fresh_b) -> dict:
     """The unbiased squared-bias estimate of docs/method.md §3.2 and the relative bias."""
     bias_sq = float(torch.dot(grad_stale_a - grad_fresh_a, grad_stale_b - grad_fresh_b))
     grad_sq = float(torch.dot(grad_fresh_a, grad_fresh_b))
     bias = math.sqrt(max(bias_sq, 0.0))
     return {
-        "probe_bias_sq": bias_sq,
-        "probe_bias": bias,
-        "probe_grad_sq": grad_sq,
-        "probe_rel_bias": bias / math.sqrt(grad_sq) if grad_sq > 0 else float("nan"),
+        "bias_sq": bias_sq,
+        "bias": bias,
+        "grad_sq": grad_sq,
+        "relative_bias": bias / math.sqrt(grad_sq) if grad_sq > 0 else float("nan"),
     }

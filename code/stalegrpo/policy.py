@@ -156,3 +156,27 @@ def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of the softmax of ``logits`` over the last axis (e.g. from :func:`completion_logits`)."""
     logp = torch.log_softmax(logits, dim=-1)
     return -(logp.exp() * logp).sum(-1)
+
+
+# -- the weights as one flat vector (snapshots, drift norms, weight sync) -----------------------
+def flat_params(model: torch.nn.Module) -> torch.Tensor:
+    """All parameters as one detached fp32 vector (tied weights once)."""
+    return torch.cat([p.detach().reshape(-1).float() for p in model.parameters()])
+
+
+def state_from_flat(model: torch.nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A ``named_parameters`` state dict of views into ``flat`` (for ``Actor.load_weights``)."""
+    state, offset = {}, 0
+    for name, p in model.named_parameters():
+        state[name] = flat[offset : offset + p.numel()].view_as(p)
+        offset += p.numel()
+    return state
+
+
+@torch.no_grad()
+def load_flat(model: torch.nn.Module, flat: torch.Tensor) -> None:
+    """Copy ``flat`` into ``model``'s parameters in place."""
+    offset = 0
+    for p in model.parameters():
+        p.copy_(flat[offset : offset + p.numel()].view_as(p))
+        offset += p.numel()

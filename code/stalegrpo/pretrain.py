@@ -13,7 +13,7 @@ Measured on the shared 2-core machine (seeds 0-3, defaults): the target was reac
 275-450 steps, with final held-out sampled accuracy 0.17-0.26 and greedy 0.37-0.50 (the same
 numbers on 1 or 2 threads). Wall time was 11 s (450 steps, 2 threads, idle machine) to 90 s
 (1 thread, busy machine); 2 threads on an oversubscribed machine took 340 s, so use threads=1
-when the cores are shared. At lr 3e-3 the plateau before the jump lasted 150-1050 steps; at 6e-3 it did not end
+when the cores are shared. At η = 3e-3 the plateau before the jump lasted 150-1050 steps; at 6e-3 it did not end
 within 1200.
 
 ``model=PATH`` starts from an existing local checkpoint instead (paper scale); with
@@ -27,7 +27,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -40,6 +40,10 @@ from stalegrpo.tasks import get_task
 
 @dataclass
 class PretrainConfig:
+    """Configuration of ``stalegrpo pretrain``."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"lr": "eta"}
+
     task: Literal["addition", "multiplication"] = "addition"
     """the task whose answers the policy learns"""
     digits: int = field(default=2, metadata={"minimum": 1})
@@ -60,7 +64,7 @@ class PretrainConfig:
     """maximum number of optimizer steps (0: evaluate and save only)"""
     batch_size: int = field(default=64, metadata={"minimum": 1})
     """problems per step, drawn fresh from the train split"""
-    lr: float = field(default=1.5e-3, metadata={"exclusiveMinimum": 0})
+    eta: float = field(default=1.5e-3, metadata={"exclusiveMinimum": 0})
     """AdamW learning rate after warm-up"""
     weight_decay: float = field(default=0.0, metadata={"minimum": 0})
     """AdamW weight decay"""
@@ -140,7 +144,7 @@ def main(config_path: str | None, overrides: list[str], out: str) -> int:
     rng = np.random.default_rng(cfg.seed)
     eval_problems = task.sample("heldout", cfg.eval_problems, np.random.default_rng(cfg.seed + 1))
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, betas=(0.9, cfg.beta2), weight_decay=cfg.weight_decay
+        model.parameters(), lr=cfg.eta, betas=(0.9, cfg.beta2), weight_decay=cfg.weight_decay
     )
     warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / (cfg.warmup + 1)))
 

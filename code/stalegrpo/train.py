@@ -1,19 +1,20 @@
 """One asynchronous-GRPO run on a language model (docs/method.md §2-§5).
 
-    stalegrpo train config/train.yaml S=4 lr=3e-4 --out results/run
+    stalegrpo train config/train.yaml S=4 eta=3e-4 --out results/run
 
 The learner (:mod:`stalegrpo.learner`) takes T optimizer steps. Rollouts come from one of the
-two schedules of §5 (:mod:`stalegrpo.buffer`): ``fixed`` generates batch n in-process with the
+two schedules of §5 (:mod:`stalegrpo.schedules`): ``fixed`` generates batch n in-process with the
 snapshot of version max(0, n·m - S); ``async`` runs an actor process that generates while the
 learner trains, under admission control (lag ≤ S), and receives the weights after every step.
 
 Per learner step the run appends one tidy row of the §3 metrics to OUT/steps.parquet, every
 sample's (version, lag) to OUT/lags.parquet, the held-out sampled accuracy (T = 1) every
 ``eval_every`` steps to OUT/eval.parquet and the §3.2 bias probe every ``probe_every`` steps to
-the step's row. A :class:`~stalegrpo.collapse.CollapseMonitor` watches the run (§4); a collapse
-is recorded, the run continues for ``grace_steps`` and exits 0. OUT/summary.json says how the
-run ended. A checkpoint (DeepSpeed engine + run state) is written every ``checkpoint_every`` steps
-and on SIGTERM; the same command resumes from it, bit for bit in the ``fixed`` schedule.
+the step's row; with ``logger: tensorboard`` the rows also go to OUT/tensorboard. A
+:class:`~stalegrpo.collapse.CollapseMonitor` watches the run (§4); a collapse is recorded, the
+run continues for ``grace_steps`` and exits 0. OUT/summary.json says how the run ended. A
+checkpoint (DeepSpeed engine + :class:`RunState`) is written every ``checkpoint_every`` steps and
+on SIGTERM; the same command resumes from it, bit for bit in the ``fixed`` schedule.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ import copy
 import json
 import math
 import os
-import queue as queue_module
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -36,23 +36,20 @@ import torch
 from tqdm import tqdm
 
 from stalegrpo.actors import make_actor
-from stalegrpo.buffer import (
-    SnapshotRing,
-    admission_version,
-    fixed_behavior_version,
-    flat_params,
-    state_from_flat,
-)
 from stalegrpo.collapse import CollapseConfig, CollapseMonitor
 from stalegrpo.config import ConfigError, load_config, to_dict
-from stalegrpo.learner import Learner, bias_probe
-from stalegrpo.policy import load_policy
+from stalegrpo.learner import Learner, bias_estimate
+from stalegrpo.logger import make_logger
+from stalegrpo.policy import flat_params, load_policy, state_from_flat
+from stalegrpo.schedules import SnapshotRing, make_source, minibatch, rng
 from stalegrpo.tasks import get_task
 
 
 @dataclass
 class TrainConfig:
     """Configuration of ``stalegrpo train``."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"lr": "eta"}
 
     init_checkpoint: str = "results/lm/pretrain/tiny-addition"
     """the pretrained policy to start from (a save_pretrained folder; also the reference π_ref)"""
@@ -88,8 +85,8 @@ class TrainConfig:
     """β of the k3 KL penalty to the reference policy"""
     kl_ref_every: int = field(default=1, metadata={"minimum": 0})
     """steps between kl_ref measurements (one extra forward of π_ref; 0: never); every step when β > 0"""
-    lr: float = field(default=1e-4, metadata={"exclusiveMinimum": 0})
-    """η_0: the base learning rate (Adam)"""
+    eta: float = field(default=1e-4, metadata={"exclusiveMinimum": 0})
+    """η_0: the base learning rate (Adam); the rate applied at step k is the column eta_k"""
     lr_schedule: Literal["constant", "ess", "staleness"] = "constant"
     """learning-rate schedule of docs/method.md §6"""
     warmup_steps: int = field(default=0, metadata={"minimum": 0})
@@ -126,6 +123,8 @@ class TrainConfig:
     """collapse detectors (docs/method.md §4)"""
     progress: bool = True
     """show a tqdm progress bar"""
+    logger: Literal["tensorboard", "none"] = "tensorboard"
+    """also write the per-step metrics as TensorBoard event files under OUT/tensorboard"""
 
 
 CONFIG_CLASS = TrainConfig
@@ -144,6 +143,20 @@ WALL_COLUMNS = (
     "probe_s",
 )
 """columns that measure wall time: excluded when runs are compared for determinism"""
+MEAN_COLUMNS = (
+    "gen_s",
+    "train_s",
+    "step_time_s",
+    "bookkeeping_s",
+    "weight_sync_s",
+    "learner_wait_s",
+    "actor_wait_s",
+    "lag_mean",
+)
+"""step columns whose run means go into summary.json"""
+TEST_SIGNAL_ENV = "STALEGRPO_TEST_SIGNAL_AFTER_CHECKPOINT"
+"""test hook, ``STEP:SIGNAL`` (e.g. ``4:SIGKILL``): the run signals itself right after writing
+checkpoint STEP, so kill and resume tests stop it at a known step without polling"""
 
 
 def check(cfg: TrainConfig) -> None:
@@ -161,134 +174,6 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"async needs S >= updates_per_batch - 1 = {m - 1} (the last minibatch's lag), got S = {cfg.S}"
         )
-
-
-def rng(cfg, *keys) -> np.random.Generator:
-    """The generator of one random event, keyed by what it is for: nothing to checkpoint."""
-    return np.random.default_rng([cfg.seed, *keys])
-
-
-def batch_seed(cfg, n: int) -> int:
-    return int(rng(cfg, n, 1).integers(2**62))
-
-
-def make_batch(cfg, task, actor, n: int):
-    problems = task.sample("train", cfg.batch_prompts, rng(cfg, n, 0))
-    return actor.generate(problems, cfg.group_size, cfg.temperature, seed=batch_seed(cfg, n))
-
-
-def minibatch(rollout, j: int, m: int, group_size: int):
-    """The j-th of m minibatches of a rollout: whole groups, in order."""
-    if m == 1:
-        return rollout
-    n = len(rollout.problems) // m
-    rows = slice(j * n * group_size, (j + 1) * n * group_size)
-    tensors = {k: v[rows] for k, v in vars(rollout).items() if torch.is_tensor(v)}
-    return replace(
-        rollout,
-        **tensors | {"problems": rollout.problems[j * n : (j + 1) * n], "group": tensors["group"] - j * n},
-    )
-
-
-# -- rollout sources: the two schedules of §5 -------------------------------------------------
-class FixedSource:
-    """Batch n is generated in-process by the snapshot of version max(0, n·m - S)."""
-
-    def __init__(self, cfg, task, model, tokenizer, ring):
-        self.cfg, self.task, self.ring = cfg, task, ring
-        self.actor = make_actor(cfg.actor, model, tokenizer, task)
-        self.actor.version = -1
-
-    def next(self, n: int):
-        v = fixed_behavior_version(n * self.cfg.updates_per_batch, self.cfg.S)
-        start = time.perf_counter()
-        if self.actor.version != v:
-            self.actor.load_weights(state_from_flat(self.actor.model, self.ring[v]), v)
-        sync = time.perf_counter() - start
-        rollout = make_batch(self.cfg, self.task, self.actor, n)
-        return rollout, {"actor_wait_s": 0.0, "learner_wait_s": rollout.gen_seconds, "weight_sync_s": sync}
-
-    def publish(self, flat, version):
-        return 0.0
-
-    def close(self):
-        pass
-
-
-def actor_process(cfg, shared, queue, stop, start_batch: int) -> None:
-    """Actor loop of the async schedule: wait for admission, load the newest weights, generate."""
-    torch.set_num_threads(max(1, cfg.threads // 2))
-    queue.cancel_join_thread()  # exit without flushing batches nobody will consume
-    parent = os.getppid()
-
-    def should_stop():  # asked to, or orphaned by a learner that was killed
-        return stop.is_set() or os.getppid() != parent
-
-    model, tokenizer = load_policy(cfg.init_checkpoint)
-    task = get_task(cfg.task, digits=cfg.digits)
-    actor = make_actor(cfg.actor, model, tokenizer, task)
-    actor.version = -1
-    flat = flat_params(model)
-    n = start_batch
-    while not should_stop():
-        start = time.perf_counter()
-        shared.wait_for(admission_version(n, cfg.updates_per_batch, cfg.S), should_stop)
-        if should_stop():
-            break
-        admitted = time.perf_counter()
-        version = shared.read(flat)
-        if version != actor.version:
-            actor.load_weights(state_from_flat(model, flat), version)
-        loaded = time.perf_counter()
-        rollout = make_batch(cfg, task, actor, n)
-        queue.put((n, rollout, {"actor_wait_s": admitted - start, "weight_sync_s": loaded - admitted}))
-        n += 1
-
-
-class AsyncSource:
-    """An actor process generating concurrently; weights pushed through shared memory."""
-
-    def __init__(self, cfg, flat, version: int, start_batch: int):
-        from stalegrpo.buffer import SharedWeights
-
-        context = torch.multiprocessing.get_context("spawn")
-        self.shared = SharedWeights(flat.numel(), context)
-        self.shared.publish(flat, version)
-        self.queue, self.stop = context.Queue(), context.Event()
-        self.process = context.Process(
-            target=actor_process, args=(cfg, self.shared, self.queue, self.stop, start_batch), daemon=True
-        )
-        self.process.start()
-
-    def next(self, n: int):
-        start = time.perf_counter()
-        while True:
-            try:
-                index, rollout, info = self.queue.get(timeout=5.0)
-                break
-            except queue_module.Empty:
-                if not self.process.is_alive():
-                    raise RuntimeError(
-                        f"the actor process died (exit code {self.process.exitcode})"
-                    ) from None
-        assert index == n, f"actor produced batch {index}, learner expected {n}"
-        return rollout, info | {"learner_wait_s": time.perf_counter() - start}
-
-    def publish(self, flat, version):
-        start = time.perf_counter()
-        self.shared.publish(flat, version)
-        return time.perf_counter() - start
-
-    def close(self):
-        self.stop.set()
-        with self.shared.cond:
-            self.shared.cond.notify_all()
-        # batches still queued are dropped unread: the actor does not wait for them to be
-        # consumed (cancel_join_thread), and unpickling them would need the exiting actor
-        self.process.join(timeout=10)
-        if self.process.is_alive():
-            self.process.terminate()
-        self.queue.cancel_join_thread()
 
 
 # -- evaluation and the bias probe ------------------------------------------------------------
@@ -317,16 +202,36 @@ def probe(cfg, task, scratch, ring, learner) -> dict:
             grads[name + half] = scratch.generate(problems, cfg.group_size, cfg.temperature, seed=seed)
     scratch.load_weights(state_from_flat(scratch.model, ring[k]), k)
     grads = {name: learner.probe_gradient(scratch.model, batch) for name, batch in grads.items()}
-    return bias_probe(grads["stalea"], grads["staleb"], grads["fresha"], grads["freshb"]) | {
+    return bias_estimate(grads["stalea"], grads["staleb"], grads["fresha"], grads["freshb"]) | {
         "probe_lag": k - stale
     }
 
 
-# -- the run ----------------------------------------------------------------------------------
-def main(config_path, overrides, out) -> int:
-    cfg = load_config(TrainConfig, config_path, overrides)
-    check(cfg)
-    return run(cfg, Path(out))["exit_code"]
+# -- records and checkpoints -----------------------------------------------------------------
+@dataclass
+class RunState:
+    """Everything besides the DeepSpeed engine that a checkpoint holds to resume a run exactly."""
+
+    config: dict
+    """the run's config, compared on resume"""
+    monitor: CollapseMonitor
+    """the collapse detectors' state"""
+    stop_at: int
+    """the step the run stops at: the horizon, or a grace window after a collapse"""
+    rows: list[dict] = field(default_factory=list)
+    """one dict of §3 metrics per learner step"""
+    lags: list[np.ndarray] = field(default_factory=list)
+    """per step, the (step, sample, version, lag) rows of its samples"""
+    evals: list[dict] = field(default_factory=list)
+    """the held-out evaluations so far"""
+    ring: dict | None = None
+    """the snapshot ring of recent weights"""
+    elapsed: float = 0.0
+    """wall seconds of the run so far, over all resumptions"""
+    cpu_time: float = 0.0
+    """CPU seconds of the learner process so far, over all resumptions"""
+    admission_violations: int = 0
+    """async samples consumed with a lag above S (must stay 0)"""
 
 
 def _replace_atomically(path: Path, write) -> None:
@@ -336,12 +241,12 @@ def _replace_atomically(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def write_tables(out: Path, state: dict, summary: dict | None = None) -> None:
+def write_tables(out: Path, state: RunState, summary: dict | None = None) -> None:
     """The tidy tables so far (at every checkpoint), and the summary once the run has ended."""
-    lags = np.concatenate(state["lags"]) if state["lags"] else np.zeros((0, 4), dtype=np.int64)
+    lags = np.concatenate(state.lags) if state.lags else np.zeros((0, 4), dtype=np.int64)
     tables = {
-        "steps.parquet": pd.DataFrame(state["rows"]),
-        "eval.parquet": pd.DataFrame(state["evals"]),
+        "steps.parquet": pd.DataFrame(state.rows),
+        "eval.parquet": pd.DataFrame(state.evals),
         "lags.parquet": pd.DataFrame(lags, columns=["step", "sample", "version", "lag"]),
     }
     for name, table in tables.items():
@@ -351,230 +256,235 @@ def write_tables(out: Path, state: dict, summary: dict | None = None) -> None:
         _replace_atomically(out / "summary.json", lambda tmp: tmp.write_text(text))
 
 
-def save_checkpoint(out: Path, learner, state: dict) -> None:
+def save_checkpoint(out: Path, learner, state: RunState) -> None:
     """Run state first, then the engine, whose ``latest`` file is written last (atomic enough)."""
     directory, tag = out / "checkpoint", f"step{learner.version}"
     (directory / tag).mkdir(parents=True, exist_ok=True)
-    state = state | {
+    saved = vars(state) | {
         "torch_rng": torch.get_rng_state(),
         "prev_grad": learner.prev_grad,
         "version": learner.version,
     }
-    torch.save(state, directory / tag / "run_state.pt")
+    torch.save(saved, directory / tag / "run_state.pt")
     learner.save(directory, tag)
     for old in directory.glob("step*"):
         if old.name != tag:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def run(cfg: TrainConfig, out: Path) -> dict:
-    start_time = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.threads if cfg.schedule == "fixed" else max(1, cfg.threads // 2))
-    task = get_task(cfg.task, digits=cfg.digits)
-    model, tokenizer = load_policy(cfg.init_checkpoint)
-    # copies made before DeepSpeed touches the model: the reference, the fixed-schedule actor's
-    # model and a scratch actor for evaluation and the bias probe
-    ref_model, actor_model = copy.deepcopy(model), copy.deepcopy(model)
-    scratch = make_actor("hf", copy.deepcopy(model), tokenizer, task)
-    learner = Learner(model, ref_model, cfg)
-    m, T = cfg.updates_per_batch, cfg.steps
-    ring = SnapshotRing(cfg.S + m + 1)
-    monitor = CollapseMonitor(cfg.collapse)
-    state = {
-        "config": to_dict(cfg),
-        "rows": [],
-        "lags": [],
-        "evals": [],
-        "ring": None,
-        "monitor": monitor,
-        "elapsed": 0.0,
-        "cpu_time": 0.0,
-        "stop_at": T,
-        "admission_violations": 0,
-    }
-
+def resume(out: Path, learner, ring: SnapshotRing, config: dict) -> RunState | None:
+    """The state of the run's last checkpoint, loaded into ``learner`` and ``ring``; None if none."""
     latest = out / "checkpoint" / "latest"
-    if latest.is_file():  # resume
-        tag = latest.read_text().strip()
-        saved = torch.load(out / "checkpoint" / tag / "run_state.pt", weights_only=False)
-        if saved["config"] != state["config"]:
-            raise ConfigError(
-                f"{str(out)!r} holds a run with another config; use a new --out to start afresh"
-            )
-        learner.load(out / "checkpoint", tag)
-        learner.version, learner.prev_grad = saved["version"], saved["prev_grad"]
-        torch.set_rng_state(saved["torch_rng"])
-        state = {k: saved[k] for k in state}
-        ring.load_state_dict(state["ring"])
-        monitor = state["monitor"]
-        print(f"resuming {out} at step {learner.version}")
-    else:
-        ring.push(0, flat_params(learner.model))
-        state["evals"].append(evaluate(cfg, task, scratch, ring, 0) | {"wall_time": 0.0})
-    elapsed0 = state["elapsed"] - time.perf_counter()
-    cpu0 = (
-        state.get("cpu_time", 0.0) - time.process_time()
-    )  # this process's CPU seconds: progress per unit of load
+    if not latest.is_file():
+        return None
+    tag = latest.read_text().strip()
+    saved = torch.load(out / "checkpoint" / tag / "run_state.pt", weights_only=False)
+    if saved["config"] != config:
+        raise ConfigError(f"{str(out)!r} holds a run with another config; use a new --out to start afresh")
+    learner.load(out / "checkpoint", tag)
+    learner.version, learner.prev_grad = saved["version"], saved["prev_grad"]
+    torch.set_rng_state(saved["torch_rng"])
+    state = RunState(**{f.name: saved[f.name] for f in fields(RunState)})
+    ring.load_state_dict(state.ring)
+    return state
 
+
+def _signal_after_checkpoint(step: int) -> None:
+    """The test hook of :data:`TEST_SIGNAL_ENV`."""
+    spec = os.environ.get(TEST_SIGNAL_ENV)
+    if spec and int(spec.split(":")[0]) == step:
+        os.kill(os.getpid(), getattr(signal, spec.split(":")[1]))
+
+
+# -- the run ----------------------------------------------------------------------------------
+def main(config_path, overrides, out) -> int:
+    cfg = load_config(TrainConfig, config_path, overrides)
+    check(cfg)
+    return run(cfg, Path(out))["exit_code"]
+
+
+class Run:
+    """One training run: the learner, the reference and scratch actors, the records."""
+
+    def __init__(self, cfg: TrainConfig, out: Path):
+        self.cfg, self.out = cfg, out
+        out.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(cfg.threads if cfg.schedule == "fixed" else max(1, cfg.threads // 2))
+        self.task = get_task(cfg.task, digits=cfg.digits)
+        model, self.tokenizer = load_policy(cfg.init_checkpoint)
+        # copies made before DeepSpeed touches the model: the reference, the fixed-schedule actor's
+        # model and a scratch actor for evaluation and the bias probe
+        ref_model, self.actor_model = copy.deepcopy(model), copy.deepcopy(model)
+        self.scratch = make_actor("hf", copy.deepcopy(model), self.tokenizer, self.task)
+        self.learner = Learner(model, ref_model, cfg)
+        self.ring = SnapshotRing(cfg.S + cfg.updates_per_batch + 1)
+        state = resume(out, self.learner, self.ring, to_dict(cfg))
+        if state is not None:
+            print(f"resuming {out} at step {self.learner.version}")
+        else:
+            state = RunState(config=to_dict(cfg), monitor=CollapseMonitor(cfg.collapse), stop_at=cfg.steps)
+            self.ring.push(0, flat_params(self.learner.model))
+            state.evals.append(self.evaluate(0) | {"wall_time": 0.0})
+        self.state = state
+        # clocks that continue across resumptions; CPU seconds measure progress per unit of load
+        self.elapsed0 = state.elapsed - time.perf_counter()
+        self.cpu0 = state.cpu_time - time.process_time()
+
+    def evaluate(self, version: int) -> dict:
+        return evaluate(self.cfg, self.task, self.scratch, self.ring, version)
+
+    def wall_time(self) -> float:
+        return self.elapsed0 + time.perf_counter()
+
+    def train_step(self, rollout, info: dict, j: int, step_start: float) -> dict:
+        """The j-th learner step on ``rollout``: probe, update, staleness bookkeeping; its §3 row."""
+        cfg, learner, state, ring = self.cfg, self.learner, self.state, self.ring
+        m, k = cfg.updates_per_batch, learner.version
+        row = {"step": k}
+        if cfg.probe_every and k % cfg.probe_every == 0:
+            probe_start = time.perf_counter()
+            row |= probe(cfg, self.task, self.scratch, ring, learner)
+            row["probe_s"] = time.perf_counter() - probe_start
+        batch = minibatch(rollout, j, m, cfg.group_size)
+        train_start = time.perf_counter()
+        metrics = learner.step(batch)
+        train_s = time.perf_counter() - train_start
+
+        book_start = time.perf_counter()  # staleness bookkeeping: lags, snapshots, admission check
+        lag = (k - batch.version).numpy()
+        state.admission_violations += int((lag > cfg.S).sum()) if cfg.schedule == "async" else 0
+        state.lags.append(np.stack([np.full_like(lag, k), np.arange(len(lag)), batch.version.numpy(), lag], 1))
+        current = flat_params(learner.model)
+        drift = float((ring[k] - ring[int(batch.version.min())]).norm())
+        ring.push(learner.version, current)
+        book_s = time.perf_counter() - book_start
+        sync_s = self.source.publish(current, learner.version) + (info["weight_sync_s"] if j == 0 else 0.0)
+
+        rewards = batch.rewards
+        row |= {
+            "wall_time": self.wall_time(),
+            "cpu_time": self.cpu0 + time.process_time(),
+            "lag_min": int(lag.min()),
+            "lag_mean": float(lag.mean()),
+            "lag_max": int(lag.max()),
+            "reward_mean": float(rewards.mean()),
+            "reward_std": float(rewards.std()),
+            "accuracy": float((rewards == 1).float().mean()),
+        }
+        row |= metrics | {"drift": drift}
+        row |= {
+            "gen_s": rollout.gen_seconds / m,
+            "train_s": train_s,
+            "step_time_s": time.perf_counter() - step_start,
+            "gen_tokens_per_s": int(rollout.completion_mask.sum()) / max(rollout.gen_seconds, 1e-9),
+            "train_tokens_per_s": int(batch.prompt_mask.sum() + batch.completion_mask.sum()) / train_s,
+            "actor_wait_s": info["actor_wait_s"] if j == 0 else 0.0,
+            "learner_wait_s": info["learner_wait_s"] if j == 0 else 0.0,
+            "weight_sync_s": sync_s,
+            "bookkeeping_s": book_s,
+        }
+        return row
+
+    def watch(self, row: dict) -> None:
+        """Feed the collapse detectors; a collapse (or a step with no update) sets the stop step."""
+        cfg, state = self.cfg, self.state
+        k = row["step"]
+        kl_ref = row["kl_ref"] if math.isfinite(row["kl_ref"]) or not row["finite"] else None  # None: not measured
+        fired = state.monitor.update(
+            k,
+            row["reward_mean"],
+            kl_behavior=row["kl_behavior"],
+            kl_ref=kl_ref,
+            finite=row["finite"],
+            entropy=row["entropy"],
+        )
+        row["collapsed"] = bool(state.monitor.collapsed[0])
+        if fired[0]:
+            state.stop_at = min(cfg.steps, k + 1 + cfg.grace_steps)
+            tqdm.write(f"collapse ({state.monitor.detector_names()[0]}) at step {k}; {cfg.grace_steps} more steps")
+        if not row["finite"]:
+            state.stop_at = self.learner.version  # no update was taken; nothing more can be learned
+
+    def checkpoint(self) -> None:
+        self.state.ring, self.state.elapsed = self.ring.state_dict(), self.wall_time()
+        self.state.cpu_time = self.cpu0 + time.process_time()
+        save_checkpoint(self.out, self.learner, self.state)
+
+    def summary(self, stopped: str) -> dict:
+        state, monitor, learner = self.state, self.state.monitor, self.learner
+        rows = pd.DataFrame(state.rows)
+        collapsed = bool(monitor.collapsed[0])
+        return {
+            "config": state.config,
+            "steps_done": learner.version,
+            "horizon": self.cfg.steps,
+            "finished": stopped != "sigterm",
+            "stopped": stopped,
+            "collapse_step": int(monitor.collapse_step[0]) if collapsed else None,
+            "collapse_detector": monitor.detector_names()[0] if collapsed else None,
+            "censored": not collapsed,
+            "initial_eval_accuracy": state.evals[0]["eval_accuracy"] if state.evals else None,
+            "final_eval_accuracy": state.evals[-1]["eval_accuracy"] if state.evals else None,
+            "admission_violations": state.admission_violations,
+            "wall_time": state.elapsed,
+            "mean": {c: float(rows[c].mean()) for c in MEAN_COLUMNS if c in rows},
+        }
+
+
+def run(cfg: TrainConfig, out: Path) -> dict:
+    """Train until the horizon, a collapse's grace window, SIGTERM or ``max_minutes``; the summary."""
+    start_time = time.perf_counter()
+    r = Run(cfg, out)
+    state, learner, m = r.state, r.learner, cfg.updates_per_batch
     terminated = []
     previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
-    if cfg.schedule == "fixed":
-        source = FixedSource(cfg, task, actor_model, tokenizer, ring)
-    else:
-        source = AsyncSource(cfg, ring[learner.version], learner.version, learner.version // m)
-    bar = tqdm(
-        total=T,
-        initial=learner.version,
-        disable=not cfg.progress,
-        desc=f"{cfg.schedule} S={cfg.S} lr={cfg.lr:g}",
-    )
-    last_eval = state["evals"][-1]["eval_accuracy"] if state["evals"] else float("nan")
+    r.source = make_source(cfg, r.task, r.actor_model, r.tokenizer, r.ring, learner.version)
+    logger = make_logger(cfg.logger, out / "tensorboard", learner.version)
+    bar = tqdm(total=cfg.steps, initial=learner.version, disable=not cfg.progress,
+               desc=f"{cfg.schedule} S={cfg.S} eta={cfg.eta:g}")
+    last_eval = state.evals[-1]["eval_accuracy"] if state.evals else float("nan")
     stopped = "horizon"
     try:
-        while learner.version < state["stop_at"]:
-            n = learner.version // m
+        while learner.version < state.stop_at:
             step_start = time.perf_counter()
-            rollout, info = source.next(n)
-            tokens_gen = int(rollout.completion_mask.sum())
+            rollout, info = r.source.next(learner.version // m)
             for j in range(m):
-                k = learner.version
-                row = {"step": k}
-                if cfg.probe_every and k % cfg.probe_every == 0:
-                    probe_start = time.perf_counter()
-                    row |= probe(cfg, task, scratch, ring, learner) | {
-                        "probe_s": time.perf_counter() - probe_start
-                    }
-                batch = minibatch(rollout, j, m, cfg.group_size)
-                train_start = time.perf_counter()
-                metrics = learner.step(batch)
-                train_s = time.perf_counter() - train_start
-
-                book_start = time.perf_counter()  # staleness bookkeeping: lags, snapshots, admission check
-                lag = (k - batch.version).numpy()
-                state["admission_violations"] += int((lag > cfg.S).sum()) if cfg.schedule == "async" else 0
-                state["lags"].append(
-                    np.stack([np.full_like(lag, k), np.arange(len(lag)), batch.version.numpy(), lag], 1)
-                )
-                current = flat_params(learner.model)
-                drift = float((ring[k] - ring[int(batch.version.min())]).norm())
-                ring.push(learner.version, current)
-                book_s = time.perf_counter() - book_start
-                sync_s = source.publish(current, learner.version) + (info["weight_sync_s"] if j == 0 else 0.0)
-
-                rewards = batch.rewards
-                row |= (
-                    {
-                        "wall_time": elapsed0 + time.perf_counter(),
-                        "cpu_time": cpu0 + time.process_time(),
-                        "lag_min": int(lag.min()),
-                        "lag_mean": float(lag.mean()),
-                        "lag_max": int(lag.max()),
-                        "reward_mean": float(rewards.mean()),
-                        "reward_std": float(rewards.std()),
-                        "accuracy": float((rewards == 1).float().mean()),
-                    }
-                    | metrics
-                    | {"drift": drift}
-                )
-                row |= {
-                    "gen_s": rollout.gen_seconds / m,
-                    "train_s": train_s,
-                    "step_time_s": time.perf_counter() - step_start,
-                    "gen_tokens_per_s": tokens_gen / max(rollout.gen_seconds, 1e-9),
-                    "train_tokens_per_s": int(batch.prompt_mask.sum() + batch.completion_mask.sum())
-                    / train_s,
-                    "actor_wait_s": info["actor_wait_s"] if j == 0 else 0.0,
-                    "learner_wait_s": info["learner_wait_s"] if j == 0 else 0.0,
-                    "weight_sync_s": sync_s,
-                    "bookkeeping_s": book_s,
-                }
+                row = r.train_step(rollout, info, j, step_start)
                 step_start = time.perf_counter()
-                kl_ref = (
-                    row["kl_ref"] if math.isfinite(row["kl_ref"]) or not row["finite"] else None
-                )  # None: not measured
-                fired = monitor.update(
-                    k,
-                    row["reward_mean"],
-                    kl_behavior=row["kl_behavior"],
-                    kl_ref=kl_ref,
-                    finite=row["finite"],
-                    entropy=row["entropy"],
-                )
-                row["collapsed"] = bool(monitor.collapsed[0])
-                state["rows"].append(row)
-                if fired[0]:
-                    state["stop_at"] = min(T, k + 1 + cfg.grace_steps)
-                    tqdm.write(
-                        f"collapse ({monitor.detector_names()[0]}) at step {k}; {cfg.grace_steps} more steps"
-                    )
-                if not row["finite"]:
-                    state["stop_at"] = learner.version  # no update was taken; nothing more can be learned
-                if cfg.eval_every and learner.version % cfg.eval_every == 0 or learner.version == T:
-                    state["evals"].append(
-                        evaluate(cfg, task, scratch, ring, learner.version) | {"wall_time": row["wall_time"]}
-                    )
-                    last_eval = state["evals"][-1]["eval_accuracy"]
+                r.watch(row)
+                state.rows.append(row)
+                if cfg.eval_every and learner.version % cfg.eval_every == 0 or learner.version == cfg.steps:
+                    state.evals.append(r.evaluate(learner.version) | {"wall_time": row["wall_time"]})
+                    last_eval = state.evals[-1]["eval_accuracy"]
+                    logger.log(state.evals[-1] | {"step": learner.version, "wall_time": math.nan})
+                logger.log(row)
                 bar.update(1)
-                bar.set_postfix(
-                    reward=f"{row['reward_mean']:.3f}",
-                    lag=f"{row['lag_mean']:.1f}",
-                    ess=f"{row['ess']:.3f}",
-                    acc=f"{last_eval:.3f}",
-                )
-                if learner.version >= state["stop_at"]:
+                bar.set_postfix(reward=f"{row['reward_mean']:.3f}", lag=f"{row['lag_mean']:.1f}",
+                                ess=f"{row['ess']:.3f}", acc=f"{last_eval:.3f}")
+                if learner.version >= state.stop_at:
                     break
-            state["ring"], state["elapsed"] = ring.state_dict(), elapsed0 + time.perf_counter()
-            state["cpu_time"] = cpu0 + time.process_time()
-            if terminated or (cfg.max_minutes and state["elapsed"] > 60 * cfg.max_minutes):
+            state.ring, state.elapsed = r.ring.state_dict(), r.wall_time()
+            state.cpu_time = r.cpu0 + time.process_time()
+            if terminated or (cfg.max_minutes and state.elapsed > 60 * cfg.max_minutes):
                 stopped = "sigterm" if terminated else "max_minutes"
                 break
             if learner.version % cfg.checkpoint_every < m:
                 write_tables(out, state)
-                save_checkpoint(out, learner, state)
+                r.checkpoint()
+                _signal_after_checkpoint(learner.version)
     finally:
-        source.close()
+        r.source.close()
+        logger.close()
         bar.close()
         signal.signal(signal.SIGTERM, previous_handler)
 
-    state["ring"], state["elapsed"] = ring.state_dict(), elapsed0 + time.perf_counter()
-    if stopped == "horizon" and state["stop_at"] < T:
-        stopped = "collapse" if monitor.collapsed[0] else "nonfinite"
-    if stopped != "sigterm" and state["evals"][-1]["step"] != learner.version:
-        state["evals"].append(
-            evaluate(cfg, task, scratch, ring, learner.version) | {"wall_time": state["elapsed"]}
-        )
-    save_checkpoint(out, learner, state)
-    rows = pd.DataFrame(state["rows"])
-    summary = {
-        "config": state["config"],
-        "steps_done": learner.version,
-        "horizon": T,
-        "finished": stopped != "sigterm",
-        "stopped": stopped,
-        "collapse_step": int(monitor.collapse_step[0]) if monitor.collapsed[0] else None,
-        "collapse_detector": monitor.detector_names()[0] if monitor.collapsed[0] else None,
-        "censored": not bool(monitor.collapsed[0]),
-        "initial_eval_accuracy": state["evals"][0]["eval_accuracy"] if state["evals"] else None,
-        "final_eval_accuracy": state["evals"][-1]["eval_accuracy"] if state["evals"] else None,
-        "admission_violations": state["admission_violations"],
-        "wall_time": state["elapsed"],
-        "run_seconds": time.perf_counter() - start_time,
-        "mean": {
-            c: float(rows[c].mean())
-            for c in (
-                "gen_s",
-                "train_s",
-                "step_time_s",
-                "bookkeeping_s",
-                "weight_sync_s",
-                "learner_wait_s",
-                "actor_wait_s",
-                "lag_mean",
-            )
-            if c in rows
-        },
-    }
+    state.ring, state.elapsed = r.ring.state_dict(), r.wall_time()
+    if stopped == "horizon" and state.stop_at < cfg.steps:
+        stopped = "collapse" if state.monitor.collapsed[0] else "nonfinite"
+    if stopped != "sigterm" and state.evals[-1]["step"] != learner.version:
+        state.evals.append(r.evaluate(learner.version) | {"wall_time": state.elapsed})
+    r.checkpoint()
+    summary = r.summary(stopped) | {"run_seconds": time.perf_counter() - start_time}
     write_tables(out, state, summary)
     summary["exit_code"] = 143 if stopped == "sigterm" else 0
     return summary

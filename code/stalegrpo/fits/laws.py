@@ -14,14 +14,12 @@ Three claims are tested, each by one fit:
 Censoring (docs/method.md §4: a run that never collapses is right-censored at its horizon) is
 carried through every fit, and a fit with too few points returns ``status="too_few_points"``
 with NaN numbers instead of raising. ``summarize_exact`` runs all fits for one exact-testbed grid
-and returns a JSON-serialisable dict; ``write_macros`` turns it into LaTeX macros for the paper.
+and returns a JSON-serialisable dict; :mod:`stalegrpo.fits.report` turns it into LaTeX macros.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -422,7 +420,7 @@ def fit_frontier(eta_star: pd.DataFrame) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# One exact-testbed grid: all fits, JSON, LaTeX macros
+# One exact-testbed grid: all fits as one JSON-serialisable dict
 # ---------------------------------------------------------------------------------------------
 
 
@@ -450,7 +448,9 @@ def _has(frame, columns) -> bool:
 def bias_points(steps: pd.DataFrame, runs: pd.DataFrame, config: dict) -> tuple[np.ndarray, np.ndarray, str]:
     """(x = S·η, y = bias) per run with S ≥ 1 and S·η ≤ small_drift_max.
 
-    The run's ``bias_probe`` if the runs table has it; otherwise the mean of ``bias`` over steps
+    The run's ``bias`` if the runs table has it (the exact testbed's reading at t0 = ``bias_time``,
+    the LM probe's per-run value of :func:`stalegrpo.fits.lm.lm_run_bias`); otherwise the mean of
+    the per-step ``bias`` over steps
     S ≤ step < S + bias_window (the first steps at which the lag has reached S, before the run has
     drifted far from its start).
     """
@@ -458,8 +458,8 @@ def bias_points(steps: pd.DataFrame, runs: pd.DataFrame, config: dict) -> tuple[
     if not _has(runs, ["S", "eta"]):
         return *empty, "no runs"
     runs = runs[(runs["S"] >= 1) & (runs["S"] * runs["eta"] <= config.get("small_drift_max", math.inf))]
-    if "bias_probe" in runs.columns:
-        return (runs["S"] * runs["eta"]).to_numpy(float), runs["bias_probe"].to_numpy(float), "bias_probe"
+    if "bias" in runs.columns:
+        return (runs["S"] * runs["eta"]).to_numpy(float), runs["bias"].to_numpy(float), "run bias"
     if not _has(steps, ["run", "step", "bias"]) or "run" not in runs.columns:
         return *empty, "no bias column"
     window = int(config.get("bias_window", 20))
@@ -552,240 +552,3 @@ def summarize_exact(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None
     if by_variant:
         summary["by_variant"] = by_variant
     return jsonable(summary)
-
-
-# ---------------------------------------------------------------------------------------------
-# Language-model runs: the same fits on the controlled grid, plus the F5 comparisons
-# ---------------------------------------------------------------------------------------------
-
-CONTROLLED = {"objective": "behavior", "lr_schedule": "constant", "schedule": "fixed"}
-"""the settings of the LM runs that vary only S, η and seed (the F1-F4 grid)"""
-
-
-def lm_main_grid(runs: pd.DataFrame) -> pd.DataFrame:
-    """The LM runs that vary only S, η and seed: :data:`CONTROLLED` settings. Where one point ran
-    at several thread counts (F5's synchronous baseline repeats a point on two threads), the run
-    with the fewest threads is kept, so that every (S, η, seed) counts once."""
-    if runs is None or not len(runs):
-        return pd.DataFrame(columns=["S", "eta", "seed"])
-    keep = np.ones(len(runs), dtype=bool)
-    for column, value in CONTROLLED.items():
-        if column in runs:
-            keep &= (runs[column].astype(str) == value).to_numpy()
-    main = runs[keep]
-    if "threads" in main:
-        main = main.sort_values("threads", kind="stable").drop_duplicates(["S", "eta", "seed"])
-    return main.sort_values(["S", "eta", "seed"]).reset_index(drop=True)
-
-
-def lm_bias_probe(steps: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` plus ``bias_probe``, ``relative_bias_probe`` and ``n_probes``: per run, the §3.2
-    probe's bias at full lag, absolute and relative to the norm of the expected gradient.
-
-    One probe is too noisy to use alone (its unbiased bias² estimate is often negative), so the
-    run's value is the square root of the positive part of the mean bias² over its probes taken at
-    lag S and before the collapse step (after it, the batch is a collapsed policy's); the relative
-    value divides it by the root of the mean of the probes' ‖E g‖² estimates.
-    """
-    runs = runs.assign(bias_probe=np.nan, relative_bias_probe=np.nan, n_probes=0)
-    if not _has(steps, ["run", "step", "probe_bias_sq", "probe_lag"]) or not _has(runs, ["run", "S"]):
-        return runs
-    columns = ["run", "step", "probe_bias_sq", "probe_lag"] + (["probe_grad_sq"] if "probe_grad_sq" in steps else [])
-    probes = steps.dropna(subset=["probe_bias_sq"])[columns]
-    columns = ["run", "S"] + (["collapse_step"] if "collapse_step" in runs else [])
-    probes = probes.merge(runs[columns], on="run")
-    if "collapse_step" not in probes:
-        probes["collapse_step"] = np.nan
-    before = ~(probes["step"] >= probes["collapse_step"])  # NaN collapse_step: censored, keep all
-    probes = probes[(probes["probe_lag"] == probes["S"]) & before]
-    grouped = probes.groupby("run")["probe_bias_sq"]
-    bias = np.sqrt(grouped.mean().clip(lower=0))
-    runs = runs.assign(
-        bias_probe=runs["run"].map(bias), n_probes=runs["run"].map(grouped.size()).fillna(0).astype(int)
-    )
-    if "probe_grad_sq" in probes:
-        grad = np.sqrt(probes.groupby("run")["probe_grad_sq"].mean().clip(lower=0))
-        runs["relative_bias_probe"] = runs["run"].map(bias / grad.where(grad > 0))
-    return runs
-
-
-def _final_accuracy(runs: pd.DataFrame) -> pd.Series:
-    column = "final_eval_accuracy" if "final_eval_accuracy" in runs else "accuracy"
-    return runs[column].astype(float) if column in runs else pd.Series(np.nan, index=runs.index)
-
-
-def compare_lm_groups(runs: pd.DataFrame, by: list[str]) -> list[dict]:
-    """Per group of LM runs: count, collapses, median T_c, final held-out accuracy (mean and range
-    over seeds), wall-clock and learner steps per second (the F5 comparisons)."""
-    rows = []
-    if not _has(runs, by + ["censored"]):
-        return rows
-    for key, group in runs.groupby(by, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        collapsed = ~group["censored"].astype(bool)
-        accuracy = _final_accuracy(group)
-        wall = group["wall_time"].astype(float) if "wall_time" in group else pd.Series(np.nan, index=group.index)
-        steps_done = group["steps_done"].astype(float) if "steps_done" in group else pd.Series(np.nan)
-        rows.append(
-            dict(zip(by, key))
-            | {
-                "n": len(group),
-                "n_collapsed": int(collapsed.sum()),
-                "median_collapse_step": float(group.loc[collapsed, "collapse_step"].median())
-                if collapsed.any()
-                else float("nan"),
-                "initial_accuracy": float(group["initial_eval_accuracy"].mean())
-                if "initial_eval_accuracy" in group
-                else float("nan"),
-                "final_accuracy": float(accuracy.mean()),
-                "final_accuracy_min": float(accuracy.min()),
-                "final_accuracy_max": float(accuracy.max()),
-                "wall_time": float(wall.mean()),
-                "steps_per_s": float((steps_done / wall).mean()),
-            }
-        )
-    return rows
-
-
-def lm_schedule_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """F5's schedule comparison: fixed-schedule behavior runs at the (S, η) points that ran more
-    than one lr_schedule, at the fewest threads (like for like)."""
-    if not _has(runs, ["lr_schedule", "S", "eta"]):
-        return runs.iloc[0:0] if runs is not None else pd.DataFrame()
-    keep = np.ones(len(runs), dtype=bool)
-    for column in ("objective", "schedule"):
-        if column in runs:
-            keep &= (runs[column].astype(str) == CONTROLLED[column]).to_numpy()
-    chosen = runs[keep]
-    chosen = chosen[chosen.groupby(["S", "eta"])["lr_schedule"].transform("nunique") > 1]
-    if "threads" in chosen and len(chosen):
-        chosen = chosen[chosen["threads"] == chosen["threads"].min()]
-    return chosen
-
-
-def lm_overlap_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """F5's async-vs-sync comparison: the async runs and every constant-η run at their thread
-    counts and η (so a synchronous baseline shares the async run's cores and step size)."""
-    if not _has(runs, ["schedule", "threads", "eta"]):
-        return runs.iloc[0:0] if runs is not None else pd.DataFrame()
-    overlap = runs[runs["schedule"].astype(str) == "async"]
-    constant = (runs["lr_schedule"].astype(str) == "constant") if "lr_schedule" in runs else True
-    return runs[runs["threads"].isin(set(overlap["threads"])) & runs["eta"].isin(set(overlap["eta"])) & constant]
-
-
-def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = None) -> dict:
-    """The LM part of fits.json: :func:`summarize_exact` on the controlled grid (F1 from the bias
-    probe, F2, F3 at truncated horizons), per-(S, η) collapse cells, and the F5 comparisons:
-    ``schedules`` (per lr_schedule, at each S·η point that ran more than one) and ``overlap``
-    (async vs fixed runs per thread count)."""
-    config = dict(config or {})
-    if runs is None or not len(runs):
-        return {"counts": {"n_runs": 0}}
-    if "collapse_step" not in runs:  # no run collapsed: the aggregated column was all null
-        runs = runs.assign(collapse_step=np.nan)
-    main = lm_main_grid(runs)
-    main_steps = steps[steps["run"].isin(main["run"])] if _has(steps, ["run"]) else steps
-    probed = lm_bias_probe(main_steps, main)
-    summary = summarize_exact(main_steps, probed, config)
-    relative = probed.loc[probed["S"] >= 1, "relative_bias_probe"].dropna()
-    summary["relative_bias"] = {
-        "median": float(relative.median()) if len(relative) else float("nan"),
-        "min": float(relative.min()) if len(relative) else float("nan"),
-        "max": float(relative.max()) if len(relative) else float("nan"),
-        "n": len(relative),
-    }
-    summary["cells"] = jsonable(compare_lm_groups(main, ["S", "eta"]))
-
-    summary["schedules"] = jsonable(compare_lm_groups(lm_schedule_runs(runs), ["S", "eta", "lr_schedule"]))
-    overlap = lm_overlap_runs(runs)
-    summary["overlap"] = jsonable(compare_lm_groups(overlap, ["schedule", "S", "eta", "threads"]))
-    summary["counts"] = _counts(steps, runs) | {"n_main": len(main)}
-    return jsonable(summary)
-
-
-_DIGITS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
-
-
-def _spell(number) -> str:
-    """A number as letters for a macro name, digit by digit: 500 → FiveZeroZero."""
-    return "".join(_DIGITS[int(d)] for d in str(round(float(number))))
-
-
-def format_number(value) -> str:
-    """3 significant digits; scientific notation as ×10^k outside [1e-3, 1e4); n/a for missing."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return r"\textrm{n/a}"
-    if isinstance(value, (bool, np.bool_)):
-        return str(value)
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    value = float(f"{float(value):.3g}")  # round first, so 9.996 becomes 10.0 and not 10.00
-    if value == 0:
-        return "0"
-    exponent = math.floor(math.log10(abs(value)))
-    if -3 <= exponent < 4:
-        return f"{round(value, 2 - exponent):.{max(0, 2 - exponent)}f}"
-    mantissa = value / 10**exponent
-    return rf"\ensuremath{{{mantissa:.2f}\times 10^{{{exponent}}}}}"
-
-
-def _macro_values(summary: dict) -> dict:
-    """Macro name (letters only, without prefix) → value, from a :func:`summarize_exact` dict."""
-    bias, tc, front = summary.get("bias_slope", {}), summary.get("tc_eta", {}), summary.get("frontier", {})
-    ok = {name: part.get("status") == OK for name, part in (("bias", bias), ("tc", tc), ("front", front))}
-
-    def val(part, key, okay):
-        return part.get(key) if okay else None
-
-    values = {
-        "BiasSlope": val(bias, "slope", ok["bias"]),
-        "BiasSlopeLow": val(bias, "ci_low", ok["bias"]),
-        "BiasSlopeHigh": val(bias, "ci_high", ok["bias"]),
-        "BiasSlopeRsq": val(bias, "r2", ok["bias"]),
-        "BiasSlopeN": bias.get("n"),
-        "TcEtaCV": val(tc, "cv", ok["tc"]),
-        "TcEtaMean": val(tc, "mean", ok["tc"]),
-        "TcEtaN": tc.get("n"),
-        "TcEtaNCensored": tc.get("n_censored"),
-        "FrontierA": val(front, "a", ok["front"]),
-        "FrontierB": val(front, "b", ok["front"]),
-        "FrontierRsq": val(front, "r2", ok["front"]),
-        "FrontierRsqPureS": val(front.get("pure_S") or {}, "r2", ok["front"]),
-        "FrontierRsqPureT": val(front.get("pure_T") or {}, "r2", ok["front"]),
-        "FrontierN": front.get("n"),
-        "FrontierNCensored": front.get("n_censored"),
-    }
-    for entry in front.get("S_star") or []:
-        values[f"FrontierSstarT{_spell(entry['T'])}"] = val(entry, "S_star", ok["front"])
-    for key, count in (summary.get("counts") or {}).items():
-        values["Count" + "".join(part.capitalize() for part in key.split("_"))] = count
-    return values
-
-
-def macro_lines(summary: dict, prefix: str = "") -> list[str]:
-    r"""One ``\newcommand`` line per key number of ``summary`` (see :func:`write_macros`)."""
-    if not prefix.isalpha() and prefix != "":
-        raise ValueError(f"macro prefix must be letters only, got {prefix!r}")
-    return [rf"\newcommand{{\{prefix}{name}}}{{{format_number(value)}}}" for name, value in _macro_values(summary).items()]
-
-
-def write_macros(summary: dict, path, prefix: str = "") -> Path:
-    r"""Write one ``\newcommand`` per key number of ``summary`` to ``path`` (a .tex file to \input).
-
-    Names are ``prefix`` + a letters-only name (LaTeX macro names cannot hold digits, so horizons
-    are spelled out: S* at T = 500 is ``\FrontierSstarTFiveZeroZero``). A fit that said
-    too_few_points gives n/a, so the paper states that instead of a number.
-    """
-    lines = ["% generated by stalegrpo.fits.write_macros; do not edit"] + macro_lines(summary, prefix)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def write_summary(summary: dict, path) -> Path:
-    """Write a :func:`summarize_exact` dict as JSON (strict: NaN already mapped to null)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    return path

@@ -1,0 +1,103 @@
+"""The contract between actors and the learner: a :class:`Rollout` and the :class:`Actor` protocol.
+
+Every actor backend (``hf`` in :mod:`stalegrpo.actors`, ``vllm`` in :mod:`stalegrpo.actors_vllm`)
+returns a :class:`Rollout` and implements :class:`Actor`; the learner and the schedules see only
+these two, so a backend can be added without touching them (docs/method.md §1-§2).
+
+A rollout holds B problems × G completions, rows of one group contiguous, with the behavior
+log-prob log μ(y_t | x, y_<t) of every sampled token at the sampling temperature, the reward of
+every completion from the task's verifier, and the behavior version v of every sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+import torch
+
+from stalegrpo.tasks import Problem
+
+
+@dataclass
+class Rollout:
+    """A batch of B problems × G completions sampled from one or more behavior versions."""
+
+    problems: list[Problem]
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+    behavior_logprobs: torch.Tensor
+    rewards: torch.Tensor
+    group: torch.Tensor
+    version: torch.Tensor
+    gen_seconds: float
+
+    def __len__(self) -> int:
+        return self.completion_ids.shape[0]
+
+    def texts(self, tokenizer) -> list[str]:
+        """The completions as text (up to EOS, special tokens dropped)."""
+        return [
+            tokenizer.decode(ids[mask], skip_special_tokens=True)
+            for ids, mask in zip(self.completion_ids, self.completion_mask)
+        ]
+
+    def to(self, device) -> Rollout:
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Rollout(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in moved.items()})
+
+    @staticmethod
+    def cat(rollouts: list[Rollout], pad_token_id: int = 0) -> Rollout:
+        """One rollout from several: prompts re-padded on the left, completions on the right."""
+        lp = max(r.prompt_ids.shape[1] for r in rollouts)
+        lc = max(r.completion_ids.shape[1] for r in rollouts)
+
+        def pad(x, width, left, value):
+            extra = width - x.shape[1]
+            return torch.nn.functional.pad(x, (extra, 0) if left else (0, extra), value=value)
+
+        offsets, total = [], 0
+        for r in rollouts:
+            offsets.append(total)
+            total += len(r.problems)
+        return Rollout(
+            problems=[p for r in rollouts for p in r.problems],
+            prompt_ids=torch.cat([pad(r.prompt_ids, lp, True, pad_token_id) for r in rollouts]),
+            prompt_mask=torch.cat([pad(r.prompt_mask, lp, True, False) for r in rollouts]),
+            completion_ids=torch.cat([pad(r.completion_ids, lc, False, pad_token_id) for r in rollouts]),
+            completion_mask=torch.cat([pad(r.completion_mask, lc, False, False) for r in rollouts]),
+            behavior_logprobs=torch.cat([pad(r.behavior_logprobs, lc, False, 0.0) for r in rollouts]),
+            rewards=torch.cat([r.rewards for r in rollouts]),
+            group=torch.cat([r.group + o for r, o in zip(rollouts, offsets)]),
+            version=torch.cat([r.version for r in rollouts]),
+            gen_seconds=sum(r.gen_seconds for r in rollouts),
+        )
+
+
+class Actor(Protocol):
+    version: int
+
+    def generate(
+        self, problems: list[Problem], group_size: int, temperature: float = 1.0, seed: int | None = None
+    ) -> Rollout: ...
+
+    def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None: ...
+
+
+def copy_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.nn.Parameter]:
+    """Copy a learner state dict into ``model``'s parameters in place; returns them by name.
+
+    Accepts a ``module.``-prefixed state dict (DDP/DeepSpeed wrappers) and one without the tied
+    ``lm_head.weight`` (tied weights appear once in ``named_parameters``).
+    """
+    state = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    params = dict(model.named_parameters())
+    missing = sorted(set(params) - set(state))
+    if missing:
+        raise KeyError(f"load_weights: state dict lacks {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(state[name])
+    return params
