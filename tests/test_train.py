@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -138,6 +139,28 @@ def test_sigterm_checkpoints_and_resumes(policy, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["finished"] and summary["steps_done"] == 12
     assert pd.read_parquet(tmp_path / "steps.parquet")["step"].tolist() == list(range(12))
+
+
+def test_a_dead_actor_stops_the_learner_with_a_checkpoint_and_the_rerun_resumes(policy, tmp_path):
+    from stalegrpo.schedules import TEST_KILL_ENV
+
+    args = train_command(policy, "schedule=async", "S=2", "steps=8", "threads=2", "probe_every=0", "eval_every=0")
+    args += ["--out", str(tmp_path)]
+    env = os.environ | {TEST_KILL_ENV: "5"}  # the actor is killed (SIGKILL) before batch 5
+    start = time.perf_counter()
+    died = subprocess.run(args, env=env, check=False, capture_output=True, text=True, timeout=120)
+    assert died.returncode == 1 and time.perf_counter() - start < 90, died.stderr[-2000:]
+    assert "actor engine 0" in died.stderr and "exit code -9" in died.stderr, died.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["stopped"] == "actor_died" and not summary["finished"]
+    # batches 0-4 were made and consumed; the learner stopped at 5 at the latest
+    assert 3 <= summary["steps_done"] <= 5
+    assert (tmp_path / "checkpoint" / "latest").read_text() == f"step{summary['steps_done']}"
+    resumed = subprocess.run(args, check=False, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0 and "resuming" in resumed.stdout, resumed.stderr[-2000:]
+    lags = pd.read_parquet(tmp_path / "lags.parquet")
+    assert sorted(lags["step"].unique()) == list(range(8)) and lags["lag"].between(0, 2).all()
+    assert json.loads((tmp_path / "summary.json").read_text())["admission_violations"] == 0
 
 
 @pytest.mark.parametrize("S,m", [(0, 1), (2, 1), (1, 2)])

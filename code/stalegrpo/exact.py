@@ -102,7 +102,9 @@ class ExactConfig:
     """truncation C of the tis weight"""
     optimizer: Literal["sgd", "adam"] = "sgd"
     """optimizer of the ascent step"""
-    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    adam_betas: list[float] = field(
+        default_factory=lambda: [0.9, 0.999], metadata={"minimum": 0, "exclusiveMaximum": 1, "minItems": 2, "maxItems": 2}
+    )
     """Adam β1, β2"""
     S: list[int] = field(default_factory=lambda: [0, 1, 2, 4, 8, 16], metadata={"minimum": 0, "minItems": 1})
     """grid of staleness bounds S (lag of every batch is exactly min(k, S))"""

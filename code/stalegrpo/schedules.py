@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import queue as queue_module
+import signal
 import time
 from dataclasses import replace
 
@@ -81,32 +82,45 @@ class SnapshotRing:
 class SharedWeights:
     """The learner's newest weights and their version, in shared memory for actor processes.
 
-    ``publish`` writes under the condition's lock and wakes waiting actors; ``wait_for``
-    blocks an actor until a version is reached (admission control) and ``read`` copies the
-    weights out with the version they belong to, so a sample is never tagged with the wrong v.
+    One writer (the learner) and any number of readers, with no lock a reader could die holding:
+    ``publish`` brackets its copy with a sequence counter made odd, then even again, and ``read``
+    retries until it has copied the weights between two equal, even counter values (a seqlock).
+    So the weights an actor loads and the version it tags its samples with always belong
+    together, and an actor killed at any moment cannot block the learner. (A multiprocessing
+    Condition can: its ``notify_all`` waits for every sleeping waiter to wake, and a waiter killed
+    while asleep never does.) ``wait_for`` polls the version for admission control.
     """
 
     def __init__(self, numel: int, context):
         self.flat = torch.zeros(numel).share_memory_()
         self.version = context.Value("q", -1, lock=False)
-        self.cond = context.Condition()
+        self.sequence = context.Value("q", 0, lock=False)
 
     def publish(self, flat: torch.Tensor, version: int) -> None:
-        with self.cond:
-            self.flat.copy_(flat)
-            self.version.value = version
-            self.cond.notify_all()
+        self.sequence.value += 1  # odd: a write is under way
+        self.flat.copy_(flat)
+        self.version.value = version
+        self.sequence.value += 1  # even: the weights and version agree again
 
-    def wait_for(self, version: int, should_stop=None, poll_s: float = 0.5) -> None:
+    def wait_for(self, version: int, should_stop=None, poll_s: float = 0.0005) -> None:
         """Block until the published version is ≥ ``version`` (or ``should_stop()`` is true)."""
-        with self.cond:
-            while self.version.value < version and not (should_stop is not None and should_stop()):
-                self.cond.wait(poll_s)
+        while self.version.value < version and not (should_stop is not None and should_stop()):
+            time.sleep(poll_s)
 
     def read(self, into: torch.Tensor) -> int:
-        with self.cond:
-            into.copy_(self.flat)
-            return int(self.version.value)
+        """Copy the weights into ``into``; their version."""
+        while True:
+            before = self.sequence.value
+            if before % 2 == 0:
+                into.copy_(self.flat)
+                version = int(self.version.value)
+                if self.sequence.value == before:
+                    return version
+            time.sleep(0.0005)
+
+
+class ActorDied(RuntimeError):
+    """An actor process ended while the learner still needed its batches."""
 
 
 # -- which batch: prompts and sampling seeds keyed by the batch index ---------------------------
@@ -163,6 +177,10 @@ class FixedSource:
         pass
 
 
+TEST_KILL_ENV = "STALEGRPO_TEST_KILL_ACTOR_AT_BATCH"
+"""test hook: the actor process kills itself (SIGKILL) when it is about to generate this batch"""
+
+
 def actor_process(cfg, shared, queue, stop, start_batch: int) -> None:
     """Actor loop of the async schedule: wait for admission, load the newest weights, generate."""
     torch.set_num_threads(max(1, cfg.threads // 2))
@@ -183,6 +201,8 @@ def actor_process(cfg, shared, queue, stop, start_batch: int) -> None:
         shared.wait_for(admission_version(n, cfg.updates_per_batch, cfg.S), should_stop)
         if should_stop():
             break
+        if os.environ.get(TEST_KILL_ENV) == str(n):
+            os.kill(os.getpid(), signal.SIGKILL)
         admitted = time.perf_counter()
         version = shared.read(flat)
         if version != actor.version:
@@ -194,7 +214,13 @@ def actor_process(cfg, shared, queue, stop, start_batch: int) -> None:
 
 
 class AsyncSource:
-    """An actor process generating concurrently; weights pushed through shared memory."""
+    """An actor process generating concurrently; weights pushed through shared memory.
+
+    The learner never blocks on the actor: publishing weights takes no lock, and while it waits
+    for a batch it checks every ``poll_s`` seconds that the actor is alive (:class:`ActorDied`).
+    """
+
+    poll_s = 2.0
 
     def __init__(self, cfg, flat, version: int, start_batch: int):
         context = torch.multiprocessing.get_context("spawn")
@@ -210,15 +236,25 @@ class AsyncSource:
         start = time.perf_counter()
         while True:
             try:
-                index, rollout, info = self.queue.get(timeout=5.0)
+                index, rollout, info = self.queue.get(timeout=self.poll_s)
                 break
             except queue_module.Empty:
                 if not self.process.is_alive():
-                    raise RuntimeError(
-                        f"the actor process died (exit code {self.process.exitcode})"
-                    ) from None
+                    raise self._died(n) from None
+            except (OSError, EOFError) as err:
+                # a queued batch's tensors live in the actor's shared memory, handed over through
+                # the actor's own socket: once the actor is dead, they cannot be received
+                self.process.join(timeout=5)
+                if not self.process.is_alive():
+                    raise self._died(n) from err
+                raise
         assert index == n, f"actor produced batch {index}, learner expected {n}"
         return rollout, info | {"learner_wait_s": time.perf_counter() - start}
+
+    def _died(self, n: int) -> ActorDied:
+        return ActorDied(
+            f"actor engine 0 (pid {self.process.pid}) died with exit code {self.process.exitcode} before batch {n}"
+        )
 
     def publish(self, flat, version):
         start = time.perf_counter()
@@ -227,8 +263,6 @@ class AsyncSource:
 
     def close(self):
         self.stop.set()
-        with self.shared.cond:
-            self.shared.cond.notify_all()
         # batches still queued are dropped unread: the actor does not wait for them to be
         # consumed (cancel_join_thread), and unpickling them would need the exiting actor
         self.process.join(timeout=10)

@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -41,7 +42,7 @@ from stalegrpo.config import ConfigError, load_config, to_dict
 from stalegrpo.learner import Learner, bias_estimate
 from stalegrpo.logger import make_logger
 from stalegrpo.policy import flat_params, load_policy, state_from_flat
-from stalegrpo.schedules import SnapshotRing, make_source, minibatch, rng
+from stalegrpo.schedules import ActorDied, SnapshotRing, make_source, minibatch, rng
 from stalegrpo.tasks import get_task
 
 
@@ -418,7 +419,7 @@ class Run:
             "config": state.config,
             "steps_done": learner.version,
             "horizon": self.cfg.steps,
-            "finished": stopped != "sigterm",
+            "finished": stopped not in ("sigterm", "actor_died"),
             "stopped": stopped,
             "collapse_step": int(monitor.collapse_step[0]) if collapsed else None,
             "collapse_detector": monitor.detector_names()[0] if collapsed else None,
@@ -443,11 +444,15 @@ def run(cfg: TrainConfig, out: Path) -> dict:
     bar = tqdm(total=cfg.steps, initial=learner.version, disable=not cfg.progress,
                desc=f"{cfg.schedule} S={cfg.S} eta={cfg.eta:g}")
     last_eval = state.evals[-1]["eval_accuracy"] if state.evals else float("nan")
-    stopped = "horizon"
+    stopped, error = "horizon", None
     try:
         while learner.version < state.stop_at:
             step_start = time.perf_counter()
-            rollout, info = r.source.next(learner.version // m)
+            try:
+                rollout, info = r.source.next(learner.version // m)
+            except ActorDied as err:  # a fault, not a result: checkpoint, say so, exit non-zero
+                stopped, error = "actor_died", str(err)
+                break
             for j in range(m):
                 row = r.train_step(rollout, info, j, step_start)
                 step_start = time.perf_counter()
@@ -481,10 +486,14 @@ def run(cfg: TrainConfig, out: Path) -> dict:
     state.ring, state.elapsed = r.ring.state_dict(), r.wall_time()
     if stopped == "horizon" and state.stop_at < cfg.steps:
         stopped = "collapse" if state.monitor.collapsed[0] else "nonfinite"
-    if stopped != "sigterm" and state.evals[-1]["step"] != learner.version:
+    interrupted = stopped in ("sigterm", "actor_died")  # the same command resumes the run
+    if not interrupted and state.evals[-1]["step"] != learner.version:
         state.evals.append(r.evaluate(learner.version) | {"wall_time": state.elapsed})
     r.checkpoint()
-    summary = r.summary(stopped) | {"run_seconds": time.perf_counter() - start_time}
+    summary = r.summary(stopped) | {"run_seconds": time.perf_counter() - start_time, "error": error}
     write_tables(out, state, summary)
-    summary["exit_code"] = 143 if stopped == "sigterm" else 0
+    if error:
+        print(f"stalegrpo train: {error}; checkpoint at step {learner.version} in {out}, rerun to resume",
+              file=sys.stderr)
+    summary["exit_code"] = {"sigterm": 143, "actor_died": 1}.get(stopped, 0)
     return summary
