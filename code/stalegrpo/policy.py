@@ -180,3 +180,10 @@ def load_flat(model: torch.nn.Module, flat: torch.Tensor) -> None:
     for p in model.parameters():
         p.copy_(flat[offset : offset + p.numel()].view_as(p))
         offset += p.numel()
+
+
+def weights_checksum(flat: torch.Tensor) -> float:
+    """A number that changes with any weight: a position-weighted sum in float64. Actors record it
+    for the weights they generate with; the learner compares it with its own for that version."""
+    flat = flat.detach().double().reshape(-1)
+    return float(torch.dot(flat, torch.linspace(1.0, 2.0, flat.numel(), dtype=torch.float64, device=flat.device)))

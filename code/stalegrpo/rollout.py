@@ -33,6 +33,10 @@ class Rollout:
     group: torch.Tensor
     version: torch.Tensor
     gen_seconds: float
+    engine: torch.Tensor | None = None
+    """[N] the actor engine that generated each sample (-1: the learner's own process)"""
+    weights_checksum: float | None = None
+    """checksum of the weights the batch was generated with (:func:`stalegrpo.policy.weights_checksum`)"""
 
     def __len__(self) -> int:
         return self.completion_ids.shape[0]
@@ -73,6 +77,7 @@ class Rollout:
             group=torch.cat([r.group + o for r, o in zip(rollouts, offsets)]),
             version=torch.cat([r.version for r in rollouts]),
             gen_seconds=sum(r.gen_seconds for r in rollouts),
+            engine=torch.cat([r.engine for r in rollouts]) if all(r.engine is not None for r in rollouts) else None,
         )
 
 

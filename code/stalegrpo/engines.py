@@ -1,0 +1,241 @@
+"""Actor engines: processes that generate whole batches for the ``async`` schedule, each on its
+own device, with weights sent over torch.distributed (docs/method.md §5).
+
+Two channels connect the learner's rank 0 to its A engines, both made from one TCPStore that
+the learner opens for the run:
+
+- **weights**: rank 0 and each engine share a private two-member process group (gloo on CPU,
+  NCCL on CUDA; built from the store with a per-engine prefix, since ``dist.new_group`` cannot
+  include processes outside the learner's world). After every learner step rank 0 broadcasts
+  the version and the flat weights to every engine. A receiver thread in the engine takes them
+  into a staging buffer at once, so the learner never waits while an engine generates.
+- **rollouts**: an engine puts batch n into the store under the key ``batch/<n>``; the learner
+  takes the batches in order, n = 0, 1, 2, ..., each exactly once (it deletes the key).
+
+Batch n belongs to engine n mod A. Admission control is the engine's: it starts batch n only
+once it holds weights of version ≥ :func:`~stalegrpo.schedules.admission_version` (n), so every
+sample is consumed with lag ≤ S. Each rollout records its engine and a checksum of the weights it
+was generated with, which the learner compares with its own checksum of that version.
+
+Placement: on CUDA the learner uses device 0 and engine e the ``actor_devices`` devices after
+it, pinned with ``CUDA_VISIBLE_DEVICES`` before CUDA initialises in the engine; on CPU each
+process gets its share of the run's ``threads``.
+
+Faults: the learner checks that the engine it waits for is alive every ``poll_s`` seconds, and
+that every engine is alive before it sends weights; a dead engine raises :class:`ActorDied`
+naming it and its exit code. The process-group timeout bounds every other wait.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pickle
+import signal
+import threading
+import time
+
+import torch
+import torch.distributed as dist
+
+from stalegrpo.actors import make_actor
+from stalegrpo.policy import flat_params, load_policy, state_from_flat, weights_checksum
+from stalegrpo.schedules import admission_version, make_batch
+from stalegrpo.tasks import get_task
+
+TIMEOUT = datetime.timedelta(seconds=60)
+"""longest wait of any store or process-group operation (start-up included)"""
+STOP = -1
+"""the version header that tells an engine's receiver to stop"""
+TEST_KILL_ENV = "STALEGRPO_TEST_KILL_ACTOR_AT_BATCH"
+"""test hook, ``ENGINE:BATCH``: that engine kills itself (SIGKILL) before generating that batch"""
+
+
+class ActorDied(RuntimeError):
+    """An actor engine ended while the learner still needed its batches."""
+
+
+def weight_group(store, engine: int, rank: int, device: torch.device):
+    """The private process group of learner rank 0 (rank 0) and ``engine`` (rank 1)."""
+    prefixed = dist.PrefixStore(f"weights/{engine}/", store)
+    if device.type == "cuda":
+        return dist.ProcessGroupNCCL(prefixed, rank, 2, dist.ProcessGroupNCCL.Options())
+    return dist.ProcessGroupGloo(prefixed, rank, 2, TIMEOUT)
+
+
+def placement(cfg, engine: int) -> dict:
+    """The environment that pins ``engine`` to its devices, and its CPU threads."""
+    threads = max(1, cfg.threads // (1 + cfg.actors))
+    env = {"OMP_NUM_THREADS": str(threads)}
+    if torch.cuda.is_available():
+        first = 1 + engine * cfg.actor_devices  # device 0 is the learner's
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(cfg.actor_devices))
+    return env
+
+
+# -- the engine's side ------------------------------------------------------------------------
+class WeightReceiver:
+    """A thread that receives every version the learner broadcasts into a staging buffer."""
+
+    def __init__(self, group, numel: int, device: torch.device):
+        self.group, self.device = group, device
+        self.staging = torch.empty(numel, device=device)
+        self.version = -1
+        self.stopped = False
+        """the learner said stop, or is gone"""
+        self.changed = threading.Condition()
+        threading.Thread(target=self._receive, args=(numel,), daemon=True).start()
+
+    def _receive(self, numel: int) -> None:
+        header = torch.zeros(1, dtype=torch.long, device=self.device)
+        incoming = torch.empty(numel, device=self.device)
+        try:
+            while True:
+                self.group.broadcast(header, 0).wait()
+                if int(header) == STOP:
+                    break
+                self.group.broadcast(incoming, 0).wait()
+                with self.changed:
+                    self.staging.copy_(incoming)
+                    self.version = int(header)
+                    self.changed.notify_all()
+        except RuntimeError:  # the learner is gone: the engine's loop sees `stopped` and ends
+            pass
+        with self.changed:
+            self.stopped = True
+            self.changed.notify_all()
+
+    def wait_for(self, version: int) -> bool:
+        """Block until a version ≥ ``version`` has arrived; False if the learner stopped."""
+        with self.changed:
+            while self.version < version and not self.stopped:
+                self.changed.wait(1.0)
+            return self.version >= version
+
+    def load_into(self, actor) -> float:
+        """Copy the newest weights into the actor, tagged with their version; their checksum."""
+        with self.changed:
+            if actor.version != self.version:
+                actor.load_weights(state_from_flat(actor.model, self.staging), self.version)
+            return weights_checksum(self.staging)
+
+
+def engine_main(cfg, engine: int, port: int, start_batch: int, env: dict) -> None:
+    """An actor engine: wait for admission, take the newest weights, generate, hand the batch over."""
+    os.environ.update(env)  # before anything initialises CUDA or sizes a thread pool
+    torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=TIMEOUT)
+    model, tokenizer = load_policy(cfg.init_checkpoint)
+    task = get_task(cfg.task, digits=cfg.digits)
+    actor = make_actor(cfg.actor, model, tokenizer, task, device=device)
+    actor.version = -1
+    receiver = WeightReceiver(weight_group(store, engine, 1, device), flat_params(model).numel(), device)
+    n = start_batch + (engine - start_batch) % cfg.actors  # this engine's first batch
+    kill_at = os.environ.get(TEST_KILL_ENV)
+    while not receiver.stopped:
+        start = time.perf_counter()
+        # admission; and no batch before the learner's weights have arrived (version 0 at least)
+        if not receiver.wait_for(max(0, admission_version(n, cfg.updates_per_batch, cfg.S))):
+            break
+        if kill_at == f"{engine}:{n}":
+            os.kill(os.getpid(), signal.SIGKILL)
+        admitted = time.perf_counter()
+        checksum = receiver.load_into(actor)
+        loaded = time.perf_counter()
+        rollout = make_batch(cfg, task, actor, n).to("cpu")
+        rollout.engine = torch.full((len(rollout),), engine, dtype=torch.long)
+        rollout.weights_checksum = checksum
+        info = {"actor_wait_s": admitted - start, "weight_sync_s": loaded - admitted}
+        store.set(f"batch/{n}", pickle.dumps((rollout, info)))
+        n += cfg.actors
+
+
+# -- the learner's side -----------------------------------------------------------------------
+class EngineSource:
+    """The ``async`` schedule's rollout source: A engine processes, weights over torch.distributed."""
+
+    poll_s = 2.0
+
+    def __init__(self, cfg, flat: torch.Tensor, version: int, start_batch: int):
+        self.cfg = cfg
+        self.device = flat.device
+        self.fault: BaseException | None = None
+        self.store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=TIMEOUT)
+        context = torch.multiprocessing.get_context("spawn")
+        self.engines = [
+            context.Process(
+                target=engine_main,
+                args=(cfg, e, self.store.port, start_batch, placement(cfg, e)),
+                daemon=True,
+                name=f"actor-engine-{e}",
+            )
+            for e in range(cfg.actors)
+        ]
+        for process in self.engines:
+            process.start()
+        self.groups = []
+        for e in range(cfg.actors):
+            try:  # the rendezvous waits until the engine has loaded its model
+                self.groups.append(weight_group(self.store, e, 0, self.device))
+            except RuntimeError as err:
+                raise self._fault(e, err) from err
+        self.publish(flat, version)
+        if self.fault is not None:
+            raise self.fault
+
+    def _fault(self, engine: int, cause: BaseException | None = None) -> BaseException:
+        process = self.engines[engine]
+        process.join(timeout=5)
+        if process.is_alive():
+            return cause or RuntimeError(f"actor engine {engine} did not answer")
+        return ActorDied(f"actor engine {engine} (pid {process.pid}) died with exit code {process.exitcode}")
+
+    def next(self, n: int):
+        """Batch n, from engine n mod A, once it is there."""
+        if self.fault is not None:  # found while sending weights: raised here, between steps
+            raise self.fault
+        key, engine = f"batch/{n}", n % self.cfg.actors
+        start = time.perf_counter()
+        while True:
+            try:
+                self.store.wait([key], datetime.timedelta(seconds=self.poll_s))
+                break
+            except dist.DistStoreError:
+                if not self.engines[engine].is_alive():
+                    raise self._fault(engine) from None
+        rollout, info = pickle.loads(self.store.get(key))
+        self.store.delete_key(key)
+        return rollout, info | {"learner_wait_s": time.perf_counter() - start}
+
+    def publish(self, flat: torch.Tensor, version: int) -> float:
+        """Send version ``version`` to every engine; the seconds it took. A dead engine is kept
+        in ``fault`` and raised by the next :meth:`next`, so that the step under way completes."""
+        start = time.perf_counter()
+        header = torch.tensor([version], dtype=torch.long, device=self.device)
+        flat = flat.to(self.device)
+        for e, group in enumerate(self.groups):
+            if self.fault is not None:
+                break
+            if not self.engines[e].is_alive():
+                self.fault = self._fault(e)
+                break
+            try:
+                group.broadcast(header, 0).wait()
+                group.broadcast(flat, 0).wait()
+            except RuntimeError as err:
+                self.fault = self._fault(e, err)
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        header = torch.tensor([STOP], dtype=torch.long, device=self.device)
+        for e, group in enumerate(self.groups):
+            if self.engines[e].is_alive():
+                try:
+                    group.broadcast(header, 0).wait()
+                except RuntimeError:
+                    pass  # it is ending anyway
+        for process in self.engines:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
