@@ -13,10 +13,10 @@ unbiased bias² over its probes at lag S before collapse; η is Adam's step size
 """
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import NullFormatter
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import NullFormatter
 
 import figures_common as fc
 from stalegrpo.fits import laws, lm

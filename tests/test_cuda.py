@@ -10,8 +10,8 @@ import torch
 from test_learner import rollout_with_signal, tiny_setup
 
 from stalegrpo.actors import make_actor
-from stalegrpo.policy import flat_params
 from stalegrpo.learner import Learner
+from stalegrpo.policy import flat_params
 
 pytestmark = [
     pytest.mark.cuda,

@@ -25,7 +25,7 @@ def tracked_text_files() -> list[Path]:
 
 def method_sections() -> set[str]:
     """Section numbers of docs/method.md: '2', '3.2', ..."""
-    headings = re.findall(r"^#{2,3} (\d+(?:\.\d+)?)[. ]", (ROOT / "docs/method.md").read_text(), flags=re.M)
+    headings = re.findall(r"^#{2,3} (\d+(?:\.\d+)?)[. ]", (ROOT / "docs/method.md").read_text(), flags=re.MULTILINE)
     return set(headings)
 
 

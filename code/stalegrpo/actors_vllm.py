@@ -49,8 +49,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stalegrpo.rollout import Rollout, copy_weights
 from stalegrpo.policy import encode_prompts, load_policy
+from stalegrpo.rollout import Rollout, copy_weights
 from stalegrpo.tasks import Problem, Task
 
 ENGINE_ENV = {

@@ -39,10 +39,10 @@ from tqdm import tqdm
 from stalegrpo.actors import make_actor
 from stalegrpo.collapse import CollapseConfig, CollapseMonitor
 from stalegrpo.config import ConfigError, load_config, to_dict
+from stalegrpo.engines import ActorDied, EngineSource
 from stalegrpo.learner import Learner, bias_estimate
 from stalegrpo.logger import make_logger
 from stalegrpo.policy import flat_params, load_policy, state_from_flat, weights_checksum
-from stalegrpo.engines import ActorDied, EngineSource
 from stalegrpo.schedules import FixedSource, SnapshotRing, minibatch, rng
 from stalegrpo.tasks import get_task
 
