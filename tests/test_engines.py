@@ -91,3 +91,32 @@ def test_the_check_fails_when_the_weights_do_not_arrive(checkpoint):
     rollouts = versions(checkpoint, "hf", lambda source, flat, n: source.publish(flat0, n))
     gaps = [max_gap(model, flat, rollout) for flat, rollout in rollouts[1:]]
     assert min(gaps) > 100 * TOLERANCE["hf"], gaps
+
+
+def test_bench_measures_engines_and_weight_sync_by_model_size(checkpoint, tmp_path):
+    import json
+
+    from stalegrpo.bench import bench
+
+    overrides = [
+        f"init_checkpoint={checkpoint}",
+        "batch_prompts=4",
+        "group_size=2",
+        "digits=1",
+        "threads=2",
+        "bench.steps=4",
+        "bench.skip=1",
+        "bench.S=[1]",
+        "bench.engines=[1, 2]",
+        "bench.sampling_repeats=1",
+        "bench.sync_models=[96x3]",
+        "bench.sync_steps=3",
+    ]
+    assert bench(None, overrides, tmp_path) == 0
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert [(r["S"], r["actors"]) for r in result["runs"]] == [(0, 1), (1, 1), (1, 2)]
+    assert all(r["admission_violations"] == 0 and r["lag_mean"] <= r["S"] for r in result["runs"])
+    own, bigger = result["weight_sync"]
+    assert own["model"] == "checkpoint" and bigger["model"] == "96x3" and bigger["parameters"] > own["parameters"]
+    for w in (own, bigger):
+        assert w["transport"] == "gloo" and w["weight_sync_s"] > 0 and 0 < w["weight_sync_pct_of_step"] < 100

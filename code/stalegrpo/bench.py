@@ -12,8 +12,12 @@ In one process, one after the other on the same machine:
 3. the staleness bookkeeping (lags, snapshots, admission check) as a % of the step time;
 4. sampling tokens/s of the actor's KV-cache loop against ``transformers``' ``generate``;
 5. per actor backend in ``bench.actors`` (``hf``, ``vllm``): generation tokens/s on the same batch
-   and the weight-sync time as a % of the synchronous step. ``actor=vllm`` runs steps 1-3 with
-   vLLM actors.
+   and the in-process weight-load time as a % of the synchronous step. ``actor=vllm`` runs steps
+   1-3 with vLLM actors;
+6. the weight sync of the engines (broadcast over torch.distributed, gloo on CPU, NCCL on CUDA,
+   plus the engine's copy) per step and as a % of the synchronous step, for the checkpoint and
+   the models of ``bench.sync_models``. The async runs of step 2 run with every A in
+   ``bench.engines`` (actor engines).
 
 Overrides ``bench.KEY=VALUE`` set :class:`BenchConfig`; all others set the train config.
 The ratios are printed and written to OUT/bench.json.
@@ -50,6 +54,13 @@ class BenchConfig:
     """timed repeats of the sampling benchmark"""
     actors: list[Literal["hf", "vllm"]] = field(default_factory=lambda: ["hf"])
     """actor backends whose generation tokens/s and weight-sync time are measured on the same batch"""
+    engines: list[int] = field(default_factory=lambda: [1], metadata={"minimum": 1, "minItems": 1})
+    """numbers of actor engines A of the async runs (each A runs at every S)"""
+    sync_models: list[str] = field(default_factory=list)
+    """models, as HIDDENxLAYERS with random weights, whose weight sync is also measured (e.g. 384x4,
+    about 7M parameters, and 768x8, about 57M); the bench's own checkpoint is always measured"""
+    sync_steps: int = field(default=6, metadata={"minimum": 2})
+    """learner steps of each weight-sync measurement (synchronous, the first one left out)"""
 
 
 def steady(rows: pd.DataFrame, skip: int) -> pd.DataFrame:
@@ -78,7 +89,35 @@ def measure(cfg, out: Path, skip: int) -> dict:
         "lag_mean": float(rows["lag_mean"].mean()),
         "bookkeeping_s": float(rows["bookkeeping_s"].mean()),
         "bookkeeping_pct": 100 * float(rows["bookkeeping_s"].mean()) / step_s,
+        "weight_sync_s": float(rows["weight_sync_s"].mean()),
+        "actors": cfg.actors,
         "admission_violations": summary["admission_violations"],
+    }
+
+
+def weight_sync(cfg, spec: str | None, out: Path, steps: int) -> dict:
+    """Weight-sync seconds per step and their share of the synchronous step, for the checkpoint
+    (``spec`` None) or a random model of HIDDENxLAYERS with the checkpoint's tokenizer. The sync is
+    the learner's broadcast to the engine plus the engine's copy into its model."""
+    from stalegrpo.policy import build_model, load_policy
+
+    if spec is not None:
+        hidden, layers = (int(v) for v in spec.lower().split("x"))
+        _, tokenizer = load_policy(cfg.init_checkpoint)
+        model = build_model(tokenizer, hidden, layers, max(1, hidden // 32), 8 * (hidden * 8 // 3 // 8), seed=0)
+        path = out / "models" / spec
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        cfg = replace(cfg, init_checkpoint=str(path))
+    parameters = sum(p.numel() for p in load_policy(cfg.init_checkpoint)[0].parameters())
+    run = measure(replace(cfg, S=0, actors=1, steps=steps), out / f"sync_{spec or 'checkpoint'}", 1)
+    return {
+        "model": spec or "checkpoint",
+        "parameters": parameters,
+        "transport": "nccl" if torch.cuda.is_available() else "gloo",
+        "weight_sync_s": run["weight_sync_s"],
+        "step_s": run["step_s"],
+        "weight_sync_pct_of_step": 100 * run["weight_sync_s"] / run["step_s"],
     }
 
 
@@ -154,12 +193,13 @@ def bench(config_path, overrides, out) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     runs = []
-    for S in [0, *options.S]:
-        run_cfg = replace(cfg, S=S)
+    points = [(0, 1)] + [(S, A) for A in options.engines for S in options.S]
+    for S, A in points:
+        run_cfg = replace(cfg, S=S, actors=A)
         check(run_cfg)
-        runs.append(measure(run_cfg, out / f"async_S{S}", options.skip))
+        runs.append(measure(run_cfg, out / f"async_S{S}_A{A}", options.skip))
         print(
-            f"S={S}: {runs[-1]['steps_per_s']:.2f} steps/s, t_gen {runs[-1]['t_gen'] * 1e3:.0f} ms, "
+            f"S={S}, A={A}: {runs[-1]['steps_per_s']:.2f} steps/s, t_gen {runs[-1]['t_gen'] * 1e3:.0f} ms, "
             f"t_train {runs[-1]['t_train'] * 1e3:.0f} ms, mean lag {runs[-1]['lag_mean']:.2f}",
             flush=True,
         )
@@ -186,6 +226,7 @@ def bench(config_path, overrides, out) -> int:
         "actors": [
             actor_throughput(cfg, backend, options.sampling_repeats, sync["step_s"]) for backend in options.actors
         ],
+        "weight_sync": [weight_sync(cfg, spec, out, options.sync_steps) for spec in [None, *options.sync_models]],
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "threads": cfg.threads,
     }
@@ -194,7 +235,7 @@ def bench(config_path, overrides, out) -> int:
     print(f"t_gen = {t_gen * 1e3:.1f} ms, t_train = {t_train * 1e3:.1f} ms, ideal speedup = {ideal:.2f}")
     for r in runs[1:]:
         print(
-            f"async S={r['S']}: speedup {r['speedup']:.2f} (ideal {ideal:.2f}, efficiency {r['efficiency']:.2f}), "
+            f"async S={r['S']}, A={r['actors']}: speedup {r['speedup']:.2f} (ideal {ideal:.2f}, efficiency {r['efficiency']:.2f}), "
             f"bookkeeping {r['bookkeeping_pct']:.2f}% of the step; overlapped t_gen x{r['gen_slowdown']:.2f}, "
             f"t_train x{r['train_slowdown']:.2f}, overlap efficiency {r['overlap_efficiency']:.2f}"
         )
@@ -203,6 +244,11 @@ def bench(config_path, overrides, out) -> int:
         f"sampling: KV-cache loop {s['loop_tokens_per_s']:.0f} tokens/s vs generate {s['generate_tokens_per_s']:.0f} "
         f"tokens/s (ratio {s['ratio']:.2f})"
     )
+    for w in result["weight_sync"]:
+        print(
+            f"weight sync ({w['transport']}), {w['model']} ({w['parameters'] / 1e6:.2f}M parameters): "
+            f"{w['weight_sync_s'] * 1e3:.1f} ms per step, {w['weight_sync_pct_of_step']:.1f}% of the synchronous step"
+        )
     for a in result["actors"]:
         print(
             f"actor {a['backend']}: {a['tokens_per_s']:.0f} tokens/s, weight sync {a['weight_sync_s'] * 1e3:.1f} ms "
