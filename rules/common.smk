@@ -250,6 +250,41 @@ def train_threads(wildcards):
     return int(LM_SPACE.instance(wildcards)["threads"])
 
 
+# -- devices: each job's GPUs, derived from the placement keys of the train config -------------
+def _train_setting(key: str, default, overrides: dict):
+    """A `stalegrpo train` key as a job gets it: its overrides, else the train config file, else
+    ``default`` (the TrainConfig default)."""
+    if key in overrides:
+        return overrides[key]
+    loaded = yaml.safe_load(Path(LM["train_config"]).read_text()) or {}
+    return loaded.get(key, default)
+
+
+def _gpus(overrides: dict, schedule: str, engines: int | None = None) -> int:
+    """GPUs of one LM job: the learner's, plus actors × actor_devices for the actor engines of
+    the async schedule (the placement stalegrpo.train checks). 0 on CPU."""
+    if LM["resources"]["device"] != "cuda":
+        return 0
+    if engines is None:
+        engines = _train_setting("actors", 1, overrides)
+    return 1 + (engines * _train_setting("actor_devices", 1, overrides) if schedule == "async" else 0)
+
+
+def train_gpus(wildcards):
+    point = LM_SPACE.instance(wildcards)
+    return _gpus(LM["train_overrides"], point["schedule"])
+
+
+def bench_gpus(wildcards):
+    """The benchmark runs async with every A of bench.engines: it needs the largest."""
+    overrides = LM["bench"]["overrides"]
+    return _gpus(overrides, "async", max(overrides.get("bench.engines", [1])))
+
+
+def pretrain_gpus(wildcards):
+    return 1 if LM["resources"]["device"] == "cuda" else 0
+
+
 def train_overrides(wildcards):
     """The grid point of this job as `stalegrpo train` overrides (grid columns are train keys),
     plus the base checkpoint."""

@@ -1,4 +1,8 @@
 # Simulation: language-model runs (docs/method.md §2-§7), switched on by lm.enabled.
+# Where each job runs: on CPU, one process (fixed schedule) or the learner plus its actor engine
+# processes (async), sharing the job's threads. On CUDA (lm.resources.device: cuda), the learner
+# on the job's first GPU and each actor engine on the next actor_devices GPUs, so a job asks for
+# 1 + actors x actor_devices GPUs (async) or 1 (fixed): train_gpus in rules/common.smk.
 # 1. pretrain the base policy once per base (task + model), unless lm.checkpoint names one;
 # 2. train one job per point of the Paramspace over S x eta x seed x objective x LR schedule;
 # 3. benchmark sync vs async throughput.
@@ -20,7 +24,7 @@ rule pretrain:
     resources:
         mem_mb=LM["resources"]["mem_mb"],
         runtime=LM["resources"]["runtime"],
-        gpu=LM["resources"]["gpu"],
+        gpu=pretrain_gpus,
     conda:
         "../envs/train.yaml"
     shell:
@@ -45,7 +49,7 @@ rule train:
     resources:
         mem_mb=LM["resources"]["mem_mb"],
         runtime=LM["resources"]["runtime"],
-        gpu=LM["resources"]["gpu"],
+        gpu=train_gpus,
     conda:
         "../envs/train.yaml"
     shell:
@@ -69,7 +73,7 @@ rule bench:
     resources:
         mem_mb=LM["resources"]["mem_mb"],
         runtime=LM["resources"]["runtime"],
-        gpu=LM["resources"]["gpu"],
+        gpu=bench_gpus,
     conda:
         "../envs/train.yaml"
     shell:
