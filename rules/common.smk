@@ -261,13 +261,14 @@ def _train_setting(key: str, default, overrides: dict):
 
 
 def _gpus(overrides: dict, schedule: str, engines: int | None = None) -> int:
-    """GPUs of one LM job: the learner's, plus actors × actor_devices for the actor engines of
-    the async schedule (the placement stalegrpo.train checks). 0 on CPU."""
+    """GPUs of one LM job: one per learner rank, plus actors × actor_devices for the actor engines
+    of the async schedule (the placement stalegrpo.train checks). 0 on CPU."""
     if LM["resources"]["device"] != "cuda":
         return 0
     if engines is None:
         engines = _train_setting("actors", 1, overrides)
-    return 1 + (engines * _train_setting("actor_devices", 1, overrides) if schedule == "async" else 0)
+    learners = _train_setting("learners", 1, overrides)
+    return learners + (engines * _train_setting("actor_devices", 1, overrides) if schedule == "async" else 0)
 
 
 def train_gpus(wildcards):

@@ -1,8 +1,9 @@
 # Simulation: language-model runs (docs/method.md §2-§7), switched on by lm.enabled.
 # Where each job runs: on CPU, one process (fixed schedule) or the learner plus its actor engine
-# processes (async), sharing the job's threads. On CUDA (lm.resources.device: cuda), the learner
-# on the job's first GPU and each actor engine on the next actor_devices GPUs, so a job asks for
-# 1 + actors x actor_devices GPUs (async) or 1 (fixed): train_gpus in rules/common.smk.
+# processes (async), sharing the job's threads; with learners = L > 1, `stalegrpo train` starts
+# its L ranks itself through torchrun. On CUDA (lm.resources.device: cuda), learner rank r on the
+# job's GPU r and each actor engine on the next actor_devices GPUs, so a job asks for
+# learners + actors x actor_devices GPUs (async) or learners (fixed): train_gpus in common.smk.
 # 1. pretrain the base policy once per base (task + model), unless lm.checkpoint names one;
 # 2. train one job per point of the Paramspace over S x eta x seed x objective x LR schedule;
 # 3. benchmark sync vs async throughput.

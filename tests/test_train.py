@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from stalegrpo.config import ConfigError, load_config
 from stalegrpo.train import TEST_SIGNAL_ENV, WALL_COLUMNS, TrainConfig, check, run
@@ -81,6 +82,37 @@ def test_fixed_schedule_is_deterministic_and_learns(policy, tmp_path):
     assert evals["step"].tolist() == [0, 3, 5]
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["finished"] and summary["censored"] and summary["steps_done"] == 5
+
+
+def final_parameters(out: Path) -> dict:
+    (state,) = (out / "checkpoint").glob("step*/mp_rank_00_model_states.pt")
+    return torch.load(state, weights_only=False)["module"]
+
+
+def test_two_learner_ranks_take_the_same_steps_as_one(policy, tmp_path):
+    """learners=2: each rank takes half the groups of every batch and ZeRO-2 averages the
+    gradients, so parameters and metrics follow the one-rank run (float rounding apart)."""
+    base = ("steps=5", "S=1", "probe_every=2", "deepspeed_zero=2", "threads=2", "checkpoint_every=100")
+    run(config(policy, *base), tmp_path / "one")
+    two = subprocess.run(
+        [*train_command(policy, *base, "learners=2"), "--out", str(tmp_path / "two")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    one_steps, one_evals, one_lags = comparable(tmp_path / "one")
+    two_steps, two_evals, two_lags = comparable(tmp_path / "two")
+    pd.testing.assert_frame_equal(one_lags, two_lags)
+    metrics = ["loss", "grad_norm", "update_norm", "ess", "kl_behavior", "entropy", "eta_k", "version_checksum"]
+    pd.testing.assert_frame_equal(one_steps[metrics], two_steps[metrics], check_exact=False, rtol=1e-5, atol=1e-7)
+    assert (two_steps["bias_sq"].notna() == one_steps["bias_sq"].notna()).all()  # rank 0 probes
+    assert (2 * two_steps["rank_samples"] == one_steps["rank_samples"]).all()  # each rank took half
+    for name, tensor in final_parameters(tmp_path / "one").items():
+        other = final_parameters(tmp_path / "two")[name]
+        assert torch.allclose(tensor, other, rtol=1e-5, atol=1e-7), name
+    assert one_evals["step"].tolist() == two_evals["step"].tolist()
 
 
 def test_updates_per_batch_counts_lag_per_minibatch(policy, tmp_path):

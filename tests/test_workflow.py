@@ -237,10 +237,10 @@ def test_cpu_default_preset_dry_runs_with_its_lm_part(fresh):
 
 
 def test_gpu_jobs_ask_for_their_placement(fresh, tmp_path):
-    """On CUDA a train job asks for 1 + actors x actor_devices GPUs when async, 1 when fixed,
+    """On CUDA a train job asks for learners + actors x actor_devices GPUs when async, learners when fixed,
     derived from the train config (the profile types no count)."""
     config = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
-    config["lm"]["train_overrides"] |= {"actors": 2, "actor_devices": 2}
+    config["lm"]["train_overrides"] |= {"learners": 2, "actors": 2, "actor_devices": 2}
     preset = tmp_path / "placed.yaml"
     preset.write_text(yaml.safe_dump(config))
     result = snakemake("-n", "--profile", "profiles/slurm", "--jobs", "10", "--configfile", str(preset), cwd=fresh)
@@ -252,6 +252,6 @@ def test_gpu_jobs_ask_for_their_placement(fresh, tmp_path):
             block = "\n".join(lines[i : i + 12])
             schedule = "async" if "schedule~async" in block else "fixed"
             gpus.setdefault(schedule, set()).add(int(block.split(" gpu=")[1].split(",")[0].split()[0]))
-    assert gpus == {"async": {5}, "fixed": {1}}, gpus
+    assert gpus == {"async": {6}, "fixed": {2}}, gpus
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     assert not any("tasks" in resources for resources in profile["set-resources"].values()), profile

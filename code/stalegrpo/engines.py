@@ -65,10 +65,10 @@ def weight_group(store, engine: int, rank: int, device: torch.device):
 
 def placement(cfg, engine: int) -> dict:
     """The environment that pins ``engine`` to its devices, and its CPU threads."""
-    threads = max(1, cfg.threads // (1 + cfg.actors))
+    threads = max(1, cfg.threads // (cfg.learners + cfg.actors))
     env = {"OMP_NUM_THREADS": str(threads)}
     if torch.cuda.is_available():
-        first = 1 + engine * cfg.actor_devices  # device 0 is the learner's
+        first = cfg.learners + engine * cfg.actor_devices  # devices 0..L-1 are the learner ranks'
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(cfg.actor_devices))
     return env
 

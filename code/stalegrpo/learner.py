@@ -109,6 +109,50 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
     return float((values * mask).sum() / total) if total > 0 else float("nan")
 
 
+class RankReduce:
+    """The §3 metrics of a batch that the data-parallel ranks hold in shards, computed as if one
+    process held it all (with one rank, exactly the one-process formulas)."""
+
+    def __init__(self, world_size: int, device):
+        self.world_size, self.device = world_size, device
+
+    def _sum(self, values: list[float]) -> list[float]:
+        import torch.distributed as dist
+
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def mean(self, values: torch.Tensor, mask: torch.Tensor) -> float:
+        if self.world_size == 1:
+            return masked_mean(values, mask)
+        total, count = self._sum([float((values * mask).sum()), float(mask.sum())])
+        return total / count if count > 0 else float("nan")
+
+    def ess(self, log_weights: torch.Tensor) -> float:
+        """:func:`normalised_ess` of the weights of every rank."""
+        if self.world_size == 1:
+            return normalised_ess(log_weights)
+        w = log_weights.double()
+        shift = float(w.max()) if w.numel() else 0.0
+        (shift,) = self._max([shift])
+        s1, s2, n = self._sum([float((w - shift).exp().sum()), float((2 * (w - shift)).exp().sum()), w.numel()])
+        return s1 * s1 / (n * s2) if n > 0 and s2 > 0 else float("nan")
+
+    def _max(self, values: list[float]) -> list[float]:
+        import torch.distributed as dist
+
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return t.tolist()
+
+    def all_true(self, flag: bool) -> bool:
+        if self.world_size == 1:
+            return flag
+        (low,) = self._sum([0.0 if flag else 1.0])
+        return low == 0
+
+
 class Learner:
     """GRPO learner over a DeepSpeed engine; ``version`` counts the optimizer steps taken."""
 
@@ -121,6 +165,7 @@ class Learner:
         self.engine = deepspeed_engine(model, self.optimizer, config_path, cfg.grad_clip)
         self.model = self.engine.module
         self.device = self.engine.device
+        self.reduce = RankReduce(int(os.environ["WORLD_SIZE"]), self.device)
         self.ref_model = (
             ref_model.to(self.device).eval().requires_grad_(False) if ref_model is not None else None
         )
@@ -183,20 +228,25 @@ class Learner:
         fresh = (lag == 0).float().unsqueeze(1) * mask
         lp_len = batch.prompt_ids.shape[1]
         logits = self._logits[:, lp_len - 1 : -1].float() / cfg.temperature
+        reduce = self.reduce
         metrics = {
-            "ess": normalised_ess(log_ratio.sum(1)),
-            "ess_token": normalised_ess(log_ratio[batch.completion_mask]),
-            "kl_behavior": masked_mean(kl_behavior_tok, mask),
+            "ess": reduce.ess(log_ratio.sum(1)),
+            "ess_token": reduce.ess(log_ratio[batch.completion_mask]),
+            "kl_behavior": reduce.mean(kl_behavior_tok, mask),
             # KL(μ‖π_ref) from the samples of μ (= the usual KL(π_θ‖π_ref) at lag 0). The k3 of
             # π_θ against π_ref would need samples of π_θ: on stale samples its ratio π_ref/π_θ is
             # heavy-tailed (measured: 30 nats/token at lag 4 while KL(μ‖π_θ) was 0.1).
-            "kl_ref": masked_mean(k3_kl(batch.behavior_logprobs.double(), ref_logprobs.double()), mask)
+            "kl_ref": reduce.mean(k3_kl(batch.behavior_logprobs.double(), ref_logprobs.double()), mask)
             if ref_logprobs is not None
             else float("nan"),
-            "mismatch_kl": masked_mean(kl_behavior_tok, fresh),
-            "entropy": masked_mean(token_entropy(logits), mask),
+            "mismatch_kl": reduce.mean(kl_behavior_tok, fresh),
+            "entropy": reduce.mean(token_entropy(logits), mask),
         }
-        eta_k = learning_rate(cfg, self.version, metrics["ess"], float(lag.float().mean()))
+        if reduce.world_size == 1:
+            mean_lag = float(lag.float().mean())
+        else:
+            mean_lag = reduce.mean(lag.double(), torch.ones_like(lag, dtype=torch.float64))
+        eta_k = learning_rate(cfg, self.version, metrics["ess"], mean_lag)
         for group in self.optimizer.param_groups:
             group["lr"] = eta_k
 
@@ -204,11 +254,11 @@ class Learner:
         loss = -value
         metrics.update(
             eta_k=eta_k,
-            loss=float(loss.detach()),
-            clip_frac_low=masked_mean(surrogate.clipped_low.float(), mask),
-            clip_frac_high=masked_mean(surrogate.clipped_high.float(), mask),
+            loss=reduce.mean(loss.detach().reshape(1), torch.ones(1)),  # mean over ranks of equal shards
+            clip_frac_low=reduce.mean(surrogate.clipped_low.float(), mask),
+            clip_frac_high=reduce.mean(surrogate.clipped_high.float(), mask),
         )
-        if not torch.isfinite(loss):
+        if not reduce.all_true(bool(torch.isfinite(loss))):  # every rank skips the update together
             metrics.update(
                 finite=False, grad_norm=float("nan"), grad_cos=float("nan"), update_norm=float("nan")
             )
