@@ -115,6 +115,30 @@ def test_two_learner_ranks_take_the_same_steps_as_one(policy, tmp_path):
     assert one_evals["step"].tolist() == two_evals["step"].tolist()
 
 
+@pytest.mark.slow
+def test_two_ranks_and_two_engines_resume_after_kill_9(policy, tmp_path):
+    """async, S = 2, A = 2 engines, L = 2 learner ranks: killed right after checkpoint 4, the
+    rerun resumes and completes; every lag ≤ S, every batch once and in order, from engine
+    n mod 2, with the weights it claims."""
+    args = train_command(
+        policy, "schedule=async", "S=2", "actors=2", "learners=2", "deepspeed_zero=2", "steps=8",
+        "threads=2", "checkpoint_every=4", "probe_every=0", "eval_every=0",
+    ) + ["--out", str(tmp_path)]
+    killed = subprocess.run(args, env=os.environ | {TEST_SIGNAL_ENV: "4:SIGKILL"}, check=False,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode != 0 and (tmp_path / "checkpoint" / "latest").read_text() == "step4"
+    assert not (tmp_path / "summary.json").exists()
+    resumed = subprocess.run(args, check=False, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0 and "resuming" in resumed.stdout, resumed.stderr[-3000:]
+    steps = pd.read_parquet(tmp_path / "steps.parquet")
+    lags = pd.read_parquet(tmp_path / "lags.parquet")
+    assert steps["step"].tolist() == list(range(8)) and steps["batch"].tolist() == list(range(8))
+    assert lags["lag"].between(0, 2).all() and (lags["engine"] == lags["step"] % 2).all()
+    assert (steps["behavior_checksum"] == steps["version_checksum"]).all()
+    assert (steps["rank_samples"] * 2 == len(lags) // 8).all()
+    assert json.loads((tmp_path / "summary.json").read_text())["admission_violations"] == 0
+
+
 def test_updates_per_batch_counts_lag_per_minibatch(policy, tmp_path):
     cfg = config(policy, "steps=4", "S=1", "updates_per_batch=2", "probe_every=0")
     run(cfg, tmp_path)
