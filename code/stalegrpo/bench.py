@@ -223,10 +223,12 @@ def bench(config_path, overrides, out) -> int:
         "runs": runs,
         "bookkeeping_pct_max": max(r["bookkeeping_pct"] for r in runs),
         "sampling": sampling(cfg, options.sampling_repeats),
+        # learner runs before the in-process actors: a vLLM engine claims torch.distributed's
+        # default group in this process, and a DeepSpeed engine built after it cannot start
+        "weight_sync": [weight_sync(cfg, spec, out, options.sync_steps) for spec in [None, *options.sync_models]],
         "actors": [
             actor_throughput(cfg, backend, options.sampling_repeats, sync["step_s"]) for backend in options.actors
         ],
-        "weight_sync": [weight_sync(cfg, spec, out, options.sync_steps) for spec in [None, *options.sync_models]],
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "threads": cfg.threads,
     }
