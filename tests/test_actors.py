@@ -1,19 +1,33 @@
 """The ``hf`` actor (docs/method.md §1-§2): rollout shapes and masks, version tags, seeded sampling,
 behavior log-probs equal to the learner's full-forward recomputation, and in-place weight loads."""
 
+from dataclasses import dataclass
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
+from stalegrpo import actors
 from stalegrpo.actors import benchmark_sampling, make_actor
-from stalegrpo.rollout import Rollout
 from stalegrpo.policy import build_model, build_tokenizer, sequence_logprobs
+from stalegrpo.rollout import Rollout
 from stalegrpo.tasks import Problem, get_task
 
 TOL = 1e-5
 """max |behavior log-prob − learner recomputation| in fp32 at the same weights"""
 MIXED = [Problem("1+2=", "03"), Problem("12+34=", "046"), Problem("5*6=", "0030"), Problem("99+99=", "198")]
 """prompts of different lengths, so left padding and position ids matter"""
+
+
+@dataclass
+class CountingTask:
+    """A stand-in verifier: 10·(index of the problem in MIXED) + the length of the completion."""
+
+    max_new_tokens: int = 4
+
+    def reward(self, problem, completion):
+        return 10.0 * MIXED.index(problem) + len(completion)
 
 
 @pytest.fixture
@@ -46,7 +60,14 @@ def test_rollout_shapes_masks_and_versions(actor):
     assert bool((r.behavior_logprobs[r.completion_mask] < 0).all())
     texts = r.texts(tok)
     assert all(tok.eos_token not in t and len(t) <= task.max_new_tokens for t in texts)
-    assert r.rewards.tolist() == [task.reward(problems[g], t) for g, t in zip(r.group.tolist(), texts)]
+    # each row's reward is its own problem's verdict on its own text: with a verifier whose reward
+    # is 10·(problem index) + (characters of the text), the rewards follow from the tokens alone
+    # (one character per non-special token)
+    counting = make_actor("hf", actor.model, tok, CountingTask())
+    c = counting.generate(MIXED, 3, seed=0)
+    chars = (c.completion_mask & ~torch.isin(c.completion_ids, torch.tensor(tok.all_special_ids))).sum(1)
+    assert torch.equal(c.rewards, (10 * torch.arange(4).repeat_interleave(3) + chars).float())
+    assert len(set(chars.tolist())) > 1  # the lengths vary, so a row/text mix-up would show
 
 
 def test_same_seed_same_rollout(actor):
@@ -106,10 +127,20 @@ def test_cat_keeps_groups_and_logprobs(actor):
     assert float((learner - r.behavior_logprobs).abs().max()) < TOL
 
 
-def test_benchmark_reports_both_samplers(actor):
+def test_benchmark_reports_both_samplers(actor, monkeypatch):
     result = benchmark_sampling(actor, MIXED, 2, repeats=1)
     assert result["batch"] == 8 and result["loop_tokens_per_s"] > 0 and result["generate_tokens_per_s"] > 0
-    assert result["ratio"] == pytest.approx(result["loop_tokens_per_s"] / result["generate_tokens_per_s"])
+    # known timings: a one-token budget makes every sampler emit exactly 8 tokens per batch, and a
+    # fake clock makes the three timed loop batches take 2, 9 and 4 s and the generate ones 1, 1
+    # and 0.5 s (the timed calls alternate loop, generate). Medians: loop 4 s → 8/4 = 2 tokens/s,
+    # generate 1 s → 8 tokens/s; ratio loop/generate = 2/8 = 0.25
+    one_token = make_actor("hf", actor.model, actor.tokenizer, CountingTask(max_new_tokens=1))
+    clock = iter([0.0, 2.0, 2.0, 3.0, 3.0, 12.0, 12.0, 13.0, 13.0, 17.0, 17.0, 17.5])  # start, end, ...
+    monkeypatch.setattr(actors, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    timed = benchmark_sampling(one_token, MIXED, 2, repeats=3)
+    assert timed["loop_seconds_per_batch"] == 4.0 and timed["generate_seconds_per_batch"] == 1.0
+    assert timed["loop_tokens_per_s"] == 2.0 and timed["generate_tokens_per_s"] == 8.0
+    assert timed["ratio"] == 0.25
 
 
 def test_unknown_backend_is_an_error(actor):

@@ -1,6 +1,7 @@
 """Tests of the exact testbed (docs/method.md §9): gradients against autograd, Monte Carlo and finite
 differences, the lag bookkeeping, and the real CLI on the smoke config."""
 
+import itertools
 import json
 from pathlib import Path
 
@@ -100,6 +101,23 @@ def test_exact_gradient_matches_monte_carlo(bed):
     assert exact.norm() > 10 * stderr.norm() / bed.D**0.5  # the comparison has power
 
 
+def brute_force_seq_probs(bed, theta):
+    """π_θ(y|x) as [P, Y] straight from the policy's definition (module docstring of
+    stalegrpo.exact): log π(y_t | x, y_<t) = log-softmax over v of θ_unigram[x, t, v] +
+    θ_bigram[y_{t-1}, v] (y_0 = BOS, the bigram table's last row), summed over t, with the sequences
+    of a prompt in lexicographic order. Independent of the testbed's feature gathers and expands."""
+    P, V, L = bed.P, bed.V, bed.L
+    unigram = theta[: P * L * V].view(P, L, V)
+    bigram = theta[P * L * V :].view(V + 1, V)
+    seqs = torch.tensor(list(itertools.product(range(V), repeat=L)))  # [Y, L]
+    logp = torch.zeros(P, len(seqs), dtype=theta.dtype)
+    for t in range(L):
+        prev = seqs[:, t - 1] if t > 0 else torch.full((len(seqs),), V)
+        logits = unigram[:, t, None, :] + bigram[prev][None]  # [P, Y, V]
+        logp += logits.log_softmax(-1).gather(-1, seqs[None, :, t, None].expand(P, -1, 1))[..., 0]
+    return logp.exp()
+
+
 def run_grid(*overrides):
     cfg = load_config(ExactConfig, ROOT / "config" / "exact_smoke.yaml", ["dtype=float64", "horizon=40", *overrides])
     return simulate(cfg)
@@ -113,11 +131,13 @@ def test_lag_zero_is_on_policy_grpo(bed):
     eps = torch.tensor(0.2, dtype=F64)
     gold = []
     for _ in range(40):
-        logprobs = bed.token_logprobs(theta)
-        gold.append(((logprobs.sum(1).exp() / bed.P) * bed.gold.view(-1)).sum().item())
+        # the gold reward E_x E_{y~π(·|x)} gold(x, y) read from the policy's definition, not
+        # from the testbed's gathers (see brute_force_seq_probs)
+        gold.append(float((brute_force_seq_probs(bed, theta[0]) * bed.gold).sum() / bed.P))
         theta = theta + 2.0 * surrogate_grad_autograd(bed, theta, None, "behavior", eps)
     assert np.allclose(steps.gold_reward.values, gold, rtol=1e-10, atol=1e-12)
     assert (steps.bias == 0).all() and (steps.lag == 0).all() and (steps.kl_behavior.abs() < 1e-12).all()
+    assert np.allclose(steps.ess, 1.0, rtol=0, atol=1e-12)  # μ = π: every weight π/μ is 1
 
 
 def test_recompute_equals_behavior_only_on_policy():

@@ -168,8 +168,11 @@ def test_frontier_recovers_a_b_and_s_star():
     fit = laws.fit_frontier(points)
     assert fit["status"] == "ok" and fit["a_identified"] and fit["b_identified"]
     assert fit["a"] == pytest.approx(2.0, rel=0.1) and fit["b"] == pytest.approx(50.0, rel=0.1)
-    for entry in fit["S_star"]:
-        assert entry["S_star"] == pytest.approx(fit["a"] * entry["T"] / fit["b"])
+    # the true boundary a/S = b/T is at S* = 2·T/50: 4, 8 and 16 at T = 100, 200, 400
+    s_star = {entry["T"]: entry["S_star"] for entry in fit["S_star"]}
+    assert s_star == pytest.approx({100.0: 4.0, 200.0: 8.0, 400.0: 16.0}, rel=0.1)
+    # and S* is where the regimes meet: a point is in the staleness regime iff its S exceeds S*(T)
+    assert all((p["regime"] == "staleness") == (p["S"] > s_star[p["T"]]) for p in fit["points"])
     assert {p["regime"] for p in fit["points"]} == {"staleness", "horizon"}
     assert all(p["regime"] == "horizon" for p in fit["points"] if p["S"] == 0)
     assert fit["r2"] > 0.95

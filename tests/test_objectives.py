@@ -33,13 +33,20 @@ def test_recompute_ignores_behavior_and_decoupled_weights_by_behavior():
     recompute = token_surrogate(logprobs, behavior, adv, "recompute")
     (g_re,) = torch.autograd.grad(recompute.value.sum(), logprobs)
     assert torch.allclose(g_re, adv)  # ratio ≡ 1: the on-policy score-function weight
+    # w = π_θk / μ = exp(log π - log μ) = [exp(-1 + 1.5), exp(-2 + 1)] = [e^0.5, e^-1] = [1.6487, 0.3679]
+    # at θ = θ_k the ratio r = π_θ / π_θk is 1, so d(w·r·A)/dlog π = w·A = [1.6487, -0.3679]
     decoupled = token_surrogate(logprobs, behavior, adv, "decoupled")
     (g_dec,) = torch.autograd.grad(decoupled.value.sum(), logprobs)
-    w = torch.exp(logprobs.detach() - behavior)
-    assert torch.allclose(g_dec, w * adv)
+    assert torch.allclose(g_dec, torch.tensor([1.6487213, -0.3678794]))
+    # the same gradient as the behavior objective's (ρ = π/μ, d(ρA)/dlog π = ρA) with a clip too
+    # wide to bind: both are the importance-weighted policy gradient at θ_k
+    wide = token_surrogate(logprobs, behavior, adv, "behavior", eps_lo=10.0, eps_hi=10.0)
+    (g_wide,) = torch.autograd.grad(wide.value.sum(), logprobs)
+    assert torch.allclose(g_dec, g_wide)
+    # tis with C = 1: the cap binds on the first token (1.6487 → 1) and not on the second
     tis = token_surrogate(logprobs, behavior, adv, "tis", tis_cap=1.0)
     (g_tis,) = torch.autograd.grad(tis.value.sum(), logprobs)
-    assert torch.allclose(g_tis, w.clamp(max=1.0) * adv)
+    assert torch.allclose(g_tis, torch.tensor([1.0, -0.3678794]))
 
 
 def test_all_objectives_agree_on_policy():

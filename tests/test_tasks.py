@@ -35,13 +35,15 @@ def test_unpadded_answers_on_request():
 
 
 def test_prompts_have_fixed_length_and_budget_covers_answers():
-    for name, digits in [("addition", 2), ("addition", 3), ("multiplication", 2)]:
+    # budget = digits of the largest answer + EOS: "198" (99+99), "1998" (999+999), "9801" (99*99)
+    for name, digits, budget in [("addition", 2, 4), ("addition", 3, 5), ("multiplication", 2, 5)]:
         task = get_task(name, digits=digits)
         problems = task.sample("train", 200, np.random.default_rng(0))
-        assert {len(p.prompt) for p in problems} == {2 * digits + 2}
-        assert {len(p.answer) + 1 for p in problems} == {task.max_new_tokens}  # answer + EOS
-    assert get_task("addition").max_new_tokens == 4  # "198" + EOS
-    assert get_task("multiplication").max_new_tokens == 5  # "9801" + EOS
+        assert {len(p.prompt) for p in problems} == {2 * digits + 2}  # "ab+cd=": two operands, op, "="
+        assert task.max_new_tokens == budget
+        assert {len(p.answer) for p in problems} == {budget - 1}  # zero-padded answers fill it
+    assert get_task("addition").max_new_tokens == 4  # the default: 2 digits
+    assert get_task("multiplication").max_new_tokens == 5
 
 
 def test_splits_are_disjoint_complete_and_deterministic():
