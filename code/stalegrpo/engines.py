@@ -197,13 +197,14 @@ class EngineSource:
             raise self.fault
         key, engine = f"batch/{n}", n % self.cfg.actors
         start = time.perf_counter()
-        while True:
-            try:
-                self.store.wait([key], datetime.timedelta(seconds=self.poll_s))
-                break
-            except dist.DistStoreError:
+        checked = start
+        # store.check does not block (store.wait with a timeout would log a warning per poll)
+        while not self.store.check([key]):
+            time.sleep(0.001)
+            if time.perf_counter() - checked > self.poll_s:
+                checked = time.perf_counter()
                 if not self.engines[engine].is_alive():
-                    raise self._fault(engine) from None
+                    raise self._fault(engine)
         rollout, info = pickle.loads(self.store.get(key))
         self.store.delete_key(key)
         return rollout, info | {"learner_wait_s": time.perf_counter() - start}
