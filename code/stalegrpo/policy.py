@@ -183,7 +183,10 @@ def load_flat(model: torch.nn.Module, flat: torch.Tensor) -> None:
 
 
 def weights_checksum(flat: torch.Tensor) -> float:
-    """A number that changes with any weight: a position-weighted sum in float64. Actors record it
+    """A number that changes with any weight: a position-dependent sum in float64. Actors record it
     for the weights they generate with; the learner compares it with its own for that version."""
-    flat = flat.detach().double().reshape(-1)
-    return float(torch.dot(flat, torch.linspace(1.0, 2.0, flat.numel(), dtype=torch.float64, device=flat.device)))
+    flat = flat.detach().reshape(-1)
+    # float64 sums without a float64 copy of the weights (it runs every step); the strided second
+    # sum makes the checksum depend on where a value sits, not only on the values
+    total = torch.sum(flat, dtype=torch.float64) + 2.0 * torch.sum(flat[::2], dtype=torch.float64)
+    return float(total)
