@@ -50,7 +50,7 @@ def max_gap(model, flat, rollout) -> float:
     return float((learner - rollout.behavior_logprobs)[rollout.completion_mask].abs().max())
 
 
-def versions(checkpoint, backend, send):
+def versions(checkpoint, backend, send, *overrides):
     """Batches 0..3 from one engine (S = 0: batch n waits for version n), with version n's weights
     sent by ``send(source, flat_n, n)``; yields (flat_n, rollout of batch n)."""
     path, model = checkpoint, load_policy(checkpoint)[0]
@@ -58,7 +58,7 @@ def versions(checkpoint, backend, send):
         TrainConfig,
         None,
         [f"init_checkpoint={path}", f"actor={backend}", "schedule=async", "S=0", "digits=1", "batch_prompts=4",
-         "group_size=2", "threads=2"],
+         "group_size=2", "threads=2", *overrides],
     )
     generator = torch.Generator().manual_seed(0)
     flat0 = flat_params(model)
@@ -81,6 +81,18 @@ def test_engine_logprobs_follow_the_broadcast_weights(checkpoint, backend):
     for n, (flat, rollout) in enumerate(rollouts):
         assert (rollout.version == n).all() and (rollout.engine == 0).all()
         assert max_gap(model, flat, rollout) < TOLERANCE[backend], n
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM installed")
+def test_tensor_parallel_vllm_workers_receive_the_weights(checkpoint):
+    """actor_devices = 2: vLLM runs two worker processes (on CPU as on CUDA), each a member of the
+    weight group; both load every version, or the sharded model's log-probs would be wrong."""
+    rollouts = versions(checkpoint, "vllm", lambda source, flat, n: source.publish(flat, n), "actor_devices=2")
+    model = load_policy(checkpoint)[0]
+    for n, (flat, rollout) in enumerate(rollouts):
+        assert (rollout.version == n).all()
+        assert max_gap(model, flat, rollout) < TOLERANCE["vllm"], n
 
 
 def test_the_check_fails_when_the_weights_do_not_arrive(checkpoint):

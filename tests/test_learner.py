@@ -151,3 +151,20 @@ def test_bias_estimate_of_the_probe():
     )
     opposite = bias_estimate(g + 1, g - 1, g, g)  # negative estimate: bias reported as 0
     assert opposite["bias_sq"] < 0 and opposite["bias"] == 0
+
+
+def test_bf16_auto_means_bf16_on_cuda_and_fp32_on_cpu():
+    import json
+
+    from stalegrpo.learner import REPO_ROOT, resolve_precision
+
+    for stage in (0, 1, 2):
+        shipped = json.loads((REPO_ROOT / "config" / "deepspeed" / f"zero{stage}.json").read_text())
+        assert shipped["bf16"] == {"enabled": "auto"}
+        assert resolve_precision(shipped, cuda=True)["bf16"]["enabled"] is True
+        assert resolve_precision(shipped, cuda=False)["bf16"]["enabled"] is False
+        assert shipped["bf16"] == {"enabled": "auto"}  # the loaded dict is not changed in place
+    # an explicit choice is kept on either device
+    assert resolve_precision({"bf16": {"enabled": True}}, cuda=False)["bf16"]["enabled"] is True
+    assert resolve_precision({"bf16": {"enabled": False}}, cuda=True)["bf16"]["enabled"] is False
+    assert resolve_precision({}, cuda=True) == {}

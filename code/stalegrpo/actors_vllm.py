@@ -26,13 +26,13 @@ schedule it lives in the actor process that constructs the actor, and a state di
 without serialisation. On CPU the vLLM worker replaces ``torch.set_num_threads`` by a no-op for
 the whole process once the engine exists: set the thread count before constructing the actor.
 
-GPU path (not exercised here): the same code runs on one CUDA device with ``device="cuda"``
-(``gpu_memory_utilization`` instead of the CPU KV-cache size). With tensor parallelism the
-engine runs worker processes; then pass weights through vLLM's weight-transfer API
-(``weight_transfer_config={"backend": "nccl"}``, ``init_weight_transfer_engine`` /
-``start_weight_update`` / ``update_weights`` / ``finish_weight_update``: NCCL broadcast from
-the learner) or ``reload_weights(weights_path=...)`` from a safetensors file in /dev/shm,
-still followed by ``reset_prefix_cache``.
+In the ``async`` schedule the actor is an engine process of :mod:`stalegrpo.engines`, built with
+``worker_extension_cls`` = :class:`stalegrpo.vllm_worker.WeightSyncExtension` and
+``tensor_parallel_size`` = ``actor_devices``: then the weights reach vLLM's workers over
+torch.distributed and are reloaded there, which also works with TP > 1 (worker processes;
+tested on CPU with TP = 2). :meth:`VLLMActor.load_weights` is the in-process path of the
+``fixed`` schedule. On CUDA the engine takes ``gpu_memory_utilization`` instead of the CPU
+KV-cache size.
 """
 
 from __future__ import annotations
@@ -266,6 +266,8 @@ class VLLMActor:
         self.weight_sync_s = time.perf_counter() - start
 
     def close(self) -> None:
-        """Free the engine and the temporary checkpoint."""
+        """Shut the engine (and its worker processes) down; remove the temporary checkpoint."""
+        if self.llm is not None:
+            self.llm.llm_engine.engine_core.shutdown()
         self.llm = None
         self._remove_tmpdir()

@@ -4,11 +4,12 @@ own device, with weights sent over torch.distributed (docs/method.md §5).
 Two channels connect the learner's rank 0 to its A engines, both made from one TCPStore that
 the learner opens for the run:
 
-- **weights**: rank 0 and each engine share a private two-member process group (gloo on CPU,
-  NCCL on CUDA; built from the store with a per-engine prefix, since ``dist.new_group`` cannot
-  include processes outside the learner's world). After every learner step rank 0 broadcasts
-  the version and the flat weights to every engine. A receiver thread in the engine takes them
-  into a staging buffer at once, so the learner never waits while an engine generates.
+- **weights** (:mod:`stalegrpo.weights`): rank 0 and each engine share a private process group
+  (gloo on CPU, NCCL on CUDA). After every learner step rank 0 broadcasts the version and the
+  flat weights to every engine, where receiver threads stage them at once, so the learner never
+  waits while an engine generates. An ``hf`` engine receives in its own process and copies the
+  weights into its model; a ``vllm`` engine's workers receive them (one group member per
+  tensor-parallel rank) and reload them in place (:mod:`stalegrpo.vllm_worker`).
 - **rollouts**: an engine puts batch n into the store under the key ``batch/<n>``; the learner
   takes the batches in order, n = 0, 1, 2, ..., each exactly once (it deletes the key).
 
@@ -17,8 +18,8 @@ once it holds weights of version ≥ :func:`~stalegrpo.schedules.admission_versi
 sample is consumed with lag ≤ S. Each rollout records its engine and a checksum of the weights it
 was generated with, which the learner compares with its own checksum of that version.
 
-Placement: on CUDA the learner uses device 0 and engine e the ``actor_devices`` devices after
-it, pinned with ``CUDA_VISIBLE_DEVICES`` before CUDA initialises in the engine; on CPU each
+Placement: on CUDA the L learner ranks use devices 0 to L - 1 and engine e the ``actor_devices``
+devices after them, pinned with ``CUDA_VISIBLE_DEVICES`` before CUDA initialises in the engine; on CPU each
 process gets its share of the run's ``threads``.
 
 Faults: the learner checks that the engine it waits for is alive every ``poll_s`` seconds, and
@@ -28,39 +29,27 @@ naming it and its exit code. The process-group timeout bounds every other wait.
 
 from __future__ import annotations
 
-import datetime
 import os
 import pickle
 import signal
-import threading
+import sys
 import time
 
 import torch
 import torch.distributed as dist
 
 from stalegrpo.actors import make_actor
-from stalegrpo.policy import flat_params, load_policy, state_from_flat, weights_checksum
+from stalegrpo.policy import flat_params, load_policy
 from stalegrpo.schedules import admission_version, make_batch
 from stalegrpo.tasks import get_task
+from stalegrpo.weights import STOP, TIMEOUT, WeightReceiver, receivers, weight_group
 
-TIMEOUT = datetime.timedelta(seconds=60)
-"""longest wait of any store or process-group operation (start-up included)"""
-STOP = -1
-"""the version header that tells an engine's receiver to stop"""
 TEST_KILL_ENV = "STALEGRPO_TEST_KILL_ACTOR_AT_BATCH"
 """test hook, ``ENGINE:BATCH``: that engine kills itself (SIGKILL) before generating that batch"""
 
 
 class ActorDied(RuntimeError):
     """An actor engine ended while the learner still needed its batches."""
-
-
-def weight_group(store, engine: int, rank: int, device: torch.device):
-    """The private process group of learner rank 0 (rank 0) and ``engine`` (rank 1)."""
-    prefixed = dist.PrefixStore(f"weights/{engine}/", store)
-    if device.type == "cuda":
-        return dist.ProcessGroupNCCL(prefixed, rank, 2, dist.ProcessGroupNCCL.Options())
-    return dist.ProcessGroupGloo(prefixed, rank, 2, TIMEOUT)
 
 
 def placement(cfg, engine: int) -> dict:
@@ -74,52 +63,6 @@ def placement(cfg, engine: int) -> dict:
 
 
 # -- the engine's side ------------------------------------------------------------------------
-class WeightReceiver:
-    """A thread that receives every version the learner broadcasts into a staging buffer."""
-
-    def __init__(self, group, numel: int, device: torch.device):
-        self.group, self.device = group, device
-        self.staging = torch.empty(numel, device=device)
-        self.version = -1
-        self.stopped = False
-        """the learner said stop, or is gone"""
-        self.changed = threading.Condition()
-        threading.Thread(target=self._receive, args=(numel,), daemon=True).start()
-
-    def _receive(self, numel: int) -> None:
-        header = torch.zeros(1, dtype=torch.long, device=self.device)
-        incoming = torch.empty(numel, device=self.device)
-        try:
-            while True:
-                self.group.broadcast(header, 0).wait()
-                if int(header) == STOP:
-                    break
-                self.group.broadcast(incoming, 0).wait()
-                with self.changed:
-                    self.staging.copy_(incoming)
-                    self.version = int(header)
-                    self.changed.notify_all()
-        except RuntimeError:  # the learner is gone: the engine's loop sees `stopped` and ends
-            pass
-        with self.changed:
-            self.stopped = True
-            self.changed.notify_all()
-
-    def wait_for(self, version: int) -> bool:
-        """Block until a version ≥ ``version`` has arrived; False if the learner stopped."""
-        with self.changed:
-            while self.version < version and not self.stopped:
-                self.changed.wait(1.0)
-            return self.version >= version
-
-    def load_into(self, actor) -> float:
-        """Copy the newest weights into the actor, tagged with their version; their checksum."""
-        with self.changed:
-            if actor.version != self.version:
-                actor.load_weights(state_from_flat(actor.model, self.staging), self.version)
-            return weights_checksum(self.staging)
-
-
 def engine_main(cfg, engine: int, port: int, start_batch: int, env: dict) -> None:
     """An actor engine: wait for admission, take the newest weights, generate, hand the batch over."""
     os.environ.update(env)  # before anything initialises CUDA or sizes a thread pool
@@ -128,9 +71,19 @@ def engine_main(cfg, engine: int, port: int, start_batch: int, env: dict) -> Non
     store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=TIMEOUT)
     model, tokenizer = load_policy(cfg.init_checkpoint)
     task = get_task(cfg.task, digits=cfg.digits)
-    actor = make_actor(cfg.actor, model, tokenizer, task, device=device)
+    if cfg.actor == "vllm":  # the workers receive the weights themselves (TP > 1 runs worker processes)
+        from stalegrpo.vllm_worker import EngineWeights
+
+        actor = make_actor(
+            "vllm", model, tokenizer, task, device=device, tensor_parallel_size=cfg.actor_devices,
+            worker_extension_cls="stalegrpo.vllm_worker.WeightSyncExtension",
+            **({"gpu_memory_utilization": 0.85} if device.type == "cuda" else {}),  # its own devices
+        )
+        receiver = EngineWeights(actor, port, engine)
+    else:
+        actor = make_actor(cfg.actor, model, tokenizer, task, device=device)
+        receiver = WeightReceiver(weight_group(store, engine, 1, device), flat_params(model).numel(), device)
     actor.version = -1
-    receiver = WeightReceiver(weight_group(store, engine, 1, device), flat_params(model).numel(), device)
     n = start_batch + (engine - start_batch) % cfg.actors  # this engine's first batch
     kill_at = os.environ.get(TEST_KILL_ENV)
     while not receiver.stopped:
@@ -149,6 +102,13 @@ def engine_main(cfg, engine: int, port: int, start_batch: int, env: dict) -> Non
         info = {"actor_wait_s": admitted - start, "weight_sync_s": loaded - admitted}
         store.set(f"batch/{n}", pickle.dumps((rollout, info)))
         n += cfg.actors
+    if hasattr(actor, "close"):  # a vLLM engine shuts its worker processes down
+        actor.close()
+    # Everything is handed over. The interpreter's teardown would now destroy the process group
+    # while gloo's threads may still run, which aborts with "terminate called without an active
+    # exception" in about one run in two; leave without it.
+    sys.stdout.flush(), sys.stderr.flush()
+    os._exit(0)
 
 
 # -- the learner's side -----------------------------------------------------------------------
@@ -167,7 +127,9 @@ class EngineSource:
             context.Process(
                 target=engine_main,
                 args=(cfg, e, self.store.port, start_batch, placement(cfg, e)),
-                daemon=True,
+                # not a daemon: a vLLM engine with TP > 1 starts worker processes of its own;
+                # close() (always called) ends the engines
+                daemon=False,
                 name=f"actor-engine-{e}",
             )
             for e in range(cfg.actors)
@@ -177,7 +139,7 @@ class EngineSource:
         self.groups = []
         for e in range(cfg.actors):
             try:  # the rendezvous waits until the engine has loaded its model
-                self.groups.append(weight_group(self.store, e, 0, self.device))
+                self.groups.append(weight_group(self.store, e, 0, self.device, 1 + receivers(cfg)))
             except RuntimeError as err:
                 raise self._fault(e, err) from err
         self.publish(flat, version)

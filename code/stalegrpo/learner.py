@@ -14,13 +14,17 @@ previous step's gradient and the update norm ‖θ_{k+1} - θ_k‖.
 The learning rate of step k follows §6: ``constant`` η_0, ``ess`` η_0·min(1, ESS_k)^{1/2} or
 ``staleness`` η_0 / max(1, mean lag), all times a shared linear warm-up.
 
-DeepSpeed runs the same code on CPU (gloo) and CUDA (NCCL); the ZeRO stage comes from a JSON file
-under config/deepspeed/. A single-process run sets the launcher's environment itself, with a
+DeepSpeed runs the same code on CPU (gloo) and CUDA (NCCL); the ZeRO stage and the precision come
+from a JSON file under config/deepspeed/. Its ``"bf16": {"enabled": "auto"}`` means bf16 when the
+learner runs on CUDA and fp32 on CPU (where bf16 is several times slower); ``true`` or ``false``
+is taken as written. Collectives between learner ranks wait at most ``collective_timeout_s``, so
+a rank that dies ends the others with :class:`LearnerRankLost` instead of a hang. A single-process run sets the launcher's environment itself, with a
 free port, so several runs can share a machine.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -58,8 +62,33 @@ def resolve_path(path: str | Path) -> Path:
     return path if path.exists() or path.is_absolute() else REPO_ROOT / path
 
 
-def deepspeed_engine(model: torch.nn.Module, optimizer: torch.optim.Optimizer, config_path, grad_clip: float):
-    """A DeepSpeed engine over ``model`` with the ZeRO stage of the JSON at ``config_path``."""
+class LearnerRankLost(RuntimeError):
+    """A collective between learner ranks failed or timed out: another rank has (most likely) died."""
+
+
+def is_collective_failure(err: BaseException) -> bool:
+    """``err`` comes from a collective whose peers are gone (gloo: closed connection; NCCL: timeout)."""
+    import torch.distributed as dist
+
+    text = str(err)
+    return isinstance(err, dist.DistError) or any(
+        sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "Timed out", "timed out", "gloo", "NCCL")
+    )
+
+
+def resolve_precision(ds_config: dict, cuda: bool) -> dict:
+    """``ds_config`` with ``bf16.enabled: "auto"`` made concrete: bf16 on CUDA, fp32 on CPU."""
+    bf16 = ds_config.get("bf16", {})
+    if bf16.get("enabled") == "auto":
+        ds_config = ds_config | {"bf16": bf16 | {"enabled": cuda}}
+    return ds_config
+
+
+def deepspeed_engine(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, config_path, grad_clip: float, timeout_s: float = 300
+):
+    """A DeepSpeed engine over ``model`` with the ZeRO stage and precision of the JSON at
+    ``config_path``; collectives between ranks time out after ``timeout_s``."""
     setup_distributed_env()
     import deepspeed
 
@@ -70,7 +99,8 @@ def deepspeed_engine(model: torch.nn.Module, optimizer: torch.optim.Optimizer, c
     path = resolve_path(config_path)
     if not path.is_file():
         raise FileNotFoundError(f"DeepSpeed config {str(config_path)!r} does not exist")
-    ds_config = json.loads(path.read_text())
+    ds_config = resolve_precision(json.loads(path.read_text()), torch.cuda.is_available())
+    deepspeed.init_distributed(timeout=datetime.timedelta(seconds=timeout_s), verbose=False)
     # one optimizer step per call: the learner forms its own minibatches
     ds_config.update(
         train_micro_batch_size_per_gpu=1, gradient_accumulation_steps=1, gradient_clipping=grad_clip
@@ -162,7 +192,7 @@ class Learner:
             model.parameters(), lr=cfg.eta, betas=(cfg.adam_beta1, cfg.adam_beta2)
         )
         config_path = Path(cfg.deepspeed_dir) / f"zero{cfg.deepspeed_zero}.json"
-        self.engine = deepspeed_engine(model, self.optimizer, config_path, cfg.grad_clip)
+        self.engine = deepspeed_engine(model, self.optimizer, config_path, cfg.grad_clip, cfg.collective_timeout_s)
         self.model = self.engine.module
         self.device = self.engine.device
         self.reduce = RankReduce(int(os.environ["WORLD_SIZE"]), self.device)
