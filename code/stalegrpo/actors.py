@@ -92,9 +92,11 @@ def sample(
 class HFActor:
     """The ``hf`` backend: a transformers causal LM sampled by :func:`sample`."""
 
-    def __init__(self, model, tokenizer, task: Task, device="cpu", version: int = 0):
+    def __init__(self, model, tokenizer, task: Task, device="cpu", version: int = 0, template="auto", system=None):
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
+        self.template, self.system = template, system
+        """prompt format (:func:`stalegrpo.policy.encode_prompts`)"""
         self.task = task
         self.device = torch.device(device)
         self.version = version
@@ -103,7 +105,7 @@ class HFActor:
 
     def encode(self, problems: list[Problem], group_size: int):
         """Prompt ids and mask, each prompt repeated ``group_size`` times (rows of a group contiguous)."""
-        ids, mask = encode_prompts(self.tokenizer, [p.prompt for p in problems])
+        ids, mask = encode_prompts(self.tokenizer, [p.prompt for p in problems], self.template, self.system)
         return tuple(x.repeat_interleave(group_size, 0).to(self.device) for x in (ids, mask))
 
     def generate(self, problems, group_size, temperature=1.0, seed=None, max_new_tokens=None) -> Rollout:

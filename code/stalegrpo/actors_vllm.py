@@ -102,7 +102,8 @@ class VLLMActor:
     """
 
     def __init__(
-        self, model_path_or_model, tokenizer, task: Task, device="cpu", version: int = 0, **engine_kwargs
+        self, model_path_or_model, tokenizer, task: Task, device="cpu", version: int = 0, template="auto",
+        system=None, **engine_kwargs
     ):
         from vllm import LLM  # imported here: vLLM is an optional dependency
 
@@ -119,6 +120,8 @@ class VLLMActor:
             tokenizer.save_pretrained(path)
         self.model.eval()
         self.tokenizer = tokenizer
+        self.template, self.system = template, system
+        """prompt format (:func:`stalegrpo.policy.encode_prompts`)"""
         self.task = task
         self.device = torch.device(device)
         self.version = version
@@ -181,7 +184,7 @@ class VLLMActor:
         from vllm.inputs import TokensPrompt
 
         start = time.perf_counter()
-        prompt_ids, prompt_mask = encode_prompts(self.tokenizer, [p.prompt for p in problems])
+        prompt_ids, prompt_mask = encode_prompts(self.tokenizer, [p.prompt for p in problems], self.template, self.system)
         seeds = [None] * len(problems)
         if seed is not None:
             seeds = np.random.SeedSequence(seed).generate_state(len(problems)).tolist()

@@ -21,6 +21,10 @@ COMMANDS = {
     "exact": ("stalegrpo.exact", "run the exact staleness testbed over a grid (docs/method.md §9)"),
     "pretrain": ("stalegrpo.pretrain", "build the tokenizer and pretrain the base policy on a task"),
     "train": ("stalegrpo.train", "run asynchronous GRPO on a language model (docs/method.md §2-§5)"),
+    "make-checkpoint": (
+        "stalegrpo.checkpoints",
+        "write a tiny random Qwen2/Llama checkpoint with a BPE tokenizer, standing in for a downloaded one",
+    ),
 }
 BENCHES = {
     "exact": ("stalegrpo.exact", "grid throughput of the exact testbed: runs x steps per second"),

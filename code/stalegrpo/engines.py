@@ -41,7 +41,7 @@ import torch.distributed as dist
 from stalegrpo.actors import make_actor
 from stalegrpo.policy import flat_params, load_policy
 from stalegrpo.schedules import admission_version, make_batch
-from stalegrpo.tasks import get_task
+from stalegrpo.tasks import make_task
 from stalegrpo.weights import STOP, TIMEOUT, WeightReceiver, receivers, weight_group
 
 TEST_KILL_ENV = "STALEGRPO_TEST_KILL_ACTOR_AT_BATCH"
@@ -70,18 +70,19 @@ def engine_main(cfg, engine: int, port: int, start_batch: int, env: dict) -> Non
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=TIMEOUT)
     model, tokenizer = load_policy(cfg.init_checkpoint)
-    task = get_task(cfg.task, digits=cfg.digits)
+    task = make_task(cfg)
+    prompts = {"template": cfg.prompt_template, "system": cfg.system_prompt}
     if cfg.actor == "vllm":  # the workers receive the weights themselves (TP > 1 runs worker processes)
         from stalegrpo.vllm_worker import EngineWeights
 
         actor = make_actor(
             "vllm", model, tokenizer, task, device=device, tensor_parallel_size=cfg.actor_devices,
-            worker_extension_cls="stalegrpo.vllm_worker.WeightSyncExtension",
+            worker_extension_cls="stalegrpo.vllm_worker.WeightSyncExtension", **prompts,
             **({"gpu_memory_utilization": 0.85} if device.type == "cuda" else {}),  # its own devices
         )
         receiver = EngineWeights(actor, port, engine)
     else:
-        actor = make_actor(cfg.actor, model, tokenizer, task, device=device)
+        actor = make_actor(cfg.actor, model, tokenizer, task, device=device, **prompts)
         receiver = WeightReceiver(weight_group(store, engine, 1, device), flat_params(model).numel(), device)
     actor.version = -1
     n = start_batch + (engine - start_batch) % cfg.actors  # this engine's first batch

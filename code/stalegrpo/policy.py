@@ -13,7 +13,9 @@ Interface::
     def build_tokenizer(alphabet: str | None = None) -> PreTrainedTokenizerFast  # pad/bos/eos
     def build_model(tokenizer, hidden=128, layers=2, heads=4, intermediate=256, seed=0) -> LlamaForCausalLM
     def load_policy(path, dtype=torch.float32) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]
-    def encode_prompts(tokenizer, prompts) -> tuple[LongTensor, BoolTensor]  # [B, Lp] left-padded, bos first
+    def format_prompts(tokenizer, prompts, template="auto", system=None) -> list[str]  # chat template or as is
+    def encode_prompts(tokenizer, prompts, template="auto", system=None) -> tuple[LongTensor, BoolTensor]
+        # [B, Lp] formatted, left-padded; BOS first where the tokenizer adds one
     def sequence_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
                           temperature=1.0) -> FloatTensor  # [N, Lc], 0 where completion_mask is False
 """
@@ -39,6 +41,9 @@ hf_logging.disable_progress_bar()
 ALPHABET = "0123456789+-*/=(),: "
 """the characters of every task's prompts and answers"""
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+TEMPLATES = ("auto", "chat", "plain")
+"""prompt formats: the tokenizer's chat template ("chat"), the prompt as it is ("plain"), or chat
+where the tokenizer has a template and plain otherwise ("auto")"""
 
 
 def build_tokenizer(alphabet: str | None = None) -> PreTrainedTokenizerFast:
@@ -118,9 +123,50 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def encode_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """[B, Lp] token ids (BOS first, left-padded) and the boolean attention mask."""
-    enc = tokenizer(list(prompts), padding=True, return_tensors="pt", padding_side="left")
+def resolve_template(tokenizer, template: str = "auto") -> str:
+    """``"chat"`` or ``"plain"``: what ``template`` (one of :data:`TEMPLATES`) means for ``tokenizer``."""
+    if template not in TEMPLATES:
+        raise ValueError(f"template={template!r}: expected one of {', '.join(TEMPLATES)}")
+    has_chat = getattr(tokenizer, "chat_template", None) is not None
+    if template == "chat" and not has_chat:
+        name = getattr(tokenizer, "name_or_path", "")
+        raise ValueError(
+            f"template='chat' but the tokenizer{f' of {name!r}' if name else ''} has no chat template "
+            "(use template=plain or auto)"
+        )
+    if template == "auto":
+        return "chat" if has_chat else "plain"
+    return template
+
+
+def format_prompts(tokenizer, prompts: list[str], template: str = "auto", system: str | None = None) -> list[str]:
+    """The prompt texts: each prompt the single user turn of a chat, followed by the assistant's
+    generation prompt ("chat"), or the prompt as it is ("plain").
+
+    ``system`` is the chat's system message (None: the template's default, if it has one).
+    """
+    if resolve_template(tokenizer, template) == "plain":
+        return list(prompts)
+    head = [{"role": "system", "content": system}] if system is not None else []
+    return [
+        tokenizer.apply_chat_template([*head, {"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+        for q in prompts
+    ]
+
+
+def encode_prompts(
+    tokenizer, prompts: list[str], template: str = "auto", system: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, Lp] token ids of the formatted prompts (:func:`format_prompts`), left-padded, and the
+    boolean attention mask.
+
+    Chat-formatted text is encoded without the tokenizer's special tokens: the template already
+    wrote them, and a Llama-3 template that starts with BOS would otherwise get two. Plain text
+    keeps them (the character policy's BOS first).
+    """
+    plain = resolve_template(tokenizer, template) == "plain"
+    texts = format_prompts(tokenizer, prompts, template, system)
+    enc = tokenizer(texts, padding=True, return_tensors="pt", padding_side="left", add_special_tokens=plain)
     return enc["input_ids"], enc["attention_mask"].bool()
 
 

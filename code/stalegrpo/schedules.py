@@ -110,7 +110,7 @@ class FixedSource:
 
     def __init__(self, cfg, task, model, tokenizer, ring):
         self.cfg, self.task, self.ring = cfg, task, ring
-        self.actor = make_actor(cfg.actor, model, tokenizer, task)
+        self.actor = make_actor(cfg.actor, model, tokenizer, task, template=cfg.prompt_template, system=cfg.system_prompt)
         self.actor.version = -1
 
     def next(self, n: int):

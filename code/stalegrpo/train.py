@@ -38,6 +38,7 @@ import torch
 from tqdm import tqdm
 
 from stalegrpo.actors import make_actor
+from stalegrpo.checkpoints import check_checkpoint
 from stalegrpo.collapse import CollapseConfig, CollapseMonitor
 from stalegrpo.config import ConfigError, load_config, to_dict
 from stalegrpo.engines import ActorDied, EngineSource
@@ -45,7 +46,7 @@ from stalegrpo.learner import Learner, LearnerRankLost, bias_estimate, is_collec
 from stalegrpo.logger import make_logger
 from stalegrpo.policy import flat_params, load_policy, state_from_flat, weights_checksum
 from stalegrpo.schedules import FixedSource, SnapshotRing, minibatch, rng
-from stalegrpo.tasks import get_task
+from stalegrpo.tasks import make_task
 
 
 @dataclass
@@ -56,10 +57,17 @@ class TrainConfig:
 
     init_checkpoint: str = "results/lm/pretrain/tiny-addition"
     """the pretrained policy to start from (a save_pretrained folder; also the reference π_ref)"""
-    task: str = "addition"
-    """task name (stalegrpo.tasks)"""
+    task: Literal["addition", "multiplication", "countdown", "jsonl"] = "addition"
+    """task (stalegrpo.tasks)"""
     digits: int = field(default=2, metadata={"minimum": 1})
-    """digits of each operand"""
+    """digits of each operand (addition, multiplication)"""
+    task_options: dict = field(default_factory=dict)
+    """the task's other options, e.g. {numbers: 4, max_new_tokens: 64} for countdown or
+    {path: data/gsm8k.jsonl} for jsonl (stalegrpo.tasks)"""
+    prompt_template: Literal["auto", "chat", "plain"] = "auto"
+    """prompt format: the tokenizer's chat template, the task's text as is, or chat where the tokenizer has a template"""
+    system_prompt: str | None = None
+    """system message of chat prompts (null: the template's default)"""
     schedule: Literal["fixed", "async"] = "fixed"
     """rollout schedule of docs/method.md §5"""
     S: int = field(default=0, metadata={"minimum": 0})
@@ -176,10 +184,14 @@ TEST_KILL_RANK_ENV = "STALEGRPO_TEST_KILL_RANK_AT_STEP"
 
 def check(cfg: TrainConfig) -> None:
     """Constraints between keys, beyond the schema."""
-    if not (Path(cfg.init_checkpoint) / "config.json").is_file():
-        raise ConfigError(
-            f"init_checkpoint {cfg.init_checkpoint!r} is not a saved policy (make one with `stalegrpo pretrain`)"
-        )
+    try:
+        check_checkpoint(cfg.init_checkpoint)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"init_checkpoint: {err} (make one with `stalegrpo pretrain`)") from err
+    try:
+        make_task(cfg)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"task / task_options: {err}") from err
     m, L = cfg.updates_per_batch, cfg.learners
     if cfg.batch_prompts % (m * L):
         raise ConfigError(
@@ -191,6 +203,11 @@ def check(cfg: TrainConfig) -> None:
             f"async needs S >= updates_per_batch - 1 = {m - 1} (the last minibatch's lag), got S = {cfg.S}"
         )
     check_placement(cfg, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+
+
+def prompt_format(cfg: TrainConfig) -> dict:
+    """The actors' prompt-format options (:func:`stalegrpo.policy.encode_prompts`)."""
+    return {"template": cfg.prompt_template, "system": cfg.system_prompt}
 
 
 def check_placement(cfg: TrainConfig, cuda_devices: int) -> None:
@@ -382,12 +399,12 @@ class Run:
         out.mkdir(parents=True, exist_ok=True)
         engines = cfg.actors if cfg.schedule == "async" else 0
         torch.set_num_threads(max(1, cfg.threads // (cfg.learners + engines)))
-        self.task = get_task(cfg.task, digits=cfg.digits)
+        self.task = make_task(cfg)
         model, self.tokenizer = load_policy(cfg.init_checkpoint)
         # copies made before DeepSpeed touches the model: the reference, the fixed-schedule actor's
         # model and a scratch actor for evaluation and the bias probe
         ref_model, self.actor_model = copy.deepcopy(model), copy.deepcopy(model)
-        self.scratch = make_actor("hf", copy.deepcopy(model), self.tokenizer, self.task)
+        self.scratch = make_actor("hf", copy.deepcopy(model), self.tokenizer, self.task, **prompt_format(cfg))
         self.learner = Learner(model, ref_model, cfg)
         self.ring = SnapshotRing(cfg.S + cfg.updates_per_batch + 1)
         self.source = None
