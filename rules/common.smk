@@ -3,6 +3,7 @@
 # lambdas and build no paths; they read them from PATHS and call the functions below.
 
 import ast
+import importlib.util
 import itertools
 import json
 import shlex
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import Paramspace, validate
 
@@ -69,6 +71,7 @@ PATHS = dict(
     exact_steps=f"{RESULTS}/exact/{{experiment}}/steps.parquet",
     exact_runs=f"{RESULTS}/exact/{{experiment}}/runs.parquet",
     exact_summary=f"{RESULTS}/exact/{{experiment}}/summary.json",
+    standin_config=f"{RESULTS}/lm/standin/{{base}}/config.json",
     pretrain_dir=f"{RESULTS}/lm/pretrain/{{base}}",
     pretrain_json=f"{RESULTS}/lm/pretrain/{{base}}/pretrain.json",
     run_steps=f"{RESULTS}/lm/runs/{LM_SPACE.wildcard_pattern}/steps.parquet",
@@ -87,6 +90,7 @@ PATHS = dict(
     paper="paper/main.pdf",
     # logs, one per job
     exact_log=f"{RESULTS}/logs/exact/{{experiment}}.log",
+    standin_log=f"{RESULTS}/logs/standin/{{base}}.log",
     pretrain_log=f"{RESULTS}/logs/pretrain/{{base}}.log",
     run_log=f"{RESULTS}/logs/train/{LM_SPACE.wildcard_pattern}.log",
     bench_log=f"{RESULTS}/logs/bench/lm.log",
@@ -150,6 +154,7 @@ CLI_CODE = ("stalegrpo.cli", "stalegrpo.config")
 """what every `stalegrpo` command runs besides its own module (cli imports it by name)"""
 CODE = {
     "exact": code_inputs(*CLI_CODE, "stalegrpo.exact"),
+    "standin": code_inputs(*CLI_CODE, "stalegrpo.checkpoints"),
     "pretrain": code_inputs(*CLI_CODE, "stalegrpo.pretrain"),
     "train": code_inputs(*CLI_CODE, "stalegrpo.train"),
     "bench": code_inputs(*CLI_CODE, "stalegrpo.bench"),
@@ -245,6 +250,23 @@ def checkpoint_dir():
     return LM["checkpoint"] or expand(PATHS["pretrain_dir"], base=LM["base"])[0]
 
 
+def standin_inputs(wildcards):
+    """The stand-in checkpoint pretraining starts from, when lm.standin asks for one."""
+    return expand(PATHS["standin_config"], base=wildcards.base) if LM["standin"] else []
+
+
+def standin_overrides(wildcards):
+    return override_args(LM["standin"] or {})
+
+
+def pretrain_overrides(wildcards):
+    """lm.pretrain.overrides, plus model=<the stand-in> when lm.standin is set."""
+    overrides = dict(LM["pretrain"]["overrides"])
+    if LM["standin"]:
+        overrides["model"] = str(Path(standin_inputs(wildcards)[0]).parent)
+    return override_args(overrides)
+
+
 def train_threads(wildcards):
     """The threads of a train job: its grid point's (the shell passes them on as threads=)."""
     return int(LM_SPACE.instance(wildcards)["threads"])
@@ -286,17 +308,24 @@ def pretrain_gpus(wildcards):
     return 1 if LM["resources"]["device"] == "cuda" else 0
 
 
+def _actor(overrides: dict) -> dict:
+    """``actor: auto`` made concrete: vllm where vLLM is installed, else hf."""
+    if overrides.get("actor") != "auto":
+        return overrides
+    return overrides | {"actor": "vllm" if importlib.util.find_spec("vllm") else "hf"}
+
+
 def train_overrides(wildcards):
     """The grid point of this job as `stalegrpo train` overrides (grid columns are train keys),
     plus the base checkpoint."""
     point = LM_SPACE.instance(wildcards)
     overrides = {column: _plain(point[column]) for column in GRID_COLUMNS if column != "threads"}
     overrides["init_checkpoint"] = checkpoint_dir()
-    return override_args(LM["train_overrides"] | overrides)
+    return override_args(_actor(LM["train_overrides"]) | overrides)
 
 
 def bench_overrides(wildcards):
-    return override_args(LM["bench"]["overrides"] | {"init_checkpoint": checkpoint_dir()})
+    return override_args(_actor(LM["bench"]["overrides"]) | {"init_checkpoint": checkpoint_dir()})
 
 
 def bench_outputs(wildcards):
@@ -336,3 +365,36 @@ def default_targets():
     if config["paper"]["enabled"]:
         targets.append(PATHS["paper"])
     return targets
+
+
+# -- checks before any job: a wrong checkpoint or placement stops here, not on the cluster -----
+def _check_checkpoint() -> None:
+    """lm.checkpoint is a loadable checkpoint: config.json, weights and a tokenizer (read, not loaded)."""
+    sys.path.insert(0, str(Path(workflow.basedir) / "code"))
+    from stalegrpo.checkpoints import check_checkpoint
+
+    try:
+        check_checkpoint(LM["checkpoint"])
+    except (OSError, ValueError) as err:
+        raise WorkflowError(f"config key lm.checkpoint: {err}") from None
+
+
+def _check_placement() -> None:
+    """Every LM job's GPUs (from the placement keys) fit on one node of lm.resources.gpus_per_node."""
+    limit = LM["resources"]["gpus_per_node"]
+    schedules = sorted(set(LM_SPACE.dataframe["schedule"]))
+    jobs = [(f"train job ({schedule} schedule)", _gpus(LM["train_overrides"], schedule)) for schedule in schedules]
+    if LM["bench"]["enabled"]:
+        jobs.append(("bench job", bench_gpus(None)))
+    for job, gpus in jobs:
+        if limit is not None and gpus > limit:
+            raise WorkflowError(
+                f"a {job} needs {gpus} GPUs (learners + actors x actor_devices, from lm.train_overrides "
+                f"and {LM['train_config']}), more than lm.resources.gpus_per_node = {limit}"
+            )
+
+
+if LM["enabled"]:
+    if LM["checkpoint"]:
+        _check_checkpoint()
+    _check_placement()

@@ -4,20 +4,40 @@
 # its L ranks itself through torchrun. On CUDA (lm.resources.device: cuda), learner rank r on the
 # job's GPU r and each actor engine on the next actor_devices GPUs, so a job asks for
 # learners + actors x actor_devices GPUs (async) or learners (fixed): train_gpus in common.smk.
-# 1. pretrain the base policy once per base (task + model), unless lm.checkpoint names one;
+# 0. with lm.standin, write a tiny random Qwen2/Llama checkpoint (one process, seconds);
+# 1. pretrain the base policy once per base (task + model; from the stand-in if there is one),
+#    unless lm.checkpoint names one: one process, on the job's GPU on CUDA;
 # 2. train one job per point of the Paramspace over S x eta x seed x objective x LR schedule;
 # 3. benchmark sync vs async throughput.
+
+
+rule standin:
+    input:
+        code=CODE["standin"],
+    output:
+        PATHS["standin_config"],
+    params:
+        out=output_dir,
+        overrides=standin_overrides,
+        stalegrpo=STALEGRPO,
+    log:
+        PATHS["standin_log"],
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "{params.stalegrpo} make-checkpoint {params.overrides} --out {params.out} > {log} 2>&1"
 
 
 rule pretrain:
     input:
         config=LM["pretrain"]["config"],
+        standin=standin_inputs,
         code=CODE["pretrain"],
     output:
         PATHS["pretrain_json"],
     params:
         out=output_dir,
-        overrides=override_args(LM["pretrain"]["overrides"]),
+        overrides=pretrain_overrides,
         stalegrpo=STALEGRPO,
     log:
         PATHS["pretrain_log"],

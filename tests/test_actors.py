@@ -146,3 +146,24 @@ def test_benchmark_reports_both_samplers(actor, monkeypatch):
 def test_unknown_backend_is_an_error(actor):
     with pytest.raises(ValueError, match="tpu"):
         make_actor("tpu", actor.model, actor.tokenizer, actor.task)
+
+
+def test_completions_end_at_the_first_stop_string():
+    from stalegrpo.policy import build_tokenizer
+    from stalegrpo.rollout import Rollout
+
+    tok = build_tokenizer()
+    texts = ["12=34", "5678", "=9", ""]
+    width = max(len(t) for t in texts)
+    ids = torch.full((4, width), tok.pad_token_id)
+    mask = torch.zeros(4, width, dtype=torch.bool)
+    for row, text in enumerate(texts):
+        encoded = tok(text, add_special_tokens=False)["input_ids"]
+        ids[row, : len(encoded)], mask[row, : len(encoded)] = torch.tensor(encoded, dtype=torch.long), True
+    rollout = Rollout([], ids, mask, ids, mask.clone(), torch.zeros(4, width), torch.zeros(4), torch.arange(4),
+                      torch.zeros(4, dtype=torch.long), 0.0)
+    rollout.cut_at_stop(tok, ("=", "78"))
+    assert rollout.texts(tok) == ["12=", "5678", "=", ""]  # "78" completes at its last token
+    assert rollout.completion_mask.sum(1).tolist() == [3, 4, 1, 0]
+    rollout.cut_at_stop(tok, ())
+    assert rollout.completion_mask.sum(1).tolist() == [3, 4, 1, 0]

@@ -217,10 +217,47 @@ def test_lint_is_clean(fresh):
     assert "Lints for" not in result.stdout + result.stderr, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("preset", ["config/config.yaml", "config/paper.yaml"])
-def test_slurm_profile_dry_runs(fresh, preset):
+def paper_preset(tmp_path: Path, checkpoint: Path, gpus_per_node: int | None = None, **train_overrides) -> Path:
+    """config/paper.yaml with its placeholder checkpoint replaced, as a user does before submitting."""
+    config = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    config["lm"]["checkpoint"] = str(checkpoint)
+    if gpus_per_node:
+        config["lm"]["resources"]["gpus_per_node"] = gpus_per_node
+    config["lm"]["train_overrides"] |= train_overrides
+    preset = tmp_path / "paper.yaml"
+    preset.write_text(yaml.safe_dump(config))
+    return preset
+
+
+@pytest.mark.parametrize("preset", ["config/config.yaml", "paper"])
+def test_slurm_profile_dry_runs(fresh, preset, tmp_path, standin_checkpoint):
+    if preset == "paper":
+        preset = str(paper_preset(tmp_path, standin_checkpoint))
     result = snakemake("-n", "--profile", "profiles/slurm", "--jobs", "10", "--configfile", preset, cwd=fresh)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_a_bad_checkpoint_or_an_oversized_placement_stops_before_any_job(fresh, tmp_path, standin_checkpoint):
+    """Both are found when the workflow is read, so nothing is submitted (here: not even run)."""
+    results = fresh / "results"
+    shutil.rmtree(results, ignore_errors=True)
+    unedited = snakemake("--profile", "profiles/slurm", "--jobs", "10", "--configfile", "config/paper.yaml", cwd=fresh)
+    assert unedited.returncode != 0
+    assert "config key lm.checkpoint" in unedited.stderr and "/path/to/checkpoints" in unedited.stderr, unedited.stderr[-2000:]
+    no_tokenizer = tmp_path / "no-tokenizer"
+    shutil.copytree(standin_checkpoint, no_tokenizer)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (no_tokenizer / name).unlink()
+    (tmp_path / "one").mkdir()
+    result = snakemake("--cores", "1", "--configfile", str(paper_preset(tmp_path / "one", no_tokenizer)), cwd=fresh)
+    assert result.returncode != 0 and "lm.checkpoint" in result.stderr and "tokenizer" in result.stderr, result.stderr[-2000:]
+    # the paper preset's nodes: a 2 + 2 x 2 = 6-GPU async job does not fit 4 GPUs per node
+    (tmp_path / "two").mkdir()
+    preset = paper_preset(tmp_path / "two", standin_checkpoint, gpus_per_node=4, learners=2, actors=2, actor_devices=2)
+    result = snakemake("--profile", "profiles/slurm", "--jobs", "10", "--configfile", str(preset), cwd=fresh)
+    assert result.returncode != 0
+    assert "needs 6 GPUs" in result.stderr and "lm.resources.gpus_per_node = 4" in result.stderr, result.stderr[-2000:]
+    assert not results.exists()  # no job ran
 
 
 def test_cpu_default_preset_dry_runs_with_its_lm_part(fresh):
@@ -236,13 +273,10 @@ def test_cpu_default_preset_dry_runs_with_its_lm_part(fresh):
     assert "train" not in exact_only and "aggregate_lm" not in exact_only, exact_only
 
 
-def test_gpu_jobs_ask_for_their_placement(fresh, tmp_path):
+def test_gpu_jobs_ask_for_their_placement(fresh, tmp_path, standin_checkpoint):
     """On CUDA a train job asks for learners + actors x actor_devices GPUs when async, learners when fixed,
     derived from the train config (the profile types no count)."""
-    config = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
-    config["lm"]["train_overrides"] |= {"learners": 2, "actors": 2, "actor_devices": 2}
-    preset = tmp_path / "placed.yaml"
-    preset.write_text(yaml.safe_dump(config))
+    preset = paper_preset(tmp_path, standin_checkpoint, gpus_per_node=8, learners=2, actors=2, actor_devices=2)
     result = snakemake("-n", "--profile", "profiles/slurm", "--jobs", "10", "--configfile", str(preset), cwd=fresh)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     gpus = {}

@@ -48,6 +48,30 @@ class Rollout:
             for ids, mask in zip(self.completion_ids, self.completion_mask)
         ]
 
+    def cut_at_stop(self, tokenizer, stop: tuple[str, ...]) -> None:
+        """End each completion at the token that completes a stop string (it is kept, as EOS is).
+
+        Sampling on and then cutting gives the same distribution of completions as stopping: the
+        tokens up to the cut were drawn exactly as they would have been. The cut tokens leave the
+        mask, so they earn no reward and carry no log-prob into the learner.
+        """
+        if not stop:
+            return
+        for row in range(len(self)):
+            ids = self.completion_ids[row][self.completion_mask[row]].tolist()
+
+            def stopped(n: int) -> bool:  # the first n tokens hold a stop string (monotone in n)
+                text = tokenizer.decode(ids[:n], skip_special_tokens=True)
+                return any(s in text for s in stop)
+
+            if not ids or not stopped(len(ids)):
+                continue
+            low, high = 1, len(ids)  # the smallest n with stopped(n), by bisection
+            while low < high:
+                middle = (low + high) // 2
+                low, high = (low, middle) if stopped(middle) else (middle + 1, high)
+            self.completion_mask[row, low:] = False
+
     def to(self, device) -> Rollout:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         return Rollout(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in moved.items()})
