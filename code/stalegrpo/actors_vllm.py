@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stalegrpo.policy import encode_prompts, load_policy
+from stalegrpo.policy import encode_prompts, flat_params, load_policy
 from stalegrpo.rollout import Rollout, copy_weights
 from stalegrpo.tasks import Problem, Task
 
@@ -91,6 +91,41 @@ class _QuietExpectedWarnings(logging.Filter):
                 logger.addFilter(cls())
 
 
+class _LocalWeightChannel:
+    """Weights from this process to its own vLLM engine's workers, over a private gloo group: for
+    an engine core in a child process (see :meth:`VLLMActor._start`), whose RPC cannot carry
+    tensors to the workers. The same receivers as the actor engines' (:mod:`stalegrpo.vllm_worker`)."""
+
+    def __init__(self, actor: VLLMActor):
+        import threading
+
+        import torch.distributed as dist
+
+        from stalegrpo.vllm_worker import EngineWeights
+        from stalegrpo.weights import TIMEOUT, weight_group
+
+        self.store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=TIMEOUT)
+        joined = {}
+        # the workers' rendezvous blocks until this side's group exists: join from a thread
+        joiner = threading.Thread(target=lambda: joined.setdefault("receivers", EngineWeights(actor, self.store.port, 0, cpu=True)))
+        joiner.start()
+        size = 1 + actor.llm.llm_engine.vllm_config.parallel_config.tensor_parallel_size
+        self.group = weight_group(self.store, 0, 0, torch.device("cpu"), size)
+        joiner.join()
+        self.receivers = joined["receivers"]
+
+    def send(self, flat: torch.Tensor, version: int) -> None:
+        self.group.broadcast(torch.tensor([version]), 0).wait()
+        self.group.broadcast(flat.detach().float().cpu().contiguous(), 0).wait()
+
+
+def _in_learner_world() -> bool:
+    """This process is one rank of a torch.distributed world of several (a learner with L > 1)."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 class VLLMActor:
     """The ``vllm`` backend of :class:`stalegrpo.rollout.Actor`.
 
@@ -105,8 +140,6 @@ class VLLMActor:
         self, model_path_or_model, tokenizer, task: Task, device="cpu", version: int = 0, template="auto",
         system=None, **engine_kwargs
     ):
-        from vllm import LLM  # imported here: vLLM is an optional dependency
-
         self._remove_tmpdir = lambda: None
         if isinstance(model_path_or_model, (str, os.PathLike)):
             path = Path(model_path_or_model)
@@ -159,12 +192,36 @@ class VLLMActor:
         # vLLM seeds the global torch/numpy/random generators of the process it runs in; the
         # learner shares this process in the fixed schedule, so its random state is kept
         rng_states = torch.get_rng_state(), np.random.get_state(), random.getstate()
-        self.llm = LLM(**(options | engine_kwargs))
+        self.llm = self._start(options | engine_kwargs)
+        # an engine core in a child process gets the weights over its own gloo group
+        self._channel = _LocalWeightChannel(self) if _in_learner_world() else None
         torch.set_rng_state(rng_states[0]), np.random.set_state(rng_states[1]), random.setstate(rng_states[2])
         # the first batch takes seconds (kernel set-up); pay it here, not in the first step's gen_s
         self.generate(task.sample("train", 2, np.random.default_rng(0)), 2, seed=0)
         self.startup_s = time.perf_counter() - start
         """seconds the engine took to start and warm up"""
+
+    @staticmethod
+    def _start(options: dict):
+        """``vllm.LLM(**options)``; in its own process when this one is a rank of a learner world.
+
+        vLLM sets up torch.distributed for its workers and takes an existing default group as its
+        own: inside learner rank 0 of L > 1 it would build its groups over the learners' world and
+        wait for ranks that never join. Its engine core then runs in a child process instead, and
+        weights reach it serialised through ``collective_rpc`` (the ``fixed`` schedule's path).
+        """
+        from vllm import LLM  # imported here: vLLM is an optional dependency
+
+        in_world = _in_learner_world()
+        previous = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+        if in_world:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
+            options.setdefault("worker_extension_cls", "stalegrpo.vllm_worker.WeightSyncExtension")
+        try:
+            return LLM(**options)
+        finally:
+            if previous is not None:
+                os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = previous
 
     def generate(
         self,
@@ -263,7 +320,11 @@ class VLLMActor:
                 # vLLM's reload rebuilds each layer apart, which unties lm_head from the
                 # embedding; without its own copy lm_head would keep the old weights
                 weights.append(("lm_head.weight", self.model.get_input_embeddings().weight.detach()))
-            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+            if self._channel is None:
+                self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+            else:
+                self._channel.send(flat_params(self.model), version)
+                self._channel.receivers.load_into(self)
         if not self._skip_cache_reset and not self.llm.reset_prefix_cache():
             raise RuntimeError("vLLM could not reset its prefix cache (requests still running?)")
         self.version = int(version)

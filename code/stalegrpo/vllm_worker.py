@@ -33,18 +33,22 @@ from stalegrpo.policy import weights_checksum
 class WeightSyncExtension:
     """Methods vLLM adds to each of its workers (``worker_extension_cls``)."""
 
-    def join_weight_group(self, port: int, engine: int, layout: list[tuple[str, tuple]], tied: bool) -> int:
+    def join_weight_group(
+        self, port: int, engine: int, layout: list[tuple[str, tuple]], tied: bool, cpu: bool = False
+    ) -> int:
         """Join ``engine``'s weight group through the learner's store at ``port``; this worker's group rank.
 
         ``layout`` is the transformers model's ``(name, shape)`` per parameter, in the order of
-        the flat vector the learner sends; ``tied``: the model ties ``lm_head`` to the embedding.
+        the flat vector the learner sends; ``tied``: the model ties ``lm_head`` to the embedding;
+        ``cpu``: stage on the CPU over gloo even on CUDA (a sender on this worker's own GPU).
         """
         import torch.distributed as dist
         from vllm.distributed import get_tensor_model_parallel_rank, get_tensor_model_parallel_world_size
 
         from stalegrpo.weights import TIMEOUT, WeightReceiver, weight_group
 
-        device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+        on_cuda = torch.cuda.is_available() and not cpu
+        device = torch.device("cuda", torch.cuda.current_device()) if on_cuda else torch.device("cpu")
         rank, size = 1 + get_tensor_model_parallel_rank(), 1 + get_tensor_model_parallel_world_size()
         self._weight_store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=TIMEOUT)
         group = weight_group(self._weight_store, engine, rank, device, size)
@@ -100,11 +104,11 @@ class EngineWeights:
 
     poll_s = 0.5
 
-    def __init__(self, actor, port: int, engine: int):
+    def __init__(self, actor, port: int, engine: int, cpu: bool = False):
         self.llm, self.stopped = actor.llm, False
         model = actor.model
         layout = [(name, tuple(p.shape)) for name, p in model.named_parameters()]
-        kwargs = {"port": port, "engine": engine, "layout": layout, "tied": bool(model.config.tie_word_embeddings)}
+        kwargs = {"port": port, "engine": engine, "layout": layout, "tied": bool(model.config.tie_word_embeddings), "cpu": cpu}
         # returns once the learner's rank 0 has joined the group too
         self.llm.collective_rpc("join_weight_group", kwargs=kwargs)
 
