@@ -58,8 +58,9 @@ def test_bench_ratios_from_known_component_times(policy, tmp_path, monkeypatch):
             0: {"steps_per_s": 2.5, "step_s": 0.4, "t_gen": 0.3, "t_train": 0.1},
             1: {"steps_per_s": 3.0, "step_s": 1 / 3, "t_gen": 0.33, "t_train": 0.12},
         }[cfg.S]
-        return times | {"S": cfg.S, "actors": cfg.actors, "lag_mean": float(cfg.S), "bookkeeping_pct": 1.0,
-                        "weight_sync_s": 0.02, "admission_violations": 0}
+        return times | {"S": cfg.S, "schedule": "async", "actors": cfg.actors, "lag_mean": float(cfg.S),
+                        "bookkeeping_pct": 1.0, "weight_sync_s": 0.02, "admission_violations": 0,
+                        "train_tokens_per_s": 1000.0 + cfg.S, "gen_tokens_per_s": 500.0 + cfg.S}
 
     monkeypatch.setattr(stalegrpo.bench, "measure", fake_measure)
     overrides = [f"init_checkpoint={policy}", "batch_prompts=2", "group_size=2", "threads=2", "bench.S=[1]",
@@ -77,6 +78,76 @@ def test_bench_ratios_from_known_component_times(policy, tmp_path, monkeypatch):
     (hf,) = result["actors"]
     # against the synchronous step of 0.4 s: 100 · weight_sync_s / 0.4 (the async 1/3 s would give 300·)
     assert hf["weight_sync_pct_of_step"] == pytest.approx(250 * hf["weight_sync_s"])
+    # the summary's tokens/s and weight sync are the synchronous baseline's, its speedups the async runs'
+    summary = result["summary"]
+    assert (summary["learner_tokens_per_s"], summary["actor_tokens_per_s"]) == (1000.0, 500.0)
+    assert summary["weight_sync_s"] == 0.02 and summary["baseline"] == "async S=0, A=1"
+    assert summary["speedups"] == [{"S": 1, "A": 1, "speedup": pytest.approx(1.2), "efficiency": pytest.approx(0.9)}]
+    assert summary["precision"] == "fp32" and summary["device"] == "cpu"  # bf16 "auto" is fp32 on CPU
+
+
+def test_model_specs_name_their_sizes():
+    from stalegrpo.bench import model_shape
+    from stalegrpo.config import ConfigError
+
+    assert model_shape("qwen2.5-0.5b") == {"arch": "qwen2", "hidden": 896, "layers": 24, "heads": 14,
+                                            "kv_heads": 2, "intermediate": 4864, "vocab": 151936}
+    # unnamed sizes: head dim 64, one key/value head, a SwiGLU MLP of 8/3 hidden, the tokenizer's vocab
+    assert model_shape("llama:128x3,vocab=600") == {"arch": "llama", "hidden": 128, "layers": 3, "heads": 2,
+                                                     "kv_heads": 1, "intermediate": 336, "vocab": 600}
+    for bad, message in [("qwen2:64", "ARCH:HIDDENxLAYERS"), ("qwen2:64x2,experts=8", "experts"),
+                         ("gpt2:64x2", "arch 'gpt2'")]:
+        with pytest.raises(ConfigError, match=message):
+            model_shape(bad)
+
+
+def test_a_padded_vocabulary_decodes_sampled_ids_without_a_token(tmp_path):
+    """As Qwen's checkpoints: more embedding rows than tokens; an id without a token decodes to nothing."""
+    from stalegrpo.bench import count_parameters_of, make_model
+    from stalegrpo.checkpoints import check_checkpoint
+    from stalegrpo.policy import load_policy
+
+    path = make_model("qwen2:64x1,heads=2,intermediate=128,vocab=1000", tmp_path / "model")
+    check_checkpoint(path)
+    model, tokenizer = load_policy(path)
+    assert model.config.vocab_size == 1000 > len(tokenizer) == 512
+    assert model.lm_head.weight is model.get_input_embeddings().weight  # still tied
+    assert count_parameters_of(path) == sum(p.numel() for p in model.parameters())
+    assert tokenizer.decode([600, 999], skip_special_tokens=True) == ""
+
+
+def test_one_device_benches_the_colocated_loop(tmp_path, monkeypatch):
+    """A machine with one CUDA device has none for an actor engine: the async points are left out
+    with the placement's reason and the baseline is the synchronous loop in one process (here
+    on CPU, with the device count of a one-GPU machine)."""
+    monkeypatch.setattr(stalegrpo.bench, "cuda_devices", lambda: 1)
+    overrides = [
+        "bench.model=qwen2:64x2,heads=2,intermediate=128,vocab=1000",
+        "task=countdown",
+        "task_options={max_new_tokens: 8}",
+        "deepspeed_zero=2",
+        "batch_prompts=2",
+        "group_size=2",
+        "threads=2",
+        "bench.steps=3",
+        "bench.skip=1",
+        "bench.S=[1]",
+        "bench.engines=[1, 2]",
+        "bench.sampling_repeats=1",
+    ]
+    assert bench(None, overrides, tmp_path) == 0
+    result = json.loads((tmp_path / "bench.json").read_text())
+    (base,) = result["runs"]
+    assert base["schedule"] == "colocated" and base["actors"] == 0 and base["lag_mean"] == 0
+    assert [(s["S"], s["actors"]) for s in result["skipped"]] == [(0, 1), (1, 1), (1, 2)]
+    assert "placement needs 2 CUDA devices" in result["skipped"][0]["reason"]
+    assert "skipped" in result["weight_sync"][0]  # its broadcast needs an engine's device too
+    summary = result["summary"]
+    assert summary["baseline"].startswith("colocated") and summary["weight_sync"] == "copy on the device"
+    assert summary["learner_tokens_per_s"] > 0 and summary["actor_tokens_per_s"] > 0 and summary["weight_sync_s"] > 0
+    assert [("skipped" in s, s["A"]) for s in summary["speedups"]] == [(True, 1), (True, 2)]
+    assert summary["model"].startswith("qwen2:64x2") and summary["parameters"] > 1000 * 64  # the padded embedding
+    assert result["config"]["task"] == "countdown" and result["actors"][0]["tokens_per_s"] > 0
 
 
 @pytest.mark.vllm

@@ -15,18 +15,32 @@ In one process, one after the other on the same machine:
    and the in-process weight-load time as a % of the synchronous step. ``actor=vllm`` runs steps
    1-3 with vLLM actors;
 6. the weight sync of the engines (broadcast over torch.distributed, gloo on CPU, NCCL on CUDA,
-   plus the engine's copy) per step and as a % of the synchronous step, for the checkpoint and
-   the models of ``bench.sync_models``. The async runs of step 2 run with every A in
-   ``bench.engines`` (actor engines).
+   plus the engine's copy) per step and as a % of the synchronous step, for the checkpoint (from
+   the baseline of step 1, which is that synchronous run) and the models of ``bench.sync_models``
+   (a synchronous run each). The async runs of step 2 run with every A in ``bench.engines``
+   (actor engines).
+
+``bench.model`` benches a random model of a given shape instead of ``init_checkpoint``, written
+to a temporary folder with the stand-in's BPE tokenizer and chat template
+(:mod:`stalegrpo.checkpoints`); ``bench.model=qwen2.5-0.5b`` is Qwen2.5-0.5B's shape and vocabulary.
+
+On CUDA an async run needs a device per learner rank and per actor engine
+(:func:`stalegrpo.train.check_placement`). Points that do not fit the machine are left out and
+listed with the reason; where not even the baseline fits (one GPU), the baseline is the
+synchronous loop in one process on one device (:func:`colocated`), with no speedup to measure.
 
 Overrides ``bench.KEY=VALUE`` set :class:`BenchConfig`; all others set the train config.
-The ratios are printed and written to OUT/bench.json.
+The ratios are printed and written to OUT/bench.json, whose ``summary`` holds the headline
+numbers: learner and actor tokens/s, weight-sync seconds and the async speedups.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
+import tempfile
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -35,7 +49,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stalegrpo.config import load_config, to_dict
+from stalegrpo.config import ConfigError, load_config, to_dict
+
+MODELS = {"qwen2.5-0.5b": "qwen2:896x24,heads=14,kv_heads=2,intermediate=4864,vocab=151936"}
+"""named shapes of ``bench.model``: Qwen2.5-0.5B (494M parameters, tied embeddings, grouped-query
+attention with 2 key/value heads, its 151936-row embedding)"""
+SHAPE_KEYS = ("heads", "kv_heads", "intermediate", "vocab")
+"""the optional ``KEY=VALUE`` parts of a ``bench.model`` spec"""
 
 
 @dataclass
@@ -60,26 +80,118 @@ class BenchConfig:
     """models, as HIDDENxLAYERS with random weights, whose weight sync is also measured (e.g. 384x4,
     about 7M parameters, and 768x8, about 57M); the bench's own checkpoint is always measured"""
     sync_steps: int = field(default=6, metadata={"minimum": 2})
-    """learner steps of each weight-sync measurement (synchronous, the first one left out)"""
+    """learner steps of the weight-sync run of each of sync_models (synchronous, the first one left out)"""
+    model: str | None = None
+    """a random model to bench instead of init_checkpoint: a name in MODELS (qwen2.5-0.5b) or
+    ARCH:HIDDENxLAYERS[,KEY=VALUE...] with ARCH qwen2 or llama and KEY heads (default hidden/64),
+    kv_heads (1), intermediate (8/3 hidden) or vocab (the stand-in tokenizer's 512; more pads the
+    embedding as Qwen's checkpoints do)"""
 
 
+# -- the benched model ----------------------------------------------------------------------------
+def model_shape(spec: str) -> dict:
+    """The sizes of a ``bench.model`` spec, as :func:`stalegrpo.checkpoints.build_standin_model`
+    takes them, plus ``vocab`` (None: the tokenizer's)."""
+    text = MODELS.get(spec, spec)
+    arch, _, rest = text.partition(":")
+    size, *parts = rest.split(",")
+    try:
+        hidden, layers = (int(v) for v in size.lower().split("x"))
+        options = {key.strip(): int(value) for key, value in (part.split("=") for part in parts)}
+    except ValueError:
+        raise ConfigError(
+            f"bench.model = {spec!r}: expected one of {sorted(MODELS)} or ARCH:HIDDENxLAYERS[,KEY=VALUE...], "
+            "e.g. qwen2:896x24,heads=14,kv_heads=2"
+        ) from None
+    unknown = sorted(set(options) - set(SHAPE_KEYS))
+    if unknown or arch not in ("qwen2", "llama"):
+        raise ConfigError(
+            f"bench.model = {spec!r}: " + (f"unknown key(s) {unknown}, expected {list(SHAPE_KEYS)}" if unknown
+                                            else f"arch {arch!r}, expected qwen2 or llama")
+        )
+    shape = {"arch": arch, "hidden": hidden, "layers": layers, "heads": max(1, hidden // 64), "kv_heads": 1,
+             "intermediate": 8 * (hidden * 8 // 3 // 8), "vocab": None}
+    return shape | options
+
+
+def make_model(spec: str, path: Path) -> Path:
+    """A random model of the ``bench.model`` spec with the stand-in BPE tokenizer (and, for
+    qwen2, the ChatML template), saved to ``path``.
+
+    A ``vocab`` above the tokenizer's size pads the tied embedding, as Qwen's own checkpoints
+    do (151936 rows for 151665 tokens): the full-vocabulary softmax then costs what the real
+    model's does, and a sampled id that has no token decodes to nothing."""
+    from stalegrpo.checkpoints import build_standin_model, build_standin_tokenizer
+
+    shape = model_shape(spec)
+    vocab = shape.pop("vocab")
+    tokenizer = build_standin_tokenizer(shape["arch"])
+    if vocab is not None and vocab < len(tokenizer):
+        raise ConfigError(
+            f"bench.model = {spec!r}: vocab = {vocab} is below the tokenizer's {len(tokenizer)} tokens"
+        )
+    try:
+        model = build_standin_model(tokenizer, **shape)
+    except ValueError as err:  # head counts that do not divide
+        raise ConfigError(f"bench.model = {spec!r}: {err}") from err
+    if vocab is not None and vocab > len(tokenizer):
+        model.resize_token_embeddings(vocab, mean_resizing=False)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def count_parameters_of(path) -> int:
+    """Parameters of the checkpoint at ``path`` (tied weights once), from its config alone."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from stalegrpo.policy import count_parameters
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path, local_files_only=True))
+    return count_parameters(model)
+
+
+# -- what fits the machine ----------------------------------------------------------------------
+def cuda_devices() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def placement_error(cfg) -> str | None:
+    """Why the run ``cfg`` does not fit this machine's CUDA devices, or None if it does."""
+    from stalegrpo.train import check_placement
+
+    try:
+        check_placement(cfg, cuda_devices())
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
+def precision(cfg) -> str:
+    """The learner's precision: its DeepSpeed JSON with ``"auto"`` resolved for this machine."""
+    from stalegrpo.learner import resolve_path, resolve_precision
+
+    path = resolve_path(Path(cfg.deepspeed_dir) / f"zero{cfg.deepspeed_zero}.json")
+    ds_config = resolve_precision(json.loads(path.read_text()), torch.cuda.is_available())
+    for name in ("bf16", "fp16"):
+        if ds_config.get(name, {}).get("enabled") is True:
+            return name
+    return "fp32"
+
+
+# -- the measurements ---------------------------------------------------------------------------
 def steady(rows: pd.DataFrame, skip: int) -> pd.DataFrame:
     return rows.iloc[min(skip, len(rows) - 2) :]
 
 
-def measure(cfg, out: Path, skip: int) -> dict:
-    """One train run from scratch; its steady-state rates and mean component times."""
-    from stalegrpo.train import run
-
-    shutil.rmtree(out, ignore_errors=True)
-    summary = run(cfg, out)
-    rows = steady(pd.read_parquet(out / "steps.parquet"), skip)
+def rates(rows: pd.DataFrame) -> dict:
+    """Steady-state step rate and mean component times of a run's step rows."""
     # steps per second from the wall clock over the steady window (the step before it included)
     span = rows["wall_time"].iloc[-1] - rows["wall_time"].iloc[0]
     step_s = span / (len(rows) - 1) if len(rows) > 1 else float(rows["step_time_s"].mean())
     t_train = float((rows["train_s"] + rows["bookkeeping_s"] + rows["weight_sync_s"]).mean())
     return {
-        "S": cfg.S,
         "steps_per_s": 1.0 / step_s,
         "step_s": step_s,
         "t_gen": float(rows["gen_s"].mean()),
@@ -90,30 +202,104 @@ def measure(cfg, out: Path, skip: int) -> dict:
         "bookkeeping_s": float(rows["bookkeeping_s"].mean()),
         "bookkeeping_pct": 100 * float(rows["bookkeeping_s"].mean()) / step_s,
         "weight_sync_s": float(rows["weight_sync_s"].mean()),
+        # the learner's prompt + completion tokens per second of its step; the actor's sampled tokens
+        "train_tokens_per_s": float(rows["train_tokens_per_s"].mean()),
+        "gen_tokens_per_s": float(rows["gen_tokens_per_s"].mean()),
+    }
+
+
+def measure(cfg, out: Path, skip: int) -> dict:
+    """One train run from scratch; its steady-state rates and mean component times."""
+    from stalegrpo.train import run
+
+    shutil.rmtree(out, ignore_errors=True)
+    summary = run(cfg, out)
+    # the run's final checkpoint (engine, optimizer, snapshot ring) is no measurement: gigabytes at 0.5B
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    rows = steady(pd.read_parquet(out / "steps.parquet"), skip)
+    return {"S": cfg.S, "schedule": "async"} | rates(rows) | {
         "actors": cfg.actors,
         "admission_violations": summary["admission_violations"],
     }
 
 
-def weight_sync(cfg, spec: str | None, out: Path, steps: int) -> dict:
+def colocated(cfg, steps: int, skip: int) -> dict:
+    """The synchronous loop in one process on the learner's device: batch n from an ``hf``
+    actor, the learner's step(s) on it, the new weights copied into the actor.
+
+    The baseline where the machine has no device left for an actor engine (one GPU): t_gen,
+    t_train and their tokens/s as :func:`measure` gives them; its weight sync is the copy on
+    the device, not a broadcast. ``actors`` = 0: the actor lives in the learner's process."""
+    from stalegrpo.actors import make_actor
+    from stalegrpo.learner import Learner
+    from stalegrpo.policy import load_policy
+    from stalegrpo.schedules import make_batch, minibatch
+    from stalegrpo.tasks import make_task
+    from stalegrpo.train import prompt_format
+
+    torch.set_num_threads(cfg.threads)
+    task = make_task(cfg)
+    model, tokenizer = load_policy(cfg.init_checkpoint)
+    actor_model = copy.deepcopy(model)  # before DeepSpeed takes the model
+    learner = Learner(model, None, cfg)
+    actor = make_actor("hf", actor_model, tokenizer, task, device=learner.device, **prompt_format(cfg))
+    m, rows, start = cfg.updates_per_batch, [], time.perf_counter()
+    for n in range(-(-steps // m)):
+        rollout = make_batch(cfg, task, actor, n)
+        for j in range(m):
+            batch = minibatch(rollout, j, m, cfg.group_size)
+            train_start = time.perf_counter()
+            learner.step(batch)
+            train_s = time.perf_counter() - train_start
+            actor.load_weights(learner.model.state_dict(), learner.version)
+            rows.append({
+                "wall_time": time.perf_counter() - start,
+                "step_time_s": time.perf_counter() - train_start + (rollout.gen_seconds if j == 0 else 0.0),
+                "gen_s": rollout.gen_seconds / m,
+                "train_s": train_s,
+                "weight_sync_s": actor.weight_sync_s,
+                "bookkeeping_s": 0.0,
+                "learner_wait_s": rollout.gen_seconds if j == 0 else 0.0,
+                "actor_wait_s": 0.0,
+                "lag_mean": 0.0,
+                "gen_tokens_per_s": int(rollout.completion_mask.sum()) / max(rollout.gen_seconds, 1e-9),
+                "train_tokens_per_s": int(batch.prompt_mask.sum() + batch.completion_mask.sum()) / train_s,
+            })
+    del learner, actor, model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the in-process actors that follow get the device's memory back
+    return {"S": 0, "schedule": "colocated"} | rates(steady(pd.DataFrame(rows[:steps]), skip)) | {
+        "actors": 0,
+        "admission_violations": 0,
+    }
+
+
+def weight_sync(cfg, spec: str | None, out: Path, steps: int, baseline: dict) -> dict:
     """Weight-sync seconds per step and their share of the synchronous step, for the checkpoint
-    (``spec`` None) or a random model of HIDDENxLAYERS with the checkpoint's tokenizer. The sync is
-    the learner's broadcast to the engine plus the engine's copy into its model."""
+    (``spec`` None: from ``baseline``, the bench's synchronous run) or a random model of
+    HIDDENxLAYERS with the checkpoint's tokenizer (a synchronous run of ``steps`` steps). The sync
+    is the learner's broadcast to the engine plus the engine's copy into its model. Where the
+    machine has no device for the engine, the entry says so (``skipped``)."""
     from stalegrpo.policy import build_model, load_policy
 
-    if spec is not None:
+    sync_cfg = replace(cfg, S=0, actors=1, steps=steps)
+    skipped = placement_error(sync_cfg)
+    if skipped is not None:
+        return {"model": spec or "checkpoint", "skipped": skipped}
+    if spec is None:
+        run = baseline
+    else:
         hidden, layers = (int(v) for v in spec.lower().split("x"))
         _, tokenizer = load_policy(cfg.init_checkpoint)
         model = build_model(tokenizer, hidden, layers, max(1, hidden // 32), 8 * (hidden * 8 // 3 // 8), seed=0)
         path = out / "models" / spec
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
-        cfg = replace(cfg, init_checkpoint=str(path))
-    parameters = sum(p.numel() for p in load_policy(cfg.init_checkpoint)[0].parameters())
-    run = measure(replace(cfg, S=0, actors=1, steps=steps), out / f"sync_{spec or 'checkpoint'}", 1)
+        sync_cfg = replace(sync_cfg, init_checkpoint=str(path))
+        run = measure(sync_cfg, out / f"sync_{spec}", 1)
     return {
         "model": spec or "checkpoint",
-        "parameters": parameters,
+        "parameters": count_parameters_of(sync_cfg.init_checkpoint),
         "transport": "nccl" if torch.cuda.is_available() else "gloo",
         "weight_sync_s": run["weight_sync_s"],
         "step_s": run["step_s"],
@@ -121,15 +307,21 @@ def weight_sync(cfg, spec: str | None, out: Path, steps: int) -> dict:
     }
 
 
+def actor_device() -> str:
+    """Where the in-process actors of the sampling and backend benchmarks run: the learner's device."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def sampling(cfg, repeats: int) -> dict:
     from stalegrpo.actors import benchmark_sampling, make_actor
     from stalegrpo.policy import load_policy
-    from stalegrpo.tasks import get_task
+    from stalegrpo.tasks import make_task
+    from stalegrpo.train import prompt_format
 
     torch.set_num_threads(max(1, cfg.threads // 2))  # the actor's share in async runs
-    task = get_task(cfg.task, digits=cfg.digits)
+    task = make_task(cfg)
     model, tokenizer = load_policy(cfg.init_checkpoint)
-    actor = make_actor(cfg.actor, model, tokenizer, task)
+    actor = make_actor(cfg.actor, model, tokenizer, task, device=actor_device(), **prompt_format(cfg))
     problems = task.sample("train", cfg.batch_prompts, np.random.default_rng(cfg.seed))
     return benchmark_sampling(actor, problems, cfg.group_size, repeats=repeats, temperature=cfg.temperature)
 
@@ -142,13 +334,12 @@ def actor_throughput(cfg, backend: str, repeats: int, step_s: float) -> dict:
     own weights as a new version, as the learner does after every step; its share is given
     against ``step_s``, the synchronous step time of the bench's hf runs.
     """
-    import time
-
     from stalegrpo.actors import make_actor
-    from stalegrpo.tasks import get_task
+    from stalegrpo.tasks import make_task
+    from stalegrpo.train import prompt_format
 
-    task = get_task(cfg.task, digits=cfg.digits)
-    actor = make_actor(backend, cfg.init_checkpoint, None, task)
+    task = make_task(cfg)
+    actor = make_actor(backend, cfg.init_checkpoint, None, task, device=actor_device(), **prompt_format(cfg))
     problems = task.sample("train", cfg.batch_prompts, np.random.default_rng(cfg.seed))
     actor.generate(problems, cfg.group_size, cfg.temperature, seed=0)  # warm-up
     seconds, tokens = [], []
@@ -163,6 +354,8 @@ def actor_throughput(cfg, backend: str, repeats: int, step_s: float) -> dict:
         actor.load_weights(state, version)
         syncs.append(actor.weight_sync_s)
     weight_sync_s = float(np.median(syncs))
+    if hasattr(actor, "close"):  # a vLLM actor's engine holds the device's memory
+        actor.close()
     return {
         "backend": backend,
         "tokens_per_s": float(np.sum(tokens) / np.sum(seconds)),
@@ -172,12 +365,56 @@ def actor_throughput(cfg, backend: str, repeats: int, step_s: float) -> dict:
     }
 
 
-def bench(config_path, overrides, out) -> int:
-    from stalegrpo.train import TrainConfig, check
+def summary(cfg, options: BenchConfig, result: dict) -> dict:
+    """The headline numbers of a bench: what the GPU check's table shows."""
+    base = result["runs"][0]
+    cuda = torch.cuda.is_available()
+    engines = base["schedule"] == "async"
+    speedups = [
+        {"S": r["S"], "A": r["actors"], "speedup": r["speedup"], "efficiency": r["efficiency"]}
+        for r in result["runs"][1:]
+    ]
+    speedups += [
+        {"S": s["S"], "A": s["actors"], "skipped": s["reason"]} for s in result["skipped"] if s["S"] > 0
+    ]
+    return {
+        "model": options.model or cfg.init_checkpoint,
+        "parameters": count_parameters_of(cfg.init_checkpoint),
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "devices": cuda_devices(),
+        "precision": precision(cfg),
+        "zero": cfg.deepspeed_zero,
+        "actor": cfg.actor,
+        "task": cfg.task,
+        "batch": f"{cfg.batch_prompts} x {cfg.group_size}",
+        "baseline": "async S=0, A=1" if engines else "colocated (the actor in the learner's process)",
+        "learner_tokens_per_s": base["train_tokens_per_s"],
+        "actor_tokens_per_s": base["gen_tokens_per_s"],
+        "weight_sync_s": base["weight_sync_s"],
+        "weight_sync": f"{'nccl' if cuda else 'gloo'} broadcast + copy" if engines else "copy on the device",
+        "t_gen": result["t_gen"],
+        "t_train": result["t_train"],
+        "ideal_speedup": result["ideal_speedup"],
+        "speedups": speedups,
+    }
 
+
+def bench(config_path, overrides, out) -> int:
     bench_overrides = [o.removeprefix("bench.") for o in overrides if o.startswith("bench.")]
     options = load_config(BenchConfig, None, bench_overrides)
-    cfg = load_config(TrainConfig, config_path, [o for o in overrides if not o.startswith("bench.")])
+    with tempfile.TemporaryDirectory(prefix="stalegrpo-bench-model-") as models:
+        if options.model is not None:
+            path = make_model(options.model, Path(models) / "model")
+            overrides = [*overrides, f"init_checkpoint={path}"]
+        train_overrides = [o for o in overrides if not o.startswith("bench.")]
+        return bench_checkpoint(options, config_path, train_overrides, Path(out))
+
+
+def bench_checkpoint(options: BenchConfig, config_path, overrides, out: Path) -> int:
+    """The bench of the train config's ``init_checkpoint`` (``bench.model``'s, once written)."""
+    from stalegrpo.train import TrainConfig, check
+
+    cfg = load_config(TrainConfig, config_path, overrides)
     cfg = replace(
         cfg,
         schedule="async",
@@ -189,18 +426,30 @@ def bench(config_path, overrides, out) -> int:
         max_minutes=None,
         progress=False,
     )
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    runs = []
+    runs, skipped = [], []
     points = [(0, 1)] + [(S, A) for A in options.engines for S in options.S]
     for S, A in points:
         run_cfg = replace(cfg, S=S, actors=A)
+        reason = placement_error(run_cfg)
+        if reason is not None:
+            skipped.append({"S": S, "actors": A, "reason": reason})
+            print(f"S={S}, A={A}: left out, {reason}", flush=True)
+            continue
         check(run_cfg)
         runs.append(measure(run_cfg, out / f"async_S{S}_A{A}", options.skip))
         print(
             f"S={S}, A={A}: {runs[-1]['steps_per_s']:.2f} steps/s, t_gen {runs[-1]['t_gen'] * 1e3:.0f} ms, "
             f"t_train {runs[-1]['t_train'] * 1e3:.0f} ms, mean lag {runs[-1]['lag_mean']:.2f}",
+            flush=True,
+        )
+    if not runs:  # not even the baseline's engine fits: the synchronous loop on the learner's device
+        check(replace(cfg, schedule="fixed", S=0))
+        runs.append(colocated(replace(cfg, S=0), options.steps, options.skip))
+        print(
+            f"colocated baseline: {runs[0]['steps_per_s']:.2f} steps/s, t_gen {runs[0]['t_gen'] * 1e3:.0f} ms, "
+            f"t_train {runs[0]['t_train'] * 1e3:.0f} ms",
             flush=True,
         )
     sync = runs[0]
@@ -221,17 +470,21 @@ def bench(config_path, overrides, out) -> int:
         "ideal_speedup": ideal,
         "sync_steps_per_s": sync["steps_per_s"],
         "runs": runs,
+        "skipped": skipped,
         "bookkeeping_pct_max": max(r["bookkeeping_pct"] for r in runs),
         "sampling": sampling(cfg, options.sampling_repeats),
         # learner runs before the in-process actors: a vLLM engine claims torch.distributed's
         # default group in this process, and a DeepSpeed engine built after it cannot start
-        "weight_sync": [weight_sync(cfg, spec, out, options.sync_steps) for spec in [None, *options.sync_models]],
+        "weight_sync": [
+            weight_sync(cfg, spec, out, options.sync_steps, sync) for spec in [None, *options.sync_models]
+        ],
         "actors": [
             actor_throughput(cfg, backend, options.sampling_repeats, sync["step_s"]) for backend in options.actors
         ],
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "threads": cfg.threads,
     }
+    result["summary"] = summary(cfg, options, result)
     (out / "bench.json").write_text(json.dumps(result, indent=2))
 
     print(f"t_gen = {t_gen * 1e3:.1f} ms, t_train = {t_train * 1e3:.1f} ms, ideal speedup = {ideal:.2f}")
@@ -247,6 +500,9 @@ def bench(config_path, overrides, out) -> int:
         f"tokens/s (ratio {s['ratio']:.2f})"
     )
     for w in result["weight_sync"]:
+        if "skipped" in w:
+            print(f"weight sync, {w['model']}: left out, {w['skipped']}")
+            continue
         print(
             f"weight sync ({w['transport']}), {w['model']} ({w['parameters'] / 1e6:.2f}M parameters): "
             f"{w['weight_sync_s'] * 1e3:.1f} ms per step, {w['weight_sync_pct_of_step']:.1f}% of the synchronous step"

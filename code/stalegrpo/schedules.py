@@ -108,9 +108,11 @@ def minibatch(rollout, j: int, m: int, group_size: int):
 class FixedSource:
     """Batch n is generated in-process by the snapshot of version max(0, n·m - S)."""
 
-    def __init__(self, cfg, task, model, tokenizer, ring):
+    def __init__(self, cfg, task, model, tokenizer, ring, device="cpu"):
         self.cfg, self.task, self.ring = cfg, task, ring
-        self.actor = make_actor(cfg.actor, model, tokenizer, task, template=cfg.prompt_template, system=cfg.system_prompt)
+        self.actor = make_actor(
+            cfg.actor, model, tokenizer, task, device=device, template=cfg.prompt_template, system=cfg.system_prompt
+        )
         self.actor.version = -1
 
     def next(self, n: int):

@@ -403,9 +403,12 @@ class Run:
         model, self.tokenizer = load_policy(cfg.init_checkpoint)
         # copies made before DeepSpeed touches the model: the reference, the fixed-schedule actor's
         # model and a scratch actor for evaluation and the bias probe
-        ref_model, self.actor_model = copy.deepcopy(model), copy.deepcopy(model)
-        self.scratch = make_actor("hf", copy.deepcopy(model), self.tokenizer, self.task, **prompt_format(cfg))
+        ref_model, self.actor_model, scratch_model = (copy.deepcopy(model) for _ in range(3))
         self.learner = Learner(model, ref_model, cfg)
+        # in-process actors on the learner's device (on CUDA: rank 0's GPU)
+        self.scratch = make_actor(
+            "hf", scratch_model, self.tokenizer, self.task, device=self.learner.device, **prompt_format(cfg)
+        )
         self.ring = SnapshotRing(cfg.S + cfg.updates_per_batch + 1)
         self.source = None
         """the rollout source (rank 0 only)"""
@@ -544,7 +547,7 @@ def run(cfg: TrainConfig, out: Path) -> dict:
     terminated = []
     previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
     if lead and cfg.schedule == "fixed":
-        r.source = FixedSource(cfg, r.task, r.actor_model, r.tokenizer, r.ring)
+        r.source = FixedSource(cfg, r.task, r.actor_model, r.tokenizer, r.ring, device)
     elif lead:
         r.source = EngineSource(cfg, r.ring[learner.version], learner.version, learner.version // m)
     logger = make_logger(cfg.logger if lead else "none", out / "tensorboard", learner.version)

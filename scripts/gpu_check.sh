@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# GPU check: the paper path of asynchronous GRPO on one CUDA machine, in one call, with no
+# internet, on a Python that has torch (2.11 was the target) but no DeepSpeed.
+#
+#   bash scripts/gpu_check.sh                    # every step: install, tests, bench
+#   WHEELS=/path/to/wheels OUT=/tmp/check bash scripts/gpu_check.sh install tests
+#
+# Steps, each logged to OUT/<step>.log:
+#   install  DeepSpeed (and jsonschema, which this repository's configs need) from the wheel
+#            folder WHEELS, when python cannot import them; the repository itself is used in
+#            place (PYTHONPATH=code: no install, no dependencies resolved).
+#   tests    pytest -m cuda (tests/test_cuda.py): learner steps in fp32 and, for the Qwen2
+#            stand-in under ZeRO-2, in bf16; the bench at toy size; the NCCL weight broadcast and
+#            an async run with an hf actor engine on its own GPU (these two need 2 GPUs and are
+#            skipped on one).
+#   bench    stalegrpo bench lm on a randomly initialised model of Qwen2.5-0.5B's shape
+#            (bench.model=qwen2.5-0.5b: hidden 896, 24 layers, 14 heads, 2 key/value heads, MLP
+#            4864, tied embeddings; 494M parameters). Its embedding has Qwen's 151936 rows over
+#            the stand-in's 512-token BPE tokenizer: the full-vocabulary softmax costs what the
+#            real model's does, and a sampled id without a token decodes to nothing. Nothing is
+#            downloaded. bf16, ZeRO-2, the hf actor engine, countdown prompts in the ChatML
+#            template, B x G = 8 x 8, 128 new tokens.
+# At the end ONE table: each step's status, learner tokens/s (prompt + completion tokens per
+# second of a learner step), actor tokens/s (sampled tokens per second), weight-sync seconds per
+# step and the async speedup with A = 1 and 2 actor engines over the synchronous baseline
+# (docs/method.md §7). An async run needs a GPU per learner and per engine: on one GPU the
+# baseline is the synchronous loop in one process on that GPU, the weight sync is a copy on the
+# device, and the speedup rows say how many GPUs they need.
+#
+# Time: about 4 min on one GPU, 5 to 7 min with two or more (async runs add engine start-ups
+# and checkpoint writes); estimates within an 8-min budget, as the script has not yet run on a
+# GPU. Without CUDA it says so and runs the same steps at toy size (a 0.14M-parameter Qwen2,
+# 3 steps per run): 80 s on 2 shared CPU cores.
+#
+# The wheel folder, filled on any machine with internet for the GPU machine's Python (3.12):
+#   pip wheel --no-deps -w wheels deepspeed==0.19.8
+#   pip download --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+#       --platform manylinux2014_x86_64 -d wheels hjson "pydantic>=2" jsonschema
+# (about 6 MB). DeepSpeed is published as source only; the first command builds its pure-Python
+# wheel (its C++/CUDA ops are compiled on first use, and this code uses none). DeepSpeed 0.19.8
+# needs einops, hjson, msgpack, ninja, numpy, packaging, psutil, py-cpuinfo, pydantic>=2, torch
+# and tqdm; a CUDA image with torch usually lacks only hjson and pydantic (with pydantic-core,
+# annotated-types and typing-inspection, which the second command fetches), and jsonschema.
+# pip installs from the folder only what is missing.
+#
+# Environment: WHEELS (default wheels/ in the repository), OUT (default results/gpu_check/<date-
+# time> in the repository; given paths are relative to the working directory), PYTHON (default
+# python3), SIZE (full or toy; default full with CUDA, toy without), BENCH_ARGS (more
+# `stalegrpo bench lm` overrides, e.g. "batch_prompts=16 bench.steps=12").
+# Exit status 0 when every step passed, else 1 with the failed steps named (2: bad arguments).
+set -uo pipefail
+
+CALLER=$PWD
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+from_caller() { case $1 in /*) echo "$1" ;; *) echo "$CALLER/$1" ;; esac; }
+PYTHON=${PYTHON:-python3}
+case $PYTHON in */*) PYTHON=$(from_caller "$PYTHON") ;; esac
+if [ -n "${WHEELS:-}" ]; then WHEELS=$(from_caller "$WHEELS"); else WHEELS=$REPO/wheels; fi
+if [ -n "${OUT:-}" ]; then OUT=$(from_caller "$OUT"); else OUT=$REPO/results/gpu_check/$(date +%Y%m%d-%H%M%S); fi
+cd "$REPO" || exit 2
+BENCH_ARGS=${BENCH_ARGS:-}
+ALL_STEPS=(install tests bench)
+STEPS=("$@")
+[ ${#STEPS[@]} -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
+for step in "${STEPS[@]}"; do
+  case " ${ALL_STEPS[*]} " in
+    *" $step "*) ;;
+    *) echo "gpu_check: unknown step '$step'; the steps are: ${ALL_STEPS[*]}" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$OUT" || exit 2
+export PYTHONPATH="$REPO/code${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+
+declare -A STATUS NOTE
+FAILED=()
+say() { echo "gpu_check: $*"; }
+passed() { STATUS[$1]=ok; NOTE[$1]=$2; say "$1: ok ($2)"; }
+failed() {  # step, why
+  STATUS[$1]=FAILED; NOTE[$1]=$2; FAILED+=("$1")
+  say "step '$1' failed: $2"
+  [ -s "$OUT/$1.log" ] && { say "the end of $OUT/$1.log:"; tail -n 25 "$OUT/$1.log" | sed 's/^/    /'; }
+  return 1
+}
+
+# -- the machine ------------------------------------------------------------------------------
+if ! "$PYTHON" - "$OUT/machine.txt" >"$OUT/machine.log" 2>&1 <<'EOF'
+import platform, sys
+import torch
+cuda = torch.cuda.is_available()
+devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
+with open(sys.argv[1], "w") as f:
+    f.write(f"{len(devices)}\n{devices[0] if devices else 'cpu'}\n")
+print(f"python {platform.python_version()} ({sys.executable}), torch {torch.__version__}, "
+      f"CUDA {torch.version.cuda}, devices {devices or 'none'}")
+EOF
+then
+  say "step 'machine' failed: $PYTHON cannot import torch (set PYTHON to the python that has it)"
+  tail -n 5 "$OUT/machine.log" | sed 's/^/    /'
+  exit 1
+fi
+GPUS=$(sed -n 1p "$OUT/machine.txt")
+DEVICE=$(sed -n 2p "$OUT/machine.txt")
+say "$(tail -n 1 "$OUT/machine.log")"
+command -v nvidia-smi >/dev/null && nvidia-smi >>"$OUT/machine.log" 2>&1
+SIZE=${SIZE:-$([ "$GPUS" -gt 0 ] && echo full || echo toy)}
+if [ "$GPUS" -eq 0 ]; then
+  say "no CUDA device: the same steps at toy size, on CPU"
+fi
+say "logs in $OUT"
+
+# -- install ----------------------------------------------------------------------------------
+missing() {  # the pip names of what python cannot import, into $OUT/missing.txt
+  "$PYTHON" - "$OUT/missing.txt" >>"$OUT/install.log" 2>&1 <<'EOF'
+import importlib, sys
+NEEDS = {"deepspeed": "deepspeed", "jsonschema": "jsonschema", "transformers": "transformers",
+         "tokenizers": "tokenizers", "safetensors": "safetensors", "pandas": "pandas", "pyarrow": "pyarrow",
+         "yaml": "pyyaml", "tqdm": "tqdm", "tensorboard": "tensorboard", "pytest": "pytest",
+         "pytest_benchmark": "pytest-benchmark"}
+missing = []
+for module, package in NEEDS.items():
+    try:
+        importlib.import_module(module)
+    except Exception as err:  # not installed, or installed without its own dependencies
+        print(f"cannot import {module}: {type(err).__name__}: {err}")
+        missing.append(package)
+open(sys.argv[1], "w").write(" ".join(missing))
+EOF
+}
+
+install_step() {
+  : >"$OUT/install.log"
+  missing || { failed install "$PYTHON could not check its packages"; return 1; }
+  local need
+  need=$(cat "$OUT/missing.txt")
+  if [ -z "$need" ]; then
+    passed install "deepspeed $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("deepspeed"))') already importable; $WHEELS not used"
+    return 0
+  fi
+  if [ ! -d "$WHEELS" ] || [ -z "$(ls -A "$WHEELS" 2>/dev/null)" ]; then
+    failed install "python cannot import: $need; and the wheel folder '$WHEELS' is missing or empty. Fill it as the header of scripts/gpu_check.sh says, or point WHEELS at one"
+    return 1
+  fi
+  say "installing $need from $WHEELS (no index)"
+  # shellcheck disable=SC2086  # one word per package
+  if ! "$PYTHON" -m pip install --no-index --find-links "$WHEELS" $need >>"$OUT/install.log" 2>&1; then
+    failed install "pip could not install $need from '$WHEELS' (a wheel missing there? the log names it)"
+    return 1
+  fi
+  missing || { failed install "$PYTHON could not check its packages"; return 1; }
+  need=$(cat "$OUT/missing.txt")
+  [ -z "$need" ] || { failed install "still not importable after the install: $need"; return 1; }
+  passed install "installed from $WHEELS"
+}
+
+# -- tests --------------------------------------------------------------------------------------
+tests_step() {
+  "$PYTHON" -m pytest -m cuda tests -p no:cacheprovider -rA >"$OUT/tests.log" 2>&1
+  local rc=$? counts
+  counts=$(grep -E '^=+ .*(passed|failed|skipped|error|deselected).* in [0-9.]+s' "$OUT/tests.log" | tail -n 1 | sed -E 's/^=+ //; s/ in [0-9.]+s.*$//')
+  if [ $rc -ne 0 ]; then
+    failed tests "pytest -m cuda exited $rc: ${counts:-see the log}"
+    return 1
+  fi
+  passed tests "${counts:-no summary line}"
+}
+
+# -- bench --------------------------------------------------------------------------------------
+bench_step() {
+  local args
+  if [ "$SIZE" = full ]; then
+    args=(bench.model=qwen2.5-0.5b task=countdown "task_options={max_new_tokens: 128}" deepspeed_zero=2 actor=hf
+          batch_prompts=8 group_size=8 "threads=$(nproc)" bench.steps=8 bench.skip=2 "bench.S=[1]"
+          "bench.engines=[1, 2]" bench.sampling_repeats=2 bench.sync_steps=3)
+  else
+    args=(bench.model=qwen2:64x2,heads=2,intermediate=128,vocab=1024 task=countdown "task_options={max_new_tokens: 8}"
+          deepspeed_zero=2 actor=hf batch_prompts=2 group_size=2 threads=2 bench.steps=3 bench.skip=1 "bench.S=[1]"
+          "bench.engines=[1, 2]" bench.sampling_repeats=1 bench.sync_steps=2)
+  fi
+  # shellcheck disable=SC2206  # BENCH_ARGS is a list of words
+  args+=($BENCH_ARGS)
+  say "bench ($SIZE size): stalegrpo bench lm ${args[*]}"
+  if ! "$PYTHON" -m stalegrpo.cli bench lm "${args[@]}" --out "$OUT/bench" >"$OUT/bench.log" 2>&1; then
+    failed bench "stalegrpo bench lm exited non-zero"
+    return 1
+  fi
+  cp "$OUT/bench/bench.json" "$OUT/bench.json"
+  passed bench "$OUT/bench.json"
+}
+
+for step in "${STEPS[@]}"; do
+  if [ "$step" != install ] && [ "${STATUS[install]:-}" = FAILED ]; then
+    STATUS[$step]="not run"; NOTE[$step]="the install failed"
+    continue
+  fi
+  "${step}_step"
+done
+
+# -- the table ----------------------------------------------------------------------------------
+STATUS_LINES=""
+for step in "${STEPS[@]}"; do STATUS_LINES+="$step"$'\t'"${STATUS[$step]}"$'\t'"${NOTE[$step]}"$'\n'; done
+export STATUS_LINES SIZE GPUS DEVICE OUT
+"$PYTHON" - <<'EOF' | tee "$OUT/table.txt"
+import json, os
+from pathlib import Path
+
+rows = [line.split("\t") for line in os.environ["STATUS_LINES"].splitlines() if line]
+names = {"install": "install", "tests": "pytest -m cuda", "bench": "stalegrpo bench lm"}
+table = [(names[step], status, note) for step, status, note in rows]
+path = Path(os.environ["OUT"]) / "bench.json"
+ran = any(step == "bench" for step, *_ in rows)
+title = f"GPU check on {os.environ['DEVICE']} x{os.environ['GPUS']}" if os.environ["GPUS"] != "0" else \
+    "GPU check without CUDA (CPU fallback)"
+title += f", {os.environ['SIZE']} size"
+if path.is_file() and ran:
+    s = json.loads(path.read_text())["summary"]
+    title += (f"\nmodel {s['model']} ({s['parameters'] / 1e6:.1f}M parameters), {s['precision']}, ZeRO-{s['zero']}, "
+              f"{s['actor']} actor, {s['task']}, batch B x G = {s['batch']}")
+    table += [
+        ("learner tokens/s", f"{s['learner_tokens_per_s']:.0f}", f"baseline: {s['baseline']}"),
+        ("actor tokens/s", f"{s['actor_tokens_per_s']:.0f}", f"t_gen {s['t_gen']:.3f} s, t_train {s['t_train']:.3f} s"),
+        ("weight sync s", f"{s['weight_sync_s']:.4f}", s["weight_sync"]),
+    ]
+    for p in s["speedups"]:
+        what = f"async speedup A={p['A']}, S={p['S']}"
+        if "skipped" in p:
+            table.append((what, "n/a", p["skipped"]))
+        else:
+            table.append((what, f"{p['speedup']:.2f}",
+                          f"ideal {s['ideal_speedup']:.2f}, efficiency {p['efficiency']:.2f}"))
+elif ran:
+    table.append(("learner, actor, weight sync, speedup", "n/a", "the bench did not finish"))
+head = ("what", "value", "note")
+width = [max(len(r[i]) for r in [head, *table]) for i in range(2)]
+print(title)
+print(f"| {head[0]:<{width[0]}} | {head[1]:<{width[1]}} | {head[2]}")
+print(f"|{'-' * (width[0] + 2)}|{'-' * (width[1] + 2)}|{'-' * 6}")
+for what, value, note in table:
+    print(f"| {what:<{width[0]}} | {value:<{width[1]}} | {note}")
+EOF
+
+if [ ${#FAILED[@]} -gt 0 ]; then
+  say "FAILED step(s): ${FAILED[*]} (logs in $OUT)"
+  exit 1
+fi
+say "all steps passed (logs in $OUT)"
