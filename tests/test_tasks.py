@@ -10,11 +10,13 @@ import pytest
 from stalegrpo.tasks import (
     TASKS,
     Problem,
+    _combine,
     answers_match,
     evaluate_expression,
     extract_answer,
     get_task,
     parse_number,
+    write_toy_gsm8k,
 )
 
 
@@ -393,3 +395,87 @@ def test_jsonl_bad_files_name_file_line_and_key(tmp_path):
     path.write_text(good + "\n")
     with pytest.raises(ValueError, match=r"keys\.jsonl:1: missing key 'problem'"):
         get_task("jsonl", path=str(path), question_key="problem")
+
+
+# --- demonstrations (the targets of supervised pretraining) ----------------------------------
+
+
+def test_every_task_demonstrates_a_rewarded_completion(tmp_path):
+    path = tmp_path / "gsm8k.jsonl"
+    write_gsm8k(path, 40)
+    path.write_text(
+        path.read_text()
+        + json.dumps({"question": "Two lines?", "answer": "first\nsecond"}) + "\n"  # unmarked, multi-line
+        + json.dumps({"question": "Boxed?", "answer": "so \\boxed{12}"}) + "\n"
+    )
+    tasks = [
+        get_task("addition"),
+        get_task("multiplication", digits=3),
+        get_task("countdown"),
+        get_task("countdown", numbers=3, max_number=5, max_target=10),
+        get_task("countdown", numbers=5, max_number=50, max_target=500),
+        get_task("jsonl", path=str(path), heldout_fraction=0.5),
+    ]
+    for task in tasks:
+        for split in ("train", "heldout"):
+            for p in task.sample(split, 150, np.random.default_rng(0)):
+                assert task.reward(p, task.demonstration(p)) == 1.0, (task.name, p)
+
+
+def test_demonstrations_of_each_task(tmp_path):
+    assert get_task("addition").demonstration(Problem("07+45=", "052")) == "052"
+    path = tmp_path / "qa.jsonl"
+    reasoning = "48/2 = <<48/2=24>>24 clips in May.\n#### 72"
+    path.write_text(
+        json.dumps({"question": "How many clips?", "answer": reasoning}) + "\n"
+        + json.dumps({"question": "How many legs?", "answer": 4}) + "\n"
+    )
+    task = get_task("jsonl", path=str(path), heldout_fraction=0.0)
+    gsm8k, plain = task.all_problems("train")
+    assert gsm8k == Problem("How many clips?\nGive the final answer after ####.", "72")
+    assert task.demonstration(gsm8k) == reasoning  # the record's reasoning and answer, as they are
+    assert task.demonstration(plain) == "#### 4"  # a bare answer, marked as the prompt asks
+    # a countdown problem keeps the expression it was generated from; a hand-made one has none
+    task = get_task("countdown", numbers=3, max_number=5, max_target=10)
+    p = task.sample("train", 1, np.random.default_rng(0))[0]
+    assert p.solution and task.demonstration(p) == f"#### {p.solution}"
+    with pytest.raises(ValueError, match="no solution"):
+        task.demonstration(task.problem([3, 5, 7, 2], 22))
+
+
+def test_solutions_keep_problems_and_generator_as_before():
+    # the solution is not part of a problem's identity: equality, hashing and the split ignore it
+    a, b = Problem("q", "7", (3, 4), solution="3+4"), Problem("q", "7", (3, 4), solution="4+3")
+    assert a == b and hash(a) == hash(b) and a == Problem("q", "7", (3, 4))
+    # the generator draws exactly what it drew before it recorded solutions (stored from then)
+    task = get_task("countdown")
+    drawn = task.sample("train", 5, np.random.default_rng(0))
+    assert [(p.numbers, p.answer) for p in drawn] == [
+        ((18, 13, 11, 6), "66"), ((19, 11, 13, 20), "32"), ((2, 6, 10, 9), "90"),
+        ((9, 16, 7, 5), "80"), ((9, 3, 19, 14), "46"),
+    ]
+    assert [p.solution for p in drawn] == ["6*11", "19+13", "10*9", "5*16", "9*3+19"]
+    small = get_task("countdown", numbers=3, max_number=5, max_target=10)
+    assert [(p.numbers, p.answer) for p in small.sample("heldout", 4, np.random.default_rng(0))] == [
+        ((5, 2, 2), "1"), ((5, 3, 3), "8"), ((4, 2, 5), "10"), ((3, 3, 5), "8"),
+    ]
+    # only the parentheses an expression needs: a-(b-c) and a/(b*c) keep theirs, a+(b-c) does not
+    assert _combine("-", ("9", 3), ("5-2", 1)) == ("9-(5-2)", 1)
+    assert _combine("/", ("8", 3), ("2*2", 2)) == ("8/(2*2)", 2)
+    assert _combine("+", ("9", 3), ("5-2", 1)) == ("9+5-2", 1)
+    assert _combine("*", ("3+4", 1), ("5/2", 2)) == ("(3+4)*5/2", 2)
+
+
+def test_toy_gsm8k_is_seeded_distinct_and_correct(tmp_path):
+    path = write_toy_gsm8k(tmp_path / "toy.jsonl", 300, seed=1)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(records) == 300 and len({r["question"] for r in records}) == 300
+    for r in records:
+        a, b = (int(x) for x in r["answer"].split(" = ")[0].split(" + "))
+        assert f"{a}" in r["question"] and f"{b}" in r["question"] and r["answer"].endswith(f"#### {a + b}")
+    assert write_toy_gsm8k(tmp_path / "again.jsonl", 300, seed=1).read_text() == path.read_text()
+    assert write_toy_gsm8k(tmp_path / "other.jsonl", 300, seed=2).read_text() != path.read_text()
+    task = get_task("jsonl", path=str(path))
+    assert 10 < len(task.all_problems("heldout")) < 50
+    with pytest.raises(ValueError, match="n must be"):
+        write_toy_gsm8k(tmp_path / "big.jsonl", 10**5)

@@ -1,4 +1,4 @@
-"""Pretraining of the base policy π_{θ_0}: supervised next-token learning of a task's answers.
+"""Pretraining of the base policy π_{θ_0}: supervised next-token learning of a task's demonstrations.
 
 docs/method.md §10: the default run pretrains a small character-level Llama on the task itself,
 on the train split, until its held-out accuracy is clearly above 0 and clearly below 1, so that
@@ -9,15 +9,36 @@ GRPO has room to improve it and to collapse it. The budget is a target, not a st
 ``final_eval_problems`` held-out problems, go to OUT/pretrain.json next to the checkpoint
 (``save_pretrained``: model + tokenizer, loadable with :func:`stalegrpo.policy.load_policy`).
 
-Measured on the shared 2-core machine (seeds 0-3, defaults): the target was reached after
-275-450 steps, with final held-out sampled accuracy 0.17-0.26 and greedy 0.37-0.50 (the same
-numbers on 1 or 2 threads). Wall time was 11 s (450 steps, 2 threads, idle machine) to 90 s
-(1 thread, busy machine); 2 threads on an oversubscribed machine took 340 s, so use threads=1
-when the cores are shared. At η = 3e-3 the plateau before the jump lasted 150-1050 steps; at 6e-3 it did not end
-within 1200.
+Any task of :mod:`stalegrpo.tasks` (``task``, ``task_options``) and any local checkpoint
+(``model=PATH``) work: each step trains on ``prompt → task.demonstration(problem) + EOS`` for a
+fresh batch of train problems (the binary-op answer, countdown's generating expression, a jsonl
+record's worked answer), with the prompt formatted exactly as the actors format it
+(``prompt_template``, ``system_prompt``: the tokenizer's chat template, or plain text), so that GRPO
+samples from the policy in the format it was pretrained in. Keep those keys, and the split's
+``heldout_fraction``, equal to the GRPO run's. A fresh model's character tokenizer reads only the
+arithmetic alphabet, so the text tasks (countdown, jsonl) start from ``model=PATH``; with
+``steps=0`` a checkpoint is only evaluated and re-saved (paper scale).
 
-``model=PATH`` starts from an existing local checkpoint instead (paper scale); with
-``steps=0`` it is only evaluated and re-saved.
+Measured on the shared 2-core machine, character Llama (seeds 0-3, defaults): the target was
+reached after 275-450 steps, with final held-out sampled accuracy 0.17-0.26 and greedy 0.37-0.50
+(the same numbers on 1 or 2 threads). Wall time was 11 s (450 steps, 2 threads, idle machine) to
+90 s (1 thread, busy machine); 2 threads on an oversubscribed machine took 340 s, so use threads=1
+when the cores are shared. At η = 3e-3 the plateau before the jump lasted 150-1050 steps; at 6e-3
+it did not end within 1200.
+
+Measured likewise, the default stand-in Qwen2 (:func:`stalegrpo.checkpoints.make_standin_checkpoint`:
+107k parameters, ChatML template, default system prompt), η = 3e-3, warm-up 20, 1 thread, task
+option ``max_new_tokens: 16``; seconds are training time on a machine with load 1.2-3.5:
+
+- jsonl on :func:`stalegrpo.tasks.write_toy_gsm8k` (1000 one-digit additions in English, 83 held
+  out), batch 32, ``target_accuracy=0.2`` with ``eval_every=25`` and ``eval_problems=128``: stopped
+  after 200-225 steps (seeds 0-2), final held-out sampled accuracy 0.11-0.25 and greedy 0.33-0.39,
+  in 30-32 s (37-40 s wall with the final evaluation). 300 steps overshoot: sampled 0.61.
+- countdown with ``numbers: 3, max_number: 5, max_target: 10`` (23 distinct held-out puzzles), batch
+  16, 600 steps, no target: final sampled accuracy 0.09-0.15 and greedy 0.25-0.34 (seeds 0-1) on
+  500 held-out problems, in 51-99 s (64-118 s wall). A random two-number expression of the given
+  numbers solves 0.10 of these puzzles, so the sampled policy has learnt mainly the format. At
+  batch 32, 300 steps: sampled 0.03, greedy 0.17 (44 s); at η = 1e-2 sampled 0.01, greedy 0.
 """
 
 from __future__ import annotations
@@ -27,15 +48,23 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
 from stalegrpo.actors import make_actor
-from stalegrpo.config import load_config, to_dict
-from stalegrpo.policy import build_model, build_tokenizer, count_parameters, load_policy
-from stalegrpo.tasks import get_task
+from stalegrpo.config import ConfigError, load_config, to_dict
+from stalegrpo.policy import (
+    build_model,
+    build_tokenizer,
+    count_parameters,
+    format_prompts,
+    load_policy,
+    resolve_template,
+)
+from stalegrpo.tasks import make_task
 
 
 @dataclass
@@ -44,12 +73,19 @@ class PretrainConfig:
 
     RENAMED: ClassVar[dict[str, str]] = {"lr": "eta"}
 
-    task: Literal["addition", "multiplication"] = "addition"
-    """the task whose answers the policy learns"""
+    task: Literal["addition", "multiplication", "countdown", "jsonl"] = "addition"
+    """the task whose demonstrations the policy learns (stalegrpo.tasks)"""
     digits: int = field(default=2, metadata={"minimum": 1})
-    """digits of each operand"""
+    """digits of each operand (addition, multiplication)"""
     heldout_fraction: float = field(default=0.1, metadata={"exclusiveMinimum": 0, "maximum": 0.5})
-    """fraction of all problems held out (by prompt hash)"""
+    """fraction of all problems held out, for every task (task_options.heldout_fraction wins)"""
+    task_options: dict = field(default_factory=dict)
+    """the task's other options, e.g. {numbers: 3, max_number: 5} for countdown or
+    {path: data/gsm8k.jsonl} for jsonl (stalegrpo.tasks); as in the train config"""
+    prompt_template: Literal["auto", "chat", "plain"] = "auto"
+    """prompt format (as the actors'): the chat template, the text as is, or chat where there is a template"""
+    system_prompt: str | None = None
+    """system message of chat prompts (null: the template's default)"""
     model: str | None = None
     """a local HF checkpoint directory to start from instead of a fresh model (nothing is downloaded)"""
     hidden: int = field(default=128, metadata={"minimum": 8})
@@ -93,13 +129,36 @@ class PretrainConfig:
 CONFIG_CLASS = PretrainConfig
 
 
-def supervised_batch(tokenizer, problems):
-    """Right-padded ``prompt answer EOS`` sequences with labels only on ``answer EOS``."""
+def build_task(cfg: PretrainConfig):
+    """The task of ``cfg`` (:func:`stalegrpo.tasks.make_task`), ``heldout_fraction`` included.
+
+    Every task has a ``heldout_fraction``; it must equal the one the GRPO run's task uses (there the
+    task's default 0.1 unless its task_options say otherwise), or pretraining would learn GRPO's
+    held-out problems.
+    """
+    options = {"heldout_fraction": cfg.heldout_fraction, **cfg.task_options}
+    try:
+        return make_task(SimpleNamespace(task=cfg.task, digits=cfg.digits, task_options=options))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"task / task_options: {err}") from err
+
+
+def supervised_batch(tokenizer, task, problems, template: str = "auto", system: str | None = None):
+    """Right-padded ``prompt demonstration EOS`` sequences with labels only on ``demonstration EOS``.
+
+    The prompt tokens are exactly the actors' (:func:`stalegrpo.policy.encode_prompts`): the chat
+    template's text without the tokenizer's special tokens, or plain text with them (the character
+    policy's BOS). The demonstration (``task.demonstration``) is encoded on its own, as the actor
+    decodes a completion apart from its prompt, and ends in the tokenizer's EOS, where sampling stops.
+    """
+    plain = resolve_template(tokenizer, template) == "plain"
+    texts = format_prompts(tokenizer, [p.prompt for p in problems], template, system)
     rows = []
-    for p in problems:
-        prompt = tokenizer(p.prompt)["input_ids"]
-        answer = tokenizer(p.answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        rows.append((prompt + answer, [-100] * len(prompt) + answer))
+    for text, p in zip(texts, problems):
+        prompt = tokenizer(text, add_special_tokens=plain)["input_ids"]
+        target = tokenizer(task.demonstration(p), add_special_tokens=False)["input_ids"]
+        target = target + [tokenizer.eos_token_id]
+        rows.append((prompt + target, [-100] * len(prompt) + target))
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)
     labels = torch.full((len(rows), width), -100)
@@ -120,7 +179,8 @@ def accuracy(actor, problems, temperature: float, seed: int) -> float:
 
 def heldout_eval_set(task, n: int, seed: int):
     """Up to ``n`` held-out problems: all of them when the split is small, else a seeded sample."""
-    if hasattr(task, "all_problems") and 10 ** (2 * task.digits) <= 10**6:
+    # jsonl holds its records in memory; a binary-op task would enumerate 10^(2 digits) problems
+    if hasattr(task, "all_problems") and 10 ** (2 * getattr(task, "digits", 0)) <= 10**6:
         problems = task.all_problems("heldout")
         if len(problems) <= n:
             return problems
@@ -132,15 +192,20 @@ def heldout_eval_set(task, n: int, seed: int):
 def main(config_path: str | None, overrides: list[str], out: str) -> int:
     cfg = load_config(PretrainConfig, config_path, overrides)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    task = build_task(cfg)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    task = get_task(cfg.task, digits=cfg.digits, heldout_fraction=cfg.heldout_fraction)
     if cfg.model is not None:
         model, tokenizer = load_policy(cfg.model)
     else:
         tokenizer = build_tokenizer()
         model = build_model(tokenizer, cfg.hidden, cfg.layers, cfg.heads, cfg.intermediate, seed=cfg.seed)
-    actor = make_actor("hf", model, tokenizer, task)
+    prompt_format = {"template": cfg.prompt_template, "system": cfg.system_prompt}
+    try:
+        resolve_template(tokenizer, cfg.prompt_template)
+    except ValueError as err:  # template=chat for a tokenizer without one
+        raise ConfigError(f"prompt_template: {err}") from err
+    actor = make_actor("hf", model, tokenizer, task, **prompt_format)
     rng = np.random.default_rng(cfg.seed)
     eval_problems = task.sample("heldout", cfg.eval_problems, np.random.default_rng(cfg.seed + 1))
     optimizer = torch.optim.AdamW(
@@ -152,7 +217,8 @@ def main(config_path: str | None, overrides: list[str], out: str) -> int:
     reached = False
     while step < cfg.steps and not reached:
         model.train()
-        input_ids, mask, labels = supervised_batch(tokenizer, task.sample("train", cfg.batch_size, rng))
+        problems = task.sample("train", cfg.batch_size, rng)
+        input_ids, mask, labels = supervised_batch(tokenizer, task, problems, **prompt_format)
         loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -20,6 +20,11 @@ The last two are for pretrained checkpoints whose completions are free text. `ex
 finds the final answer in such text ("#### 42", "\boxed{42}", else the whole text), and
 `answers_match` compares two answers exactly, as numbers when both are numbers.
 
+Every task also demonstrates each problem (`Task.demonstration`): a completion that its verifier
+rewards with 1, which supervised pretraining (``stalegrpo pretrain``) trains on: the binary-op
+answer, a countdown problem's generating expression after "####", a jsonl record's own answer.
+`write_toy_gsm8k` writes a toy GSM8K (one-digit additions in English) for the jsonl task.
+
 Interface::
 
     @dataclass(frozen=True)
@@ -27,14 +32,17 @@ Interface::
         prompt: str                    # e.g. "12+34="
         answer: str                    # e.g. "46"
         numbers: tuple[int, ...] = ()  # countdown: the numbers the expression may use
+        solution: str = ""             # a worked completion (countdown, jsonl); not compared
     class Task(Protocol):
         name: str
         max_new_tokens: int                      # completion budget incl. EOS
         stop: tuple[str, ...]                    # stop strings for the sampler, () for none
         def sample(self, split, n, rng) -> list[Problem]   # split in {"train","heldout"}, disjoint
         def reward(self, problem, completion) -> float     # the verifier, in [0, 1]
+        def demonstration(self, problem) -> str            # a completion with reward 1 (SFT target)
     def get_task(name: str, **options) -> Task  # name in TASKS: "addition", "multiplication",
                                                 # "countdown", "jsonl"; unknown options: TypeError
+    def write_toy_gsm8k(path, n=1000, seed=0) -> Path  # one-digit additions in English, GSM8K format
     def extract_answer(text: str) -> str | None           # "#### 42" / "\boxed{42}" / whole text
     def answers_match(extracted: str | None, reference: str) -> bool
     def parse_number(text: str) -> Fraction | None         # "1,234" → 1234, "$3.50" → 7/2
@@ -45,6 +53,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -68,6 +77,9 @@ class Problem:
     """the answer the verifier accepts, e.g. "46" """
     numbers: tuple[int, ...] = ()
     """countdown: the numbers the expression may use, in prompt order (empty for other tasks)"""
+    solution: str = field(default="", compare=False)
+    """a worked solution: countdown's generating expression, a jsonl record's answer text (else
+    empty); not part of the problem's identity, so equality, hashing and splits ignore it"""
 
 
 class Task(Protocol):
@@ -78,6 +90,8 @@ class Task(Protocol):
     def sample(self, split: str, n: int, rng: np.random.Generator) -> list[Problem]: ...
 
     def reward(self, problem: Problem, completion: str) -> float: ...
+
+    def demonstration(self, problem: Problem) -> str: ...
 
 
 def heldout_fraction_of(prompt: str, task_name: str) -> float:
@@ -290,6 +304,20 @@ def _countdown_expression(completion: str) -> str | None:
 
 
 _COUNTDOWN_OPERATORS = ("+", "-", "*", "/")
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+"""binding strength of each operator; a literal binds tightest (3)"""
+
+
+def _combine(op: str, left: tuple[str, int], right: tuple[str, int]) -> tuple[str, int]:
+    """The text ``left op right`` with only the parentheses it needs, and its precedence.
+
+    The right operand also needs them at equal precedence under "-" and "/" (a-(b-c), a/(b*c)),
+    not under "+" and "*", which exact arithmetic makes associative: a+(b-c) = a+b-c.
+    """
+    (x, px), (y, py), p = left, right, _PRECEDENCE[op]
+    x = f"({x})" if px < p else x
+    y = f"({y})" if py < p or (py == p and op in "-/") else y
+    return f"{x}{op}{y}", p
 
 
 @dataclass
@@ -300,8 +328,10 @@ class CountdownTask:
     at least two of them with random operators in a random order (exact `Fraction` arithmetic),
     and keep the result as the target if it is an integer in [1, ``max_target``] that is not
     itself one of the numbers (else draw again). So every problem is solvable, and no bare number
-    solves one. The reward is 1 if the completion's expression uses only given numbers, each at
-    most as often as given, and equals the target exactly; an expression may end in "= target".
+    solves one; the combination, with only the parentheses it needs, is the problem's
+    ``solution`` and, after "####" as the prompt asks, its demonstration. The reward is 1 if the
+    completion's expression uses only given numbers, each at most as often as given, and equals
+    the target exactly; an expression may end in "= target".
     The split hashes the sorted numbers and the target, so the same puzzle listed in another
     order is in the same split.
     """
@@ -332,13 +362,14 @@ class CountdownTask:
             raise ValueError(f"countdown: heldout_fraction must be in [0, 1], got {self.heldout_fraction}")
         self.stop = tuple(self.stop)
 
-    def problem(self, numbers: Sequence[int], target: int) -> Problem:
+    def problem(self, numbers: Sequence[int], target: int, solution: str = "") -> Problem:
         listed = ", ".join(str(x) for x in numbers)
         prompt = (
             f"Using the numbers {listed}, make {target}. Use + - * / and parentheses; "
             "each number at most once. Give the expression after ####."
         )
-        return Problem(prompt=prompt, answer=str(target), numbers=tuple(int(x) for x in numbers))
+        numbers = tuple(int(x) for x in numbers)
+        return Problem(prompt=prompt, answer=str(target), numbers=numbers, solution=solution)
 
     def generate(self, rng: np.random.Generator) -> Problem:
         """One problem, of either split."""
@@ -346,6 +377,7 @@ class CountdownTask:
             numbers = rng.integers(1, self.max_number + 1, size=self.numbers).tolist()
             used = rng.permutation(self.numbers)[: rng.integers(2, self.numbers + 1)]
             values = [Fraction(numbers[i]) for i in used]
+            texts = [(str(numbers[i]), 3) for i in used]  # (expression, precedence) of each value
             while len(values) > 1:
                 i, j = rng.choice(len(values), size=2, replace=False).tolist()
                 a, b = values[i], values[j]
@@ -353,10 +385,12 @@ class CountdownTask:
                 if op == "/" and b == 0:
                     break
                 values = [v for k, v in enumerate(values) if k not in (i, j)] + [_apply(op, a, b)]
+                merged = _combine(op, texts[i], texts[j])
+                texts = [t for k, t in enumerate(texts) if k not in (i, j)] + [merged]
             target = values[0]
             if len(values) == 1 and target.denominator == 1 and 1 <= target <= self.max_target:
                 if int(target) not in numbers:
-                    return self.problem(numbers, int(target))
+                    return self.problem(numbers, int(target), solution=texts[0][0])
         raise RuntimeError(
             f"countdown: no target in [1, {self.max_target}] after {self.max_draws} draws; "
             f"raise max_target or change max_number ({self.max_number})"
@@ -399,6 +433,14 @@ class CountdownTask:
             return 0.0
         return float(value == target)
 
+    def demonstration(self, problem: Problem) -> str:
+        """``"#### " + solution``: the generating expression, marked as the prompt asks."""
+        if not problem.solution:
+            raise ValueError(
+                f"countdown: no solution recorded for {problem.prompt!r} (only generated problems have one)"
+            )
+        return f"#### {problem.solution}"
+
 
 # ---------------------------------------------------------------------------------------------
 # Question/answer records from a local file
@@ -413,7 +455,9 @@ class JsonlTask:
     The reference answer is what `extract_answer` finds in the record's answer ("72" here, and a
     plain "72" works too), so GSM8K's files work as they are. A record's split is decided by a
     hash of its question, so repeated questions stay in one split. The reward is 1 if the
-    completion's extracted answer matches the reference (`answers_match`).
+    completion's extracted answer matches the reference (`answers_match`). The record's answer
+    text is the problem's ``solution``: GSM8K's reasoning and "#### 72" is the usual supervised
+    target, and a bare "72" is demonstrated as "#### 72", as the prompt asks.
     """
 
     path: str
@@ -479,7 +523,7 @@ class JsonlTask:
             raise ValueError(f"{where}: {self.answer_key!r} gives no final answer ({answer!r})")
         prompt = self.prompt_template.replace("{question}", question)
         split = "heldout" if heldout_fraction_of(question, self.name) < self.heldout_fraction else "train"
-        self.problems[split].append(Problem(prompt=prompt, answer=reference))
+        self.problems[split].append(Problem(prompt=prompt, answer=reference, solution=answer))
 
     def all_problems(self, split: str) -> list[Problem]:
         """Every record of a split, in file order (for exhaustive evaluation)."""
@@ -501,6 +545,52 @@ class JsonlTask:
     def reward(self, problem: Problem, completion: str) -> float:
         """1 if the completion's final answer matches the reference, else 0."""
         return float(answers_match(extract_answer(completion), problem.answer))
+
+    def demonstration(self, problem: Problem) -> str:
+        """The record's answer text if it marks its final answer, else "#### " + the reference."""
+        text = problem.solution or problem.answer
+        # an unmarked multi-line reference is the whole text, which "####" would cut to one line
+        if _marked(text)[0] or "\n" in problem.answer:
+            return text
+        return f"#### {problem.answer}"
+
+
+_TOY_QUESTIONS = (
+    "What is {a} + {b}?",
+    "What is {a} plus {b}?",
+    "Add {a} and {b}.",
+    "What is the sum of {a} and {b}?",
+    "{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?",
+)
+_TOY_NAMES = ("Natalia", "James", "Maria", "Tom", "Aisha", "Chen", "Olga", "Ravi", "Sara", "Ben")
+_TOY_ITEMS = ("apples", "clips", "books", "marbles", "coins", "eggs", "pencils", "cookies", "cards")
+
+
+def write_toy_gsm8k(path, n: int = 1000, seed: int = 0) -> Path:
+    """Write ``n`` distinct one-digit additions phrased in English to ``path`` in GSM8K's format
+    (``{"question": "Add 7 and 6.", "answer": "7 + 6 = 13\\n#### 13"}``); returns ``path``.
+
+    A toy GSM8K for the jsonl task, so that the paper's path (a chat checkpoint, supervised
+    pretraining on worked answers, GRPO on free text) runs at CPU scale without downloads. Every
+    sum appears in several phrasings, so a held-out question asks a sum that training has seen in
+    other words. The same ``n`` and ``seed`` give the same file.
+    """
+    rng = random.Random(seed)
+    most = 4 * 100 + len(_TOY_NAMES) * len(_TOY_ITEMS) * 100  # the distinct questions there are
+    if not 1 <= n <= most:
+        raise ValueError(f"write_toy_gsm8k: n must be in [1, {most}], got {n}")
+    questions: dict[str, tuple[int, int]] = {}
+    while len(questions) < n:
+        a, b = rng.randrange(10), rng.randrange(10)
+        template = rng.choice(_TOY_QUESTIONS)
+        question = template.format(a=a, b=b, name=rng.choice(_TOY_NAMES), item=rng.choice(_TOY_ITEMS))
+        questions.setdefault(question, (a, b))
+    path = Path(path)
+    with path.open("w", encoding="utf-8") as f:
+        for question, (a, b) in questions.items():
+            answer = f"{a} + {b} = {a + b}\n#### {a + b}"
+            f.write(json.dumps({"question": question, "answer": answer}) + "\n")
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -574,6 +664,10 @@ class BinaryOpTask:
     def reward(self, problem: Problem, completion: str) -> float:
         """1 if the completion is exactly the answer (surrounding whitespace ignored), else 0."""
         return float(completion.strip() == problem.answer)
+
+    def demonstration(self, problem: Problem) -> str:
+        """The canonical answer itself (the character policy's completion has no marker)."""
+        return problem.answer
 
 
 OPERATORS = {
