@@ -3,6 +3,7 @@ kill -9, lag bounds of the async schedule, collapse handling and config errors."
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -344,3 +345,26 @@ def test_placement_errors_name_the_keys(policy):
     with pytest.raises(ConfigError, match=r"needs 5 CUDA devices \(learners = 1 \+ actors = 2 x actor_devices = 2\)"):
         check_placement(config(policy, "schedule=async", "S=1", "actor=vllm", "actors=2", "actor_devices=2"), 4)
     check_placement(config(policy, "schedule=async", "S=1", "actor=vllm", "actors=2", "actor_devices=2"), 5)
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM installed")
+def test_vllm_actor_inside_learner_rank_0_of_two_follows_every_update(tmp_path):
+    """fixed schedule, learners=2, actor=vllm: the engine runs in a child process of rank 0 and gets
+    each version over its own gloo group. At S = 0 every sample is from the learner's current
+    version, so its behavior log-probs must match the learner's at every step (mismatch_kl)."""
+    from stalegrpo.pretrain import main
+
+    base = tmp_path / "base"  # head dim 32, which vLLM's CPU attention has
+    overrides = ["digits=1", "hidden=64", "layers=2", "heads=2", "intermediate=128", "steps=200", "batch_size=64",
+                 "eta=0.01", "target_accuracy=null", "eval_every=200", "eval_problems=16", "final_eval_problems=16",
+                 "threads=1"]
+    assert main(None, overrides, str(base)) == 0
+    args = train_command(base, "learners=2", "actor=vllm", "S=0", "steps=4", "eta=1e-3", "probe_every=0",
+                         "eval_every=0", "checkpoint_every=100", "collective_timeout_s=120")
+    done = subprocess.run([*args, "--out", str(tmp_path / "run")], check=False, capture_output=True, text=True,
+                          timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = pd.read_parquet(tmp_path / "run" / "steps.parquet")
+    assert (steps["update_norm"].iloc[:-1] > 0).all()  # the weights did change between versions
+    assert (steps["mismatch_kl"] < 1e-6).all(), steps["mismatch_kl"].tolist()

@@ -324,7 +324,8 @@ class VLLMActor:
                 self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
             else:
                 self._channel.send(flat_params(self.model), version)
-                self._channel.receivers.load_into(self)
+                # exactly the version sent: its receipt may still be under way in the worker
+                self._channel.receivers.load_into(self, version)
         if not self._skip_cache_reset and not self.llm.reset_prefix_cache():
             raise RuntimeError("vLLM could not reset its prefix cache (requests still running?)")
         self.version = int(version)

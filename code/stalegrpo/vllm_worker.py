@@ -122,9 +122,10 @@ class EngineWeights:
             if min(v for v, _ in answers) >= version:
                 return True
 
-    def load_into(self, actor) -> float:
-        """Load the newest version every worker can reach, reset the prefix cache; its checksum."""
-        target = max(self.llm.collective_rpc("hold_weights"))
+    def load_into(self, actor, version: int | None = None) -> float:
+        """Load ``version`` (None: the newest every worker can reach) into all workers, reset the
+        prefix cache; the checksum of the loaded weights. A worker waits for ``version`` to arrive."""
+        target = max(self.llm.collective_rpc("hold_weights")) if version is None else version
         answers = self.llm.collective_rpc("load_held_weights", kwargs={"version": target})
         if any(v != target for v, _ in answers):
             self.stopped = True
