@@ -2,6 +2,7 @@
 downloaded one, prompts get the chat template without a second BOS, and the pre-job check names
 the path and what it lacks."""
 
+import importlib.util
 import json
 import shutil
 
@@ -166,3 +167,33 @@ def test_check_rejects_a_tokenizer_that_does_not_load(standin_checkpoint, tmp_pa
     with pytest.raises(ValueError, match="does not load") as err:
         check_checkpoint(path)
     assert str(path) in str(err.value)
+
+
+VLLM = pytest.param(
+    "vllm",
+    1e-4,
+    marks=[pytest.mark.vllm, pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM")],
+)
+
+
+@pytest.mark.parametrize("backend,tolerance", [("hf", 1e-5), VLLM])
+def test_actor_logprobs_equal_the_learners_on_the_standin(standin_checkpoint, backend, tolerance):
+    """The paper path's prompts (ChatML) and tokenizer (BPE): the actor's behavior log-probs are the
+    learner's recomputation at the same weights."""
+    import numpy as np
+
+    from stalegrpo.actors import make_actor
+    from stalegrpo.tasks import get_task
+
+    model, tok = load_policy(standin_checkpoint)
+    task = get_task("countdown", numbers=3, max_number=5, max_target=10, max_new_tokens=12)
+    source = standin_checkpoint if backend == "vllm" else load_policy(standin_checkpoint)[0]
+    actor = make_actor(backend, source, tok, task)
+    rollout = actor.generate(task.sample("train", 4, np.random.default_rng(0)), 2, seed=0)
+    assert (rollout.prompt_ids == tok.convert_tokens_to_ids("<|im_start|>")).any()  # the chat template
+    with torch.no_grad():
+        learner = sequence_logprobs(
+            model, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids, rollout.completion_mask
+        )
+    gap = (learner - rollout.behavior_logprobs)[rollout.completion_mask].abs().max()
+    assert rollout.completion_mask.any() and gap < tolerance, float(gap)
