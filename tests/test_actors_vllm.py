@@ -126,3 +126,25 @@ def test_greedy_repeats_the_argmax_with_untempered_logprobs(actor):
         actor.model, r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask, 1.0
     )
     assert float((learner - r.behavior_logprobs).abs().max()) < TOL
+
+
+def test_a_learner_starts_after_an_in_process_engine_has_shut_down(tmp_path):
+    """An in-process vLLM engine destroys the torch.distributed world it used when it shuts down.
+    A DeepSpeed learner made afterwards in the same process must still start and step (it failed
+    on its first broadcast while DeepSpeed kept its clone of the dead world)."""
+    import copy
+
+    from stalegrpo.learner import Learner
+    from stalegrpo.train import TrainConfig
+
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, seed=0)
+    cfg = TrainConfig(batch_prompts=2, group_size=4, eta=1e-3, threads=1)
+    Learner(copy.deepcopy(model), copy.deepcopy(model), cfg)  # a world, and DeepSpeed's clone of it
+    task = get_task("addition", digits=1)
+    actor = make_actor("vllm", copy.deepcopy(model), tokenizer, task)
+    batch = actor.generate(task.sample("train", 2, np.random.default_rng(0)), 4, 1.0, seed=0)
+    actor.close()
+    learner = Learner(copy.deepcopy(model), copy.deepcopy(model), cfg)
+    batch.rewards = torch.tensor([1.0, 0.0] * 4)
+    assert learner.step(batch)["update_norm"] > 0

@@ -100,6 +100,11 @@ def deepspeed_engine(
     if not path.is_file():
         raise FileNotFoundError(f"DeepSpeed config {str(config_path)!r} does not exist")
     ds_config = resolve_precision(json.loads(path.read_text()), torch.cuda.is_available())
+    if not torch.distributed.is_initialized():
+        # DeepSpeed caches its clone of the world group; a world destroyed earlier in this process
+        # (an in-process vLLM engine destroys the one it used when it shuts down) would leave that
+        # clone pointing at a dead group, and the next engine's first broadcast fails
+        deepspeed.utils.groups._WORLD_GROUP = None
     deepspeed.init_distributed(timeout=datetime.timedelta(seconds=timeout_s), verbose=False)
     # one optimizer step per call: the learner forms its own minibatches
     ds_config.update(
