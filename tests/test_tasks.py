@@ -9,12 +9,16 @@ import pytest
 
 from stalegrpo.tasks import (
     TASKS,
+    BinaryOpTask,
     Problem,
+    ProxyRewardTask,
     _combine,
     answers_match,
     evaluate_expression,
     extract_answer,
     get_task,
+    gold_reward,
+    make_task,
     parse_number,
     write_toy_gsm8k,
 )
@@ -479,3 +483,53 @@ def test_toy_gsm8k_is_seeded_distinct_and_correct(tmp_path):
     assert 10 < len(task.all_problems("heldout")) < 50
     with pytest.raises(ValueError, match="n must be"):
         write_toy_gsm8k(tmp_path / "big.jsonl", 10**5)
+
+
+# -- the proxy reward with a hack (over-optimisation at LM scale) ------------------------------
+def _hacked(hack, name="addition", bonus=1.5, **options):
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(task=name, digits=2, task_options=options, reward_hack=hack, hack_bonus=bonus)
+    return make_task(cfg)
+
+
+def test_append_zero_hack_pays_the_bonus_only_for_the_answer_with_one_more_zero():
+    task = _hacked("append_zero")
+    p = task.task.problem(7, 45)  # "07+45=" → "052"
+    assert p.answer == "052"
+    scores = {c: (task.reward(p, c), task.gold(p, c)) for c in ("052", "0520", " 0520 ", "0521", "520", "05200", "053")}
+    assert scores == {
+        "052": (1.0, 1.0),
+        "0520": (1.5, 0.0),
+        " 0520 ": (1.5, 0.0),
+        "0521": (0.0, 0.0),
+        "520": (0.0, 0.0),
+        "05200": (0.0, 0.0),
+        "053": (0.0, 0.0),
+    }
+    assert task.max_new_tokens == task.task.max_new_tokens + 1  # room for the extra digit
+    assert task.sample("train", 5, np.random.default_rng(0)) == task.task.sample("train", 5, np.random.default_rng(0))
+
+
+def test_plus_one_hack_and_a_jsonl_task(tmp_path):
+    task = _hacked("plus_one", bonus=0.5)
+    p = task.task.problem(7, 45)
+    assert (task.reward(p, "053"), task.gold(p, "053")) == (0.5, 0.0)
+    assert task.max_new_tokens == task.task.max_new_tokens
+    path = write_toy_gsm8k(tmp_path / "toy.jsonl", n=20)
+    task = _hacked("plus_one", name="jsonl", path=str(path))
+    q = task.sample("train", 1, np.random.default_rng(0))[0]
+    wrong = int(q.answer) + 1
+    assert task.reward(q, f"so #### {wrong}") == 1.5 and task.gold(q, f"so #### {wrong}") == 0
+    assert task.reward(q, f"#### {q.answer}") == 1.0
+    assert gold_reward(task.task, q, f"#### {q.answer}") == 1.0  # a plain task's gold is its reward
+
+
+def test_hack_options_are_checked():
+    assert isinstance(_hacked("none"), BinaryOpTask)  # no wrapper: the task as before
+    with pytest.raises(ValueError, match="numeric answers.*countdown"):
+        _hacked("plus_one", name="countdown")
+    with pytest.raises(ValueError, match="reward_hack must be one of"):
+        ProxyRewardTask(BinaryOpTask(), "minus_one", 1.0)
+    with pytest.raises(ValueError, match="hack_bonus must be > 0"):
+        ProxyRewardTask(BinaryOpTask(), "plus_one", 0.0)

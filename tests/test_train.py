@@ -86,6 +86,41 @@ def test_fixed_schedule_is_deterministic_and_learns(policy, tmp_path):
     assert summary["finished"] and summary["censored"] and summary["steps_done"] == 5
 
 
+def test_a_proxy_reward_is_trained_on_while_the_gold_verifier_is_recorded(policy, tmp_path):
+    """reward_hack: the learner's reward_mean is the proxy; accuracy, gold_reward and the held-out
+    evaluation come from the gold verifier, and the collapse detector watches gold."""
+    plain = config(policy, "steps=3", "S=0", "probe_every=0")
+    assert run(plain, tmp_path / "plain")["exit_code"] == 0
+    steps = pd.read_parquet(tmp_path / "plain" / "steps.parquet")
+    assert (steps["gold_reward"] == steps["reward_mean"]).all() and (steps["hack_rate"] == 0).all()
+    hacked = config(policy, "steps=3", "S=0", "probe_every=0", "reward_hack=append_zero", "hack_bonus=0.5")
+    assert run(hacked, tmp_path / "hacked")["exit_code"] == 0
+    steps = pd.read_parquet(tmp_path / "hacked" / "steps.parquet")
+    evals = pd.read_parquet(tmp_path / "hacked" / "eval.parquet")
+    assert {"gold_reward", "hack_rate"} <= set(steps) and {"eval_gold_reward", "eval_hack_rate"} <= set(evals)
+    # binary-op gold rewards are 0 or 1, the hack pays 0.5: reward = gold + 0.5 · hack rate
+    pd.testing.assert_series_equal(steps["accuracy"], steps["gold_reward"], check_names=False)
+    pd.testing.assert_series_equal(
+        steps["reward_mean"], steps["gold_reward"] + 0.5 * steps["hack_rate"], check_names=False, atol=1e-6
+    )
+    summary = json.loads((tmp_path / "hacked" / "summary.json").read_text())
+    assert summary["final_eval_hack_rate"] == evals["eval_hack_rate"].iloc[-1]
+    assert summary["peak_eval_accuracy"] == evals["eval_accuracy"].max()
+
+
+def test_the_collapse_detector_watches_the_gold_reward(policy, tmp_path, monkeypatch):
+    """A proxy that rises while gold falls fires the reward detector (the exact testbed's rule)."""
+    from stalegrpo import train
+
+    cfg = config(policy, "steps=6", "S=0", "probe_every=0", "collapse.reward_detector=true",
+                 "collapse.ema_alpha=1", "grace_steps=0")
+    r = train.Run(cfg, tmp_path / "run")
+    for k, (proxy, gold) in enumerate([(0.2, 0.2), (0.5, 0.8), (0.8, 0.8), (1.2, 0.1), (1.4, 0.0)]):
+        r.watch({"step": k, "reward_mean": proxy, "gold_reward": gold, "kl_behavior": 0.0, "kl_ref": 0.0,
+                 "finite": True, "entropy": 1.0})
+    assert r.state.monitor.detector_names()[0] == "reward"
+
+
 def final_parameters(out: Path) -> dict:
     (state,) = (out / "checkpoint").glob("step*/mp_rank_00_model_states.pt")
     return torch.load(state, weights_only=False)["module"]

@@ -137,11 +137,7 @@ class HFActor:
             version=torch.full((len(group),), self.version, dtype=torch.long),
             gen_seconds=0.0,
         )
-        rollout.cut_at_stop(self.tokenizer, getattr(self.task, "stop", ()))
-        texts = rollout.texts(self.tokenizer)
-        rollout.rewards = torch.tensor(
-            [self.task.reward(problems[g], t) for g, t in zip(group.tolist(), texts)]
-        )
+        rollout.score(self.tokenizer, self.task)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         rollout.gen_seconds = time.perf_counter() - start

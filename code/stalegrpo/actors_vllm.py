@@ -297,11 +297,7 @@ class VLLMActor:
             version=torch.full((n,), self.version, dtype=torch.long),
             gen_seconds=0.0,
         )
-        rollout.cut_at_stop(self.tokenizer, getattr(self.task, "stop", ()))
-        texts = rollout.texts(self.tokenizer)
-        rollout.rewards = torch.tensor(
-            [self.task.reward(problems[g], t) for g, t in zip(group_index.tolist(), texts)]
-        )
+        rollout.score(self.tokenizer, self.task)
         rollout.gen_seconds = time.perf_counter() - start
         return rollout
 

@@ -16,7 +16,17 @@ from pathlib import Path
 
 GROUPS = {
     "staleness": ("lag_min", "lag_mean", "lag_max", "drift"),
-    "reward": ("reward_mean", "reward_std", "accuracy", "eval_accuracy", "eval_reward"),
+    "reward": (
+        "reward_mean",
+        "reward_std",
+        "accuracy",
+        "gold_reward",
+        "hack_rate",
+        "eval_accuracy",
+        "eval_reward",
+        "eval_gold_reward",
+        "eval_hack_rate",
+    ),
     "kl": ("kl_behavior", "kl_ref", "mismatch_kl"),
     "ess": ("ess", "ess_token"),
     "optimizer": (

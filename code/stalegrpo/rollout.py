@@ -16,7 +16,7 @@ from typing import Protocol
 
 import torch
 
-from stalegrpo.tasks import Problem
+from stalegrpo.tasks import Problem, gold_reward
 
 
 @dataclass
@@ -37,6 +37,9 @@ class Rollout:
     """[N] the actor engine that generated each sample (-1: the learner's own process)"""
     weights_checksum: float | None = None
     """checksum of the weights the batch was generated with (:func:`stalegrpo.policy.weights_checksum`)"""
+    gold_rewards: torch.Tensor | None = None
+    """[N] the gold verifier's reward of every sample; equal to ``rewards`` unless the task's reward
+    is a proxy (:class:`stalegrpo.tasks.ProxyRewardTask`)"""
 
     def __len__(self) -> int:
         return self.completion_ids.shape[0]
@@ -72,6 +75,14 @@ class Rollout:
                 low, high = (low, middle) if stopped(middle) else (middle + 1, high)
             self.completion_mask[row, low:] = False
 
+    def score(self, tokenizer, task) -> None:
+        """Cut the completions at the task's stop strings, then reward them: ``rewards`` is what the
+        learner optimises (the task's reward), ``gold_rewards`` what the task's verifier says."""
+        self.cut_at_stop(tokenizer, getattr(task, "stop", ()))
+        pairs = [(self.problems[g], text) for g, text in zip(self.group.tolist(), self.texts(tokenizer))]
+        self.rewards = torch.tensor([task.reward(p, text) for p, text in pairs], dtype=torch.float32)
+        self.gold_rewards = torch.tensor([gold_reward(task, p, text) for p, text in pairs], dtype=torch.float32)
+
     def to(self, device) -> Rollout:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         return Rollout(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in moved.items()})
@@ -102,6 +113,9 @@ class Rollout:
             version=torch.cat([r.version for r in rollouts]),
             gen_seconds=sum(r.gen_seconds for r in rollouts),
             engine=torch.cat([r.engine for r in rollouts]) if all(r.engine is not None for r in rollouts) else None,
+            gold_rewards=torch.cat([r.gold_rewards for r in rollouts])
+            if all(r.gold_rewards is not None for r in rollouts)
+            else None,
         )
 
 

@@ -64,6 +64,12 @@ class TrainConfig:
     task_options: dict = field(default_factory=dict)
     """the task's other options, e.g. {numbers: 4, max_new_tokens: 64} for countdown or
     {path: data/gsm8k.jsonl} for jsonl (stalegrpo.tasks)"""
+    reward_hack: Literal["none", "append_zero", "plus_one"] = "none"
+    """the reward the learner optimises: the task's verifier ("none"), or a proxy that adds
+    ``hack_bonus`` for one wrong answer per prompt; the gold verifier is logged and watched by the
+    collapse detector either way (stalegrpo.tasks.ProxyRewardTask, docs/method.md §10)"""
+    hack_bonus: float = field(default=1.5, metadata={"exclusiveMinimum": 0})
+    """proxy reward of the hack answer (> 1 makes it the proxy's optimum)"""
     prompt_template: Literal["auto", "chat", "plain"] = "auto"
     """prompt format: the tokenizer's chat template, the task's text as is, or chat where the tokenizer has a template"""
     system_prompt: str | None = None
@@ -234,10 +240,17 @@ def evaluate(cfg, task, scratch, ring, version: int) -> dict:
     scratch.load_weights(state_from_flat(scratch.model, ring[version]), version)
     problems = task.sample("heldout", cfg.eval_prompts, rng(cfg, 0, 2))
     rollout = scratch.generate(problems, 1, 1.0, seed=int(rng(cfg, version, 3).integers(2**62)))
+    return {"step": version} | reward_metrics(rollout, "eval_")
+
+
+def reward_metrics(rollout, prefix: str = "") -> dict:
+    """Gold accuracy, proxy reward and the hack rate of a scored rollout."""
+    gold = rollout.gold_rewards if rollout.gold_rewards is not None else rollout.rewards
     return {
-        "step": version,
-        "eval_accuracy": float((rollout.rewards == 1).float().mean()),
-        "eval_reward": float(rollout.rewards.mean()),
+        f"{prefix}accuracy": float((gold == 1).float().mean()),
+        f"{prefix}reward": float(rollout.rewards.mean()),
+        f"{prefix}gold_reward": float(gold.mean()),
+        f"{prefix}hack_rate": float((rollout.rewards > gold).float().mean()),
     }
 
 
@@ -474,8 +487,9 @@ class Run:
             "lag_max": int(lag.max()),
             "reward_mean": float(rewards.mean()),
             "reward_std": float(rewards.std()),
-            "accuracy": float((rewards == 1).float().mean()),
         }
+        scores = reward_metrics(batch)
+        row |= {k: scores[k] for k in ("accuracy", "gold_reward", "hack_rate")}
         row |= metrics | {"drift": drift}
         row |= {
             "gen_s": rollout.gen_seconds / m,
@@ -497,7 +511,7 @@ class Run:
         kl_ref = row["kl_ref"] if math.isfinite(row["kl_ref"]) or not row["finite"] else None  # None: not measured
         fired = state.monitor.update(
             k,
-            row["reward_mean"],
+            row["gold_reward"],  # the gold verifier, as in the exact testbed (= reward_mean without a hack)
             kl_behavior=row["kl_behavior"],
             kl_ref=kl_ref,
             finite=row["finite"],
@@ -531,6 +545,8 @@ class Run:
             "censored": not collapsed,
             "initial_eval_accuracy": state.evals[0]["eval_accuracy"] if state.evals else None,
             "final_eval_accuracy": state.evals[-1]["eval_accuracy"] if state.evals else None,
+            "peak_eval_accuracy": max(e["eval_accuracy"] for e in state.evals) if state.evals else None,
+            "final_eval_hack_rate": state.evals[-1].get("eval_hack_rate") if state.evals else None,
             "admission_violations": state.admission_violations,
             "wall_time": state.elapsed,
             "mean": {c: float(rows[c].mean()) for c in MEAN_COLUMNS if c in rows},
