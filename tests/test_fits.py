@@ -340,6 +340,21 @@ def test_lm_run_bias_averages_bias_squared_at_full_lag_before_collapse():
     assert out.loc["q", "bias"] == 0.0 and out.loc["q", "n_probes"] == 2
 
 
+def test_lm_run_bias_interval_from_the_pairs_spread():
+    runs = pd.DataFrame([_lm_run("r", 2, 1e-4, 0)])
+    steps = pd.DataFrame(
+        {"run": ["r", "r"], "step": [10, 20], "probe_lag": [2, 2], "bias_sq": [0.8, 1.2],
+         "grad_sq": [4.0, 4.0], "bias_sq_se": [0.3, 0.4]}
+    )
+    out = lm.lm_run_bias(steps, runs).iloc[0]
+    se = 0.5 / 2  # the mean of two probes: √(0.3² + 0.4²) / 2
+    assert out["relative_bias"] == pytest.approx(0.5)
+    assert out["relative_bias_lo"] == pytest.approx(math.sqrt(1 - 1.96 * se) / 2)
+    assert out["relative_bias_hi"] == pytest.approx(math.sqrt(1 + 1.96 * se) / 2)
+    wide = lm.lm_run_bias(steps.assign(bias_sq_se=[3.0, 4.0]), runs).iloc[0]
+    assert wide["relative_bias_lo"] == 0.0  # the interval reaches bias² = 0
+
+
 def test_summarize_lm_fits_the_controlled_grid_and_compares_groups():
     rows, steps = [], []
     for S in (0, 2, 8):

@@ -121,6 +121,26 @@ def test_the_collapse_detector_watches_the_gold_reward(policy, tmp_path, monkeyp
     assert r.state.monitor.detector_names()[0] == "reward"
 
 
+def test_probe_pairs_give_standard_errors_and_probe_time_a_fixed_step(policy, tmp_path):
+    """More probe pairs average independent estimates and give their standard errors; probe_time
+    probes at k = round(t / η) without a period."""
+    one = config(policy, "steps=3", "S=1", "probe_every=2")
+    assert run(one, tmp_path / "one")["exit_code"] == 0
+    many = config(policy, "steps=3", "S=1", "probe_every=2", "probe_pairs=4")
+    assert run(many, tmp_path / "many")["exit_code"] == 0
+    a, b = (pd.read_parquet(tmp_path / name / "steps.parquet").dropna(subset=["bias_sq"]) for name in ("one", "many"))
+    assert a["step"].tolist() == b["step"].tolist() == [0, 2]
+    assert a["bias_sq_se"].isna().all() and (a["probe_pairs"] == 1).all()
+    assert (b["probe_pairs"] == 4).all() and (b["grad_sq_se"] > 0).all()
+    # at step 0 the stale version is the fresh one (same seeds): every pair measures bias² = 0
+    assert b["bias_sq"].iloc[0] == b["bias_sq_se"].iloc[0] == 0 == a["bias_sq"].iloc[0]
+    assert b["bias_sq_se"].iloc[1] > 0 and b["bias_sq"].iloc[1] != a["bias_sq"].iloc[1]  # 3 more pairs
+    timed = config(policy, "steps=4", "S=1", "probe_every=0", "eta=1e-4", "probe_time=3e-4")
+    assert run(timed, tmp_path / "timed")["exit_code"] == 0
+    steps = pd.read_parquet(tmp_path / "timed" / "steps.parquet")
+    assert steps.dropna(subset=["bias_sq"])["step"].tolist() == [3]
+
+
 def final_parameters(out: Path) -> dict:
     (state,) = (out / "checkpoint").glob("step*/mp_rank_00_model_states.pt")
     return torch.load(state, weights_only=False)["module"]

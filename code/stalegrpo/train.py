@@ -64,7 +64,7 @@ class TrainConfig:
     task_options: dict = field(default_factory=dict)
     """the task's other options, e.g. {numbers: 4, max_new_tokens: 64} for countdown or
     {path: data/gsm8k.jsonl} for jsonl (stalegrpo.tasks)"""
-    reward_hack: Literal["none", "append_zero", "plus_one"] = "none"
+    reward_hack: Literal["none", "first_digit", "append_zero", "plus_one"] = "none"
     """the reward the learner optimises: the task's verifier ("none"), or a proxy that adds
     ``hack_bonus`` for one wrong answer per prompt; the gold verifier is logged and watched by the
     collapse detector either way (stalegrpo.tasks.ProxyRewardTask, docs/method.md §10)"""
@@ -140,6 +140,11 @@ class TrainConfig:
     """held-out prompts per evaluation (one sample each at T = 1)"""
     probe_every: int = field(default=0, metadata={"minimum": 0})
     """bias-probe period in steps (0 disables)"""
+    probe_pairs: int = field(default=1, metadata={"minimum": 1})
+    """independent (A, B) batch pairs per probe (docs/method.md §3.2); > 1 gives standard errors"""
+    probe_time: float | None = field(default=None, metadata={"exclusiveMinimum": 0})
+    """also probe at the step k = round(probe_time / eta): a fixed continuous time t = k·η, so that
+    runs at different η are read at the same drift time"""
     checkpoint_every: int = field(default=50, metadata={"minimum": 1})
     """checkpoint period in steps"""
     max_minutes: float | None = None
@@ -255,21 +260,51 @@ def reward_metrics(rollout, prefix: str = "") -> dict:
 
 
 def probe(cfg, task, scratch, ring, learner) -> dict:
-    """docs/method.md §3.2 at θ_k: batches A, B from version max(0, k - S) and from k, same prompts."""
+    """docs/method.md §3.2 at θ_k: ``probe_pairs`` independent pairs of batches A, B from version
+    max(0, k - S) and from k, all on the same prompts; the estimates are means over the pairs, with
+    their standard errors across pairs."""
     k = learner.version
     stale = max(0, k - cfg.S)
     problems = task.sample("train", cfg.batch_prompts, rng(cfg, k, 4))
-    grads = {}
+    rollouts = {}
     for name, version in (("stale", stale), ("fresh", k)):
         scratch.load_weights(state_from_flat(scratch.model, ring[version]), version)
-        for half in ("a", "b"):
-            seed = int(rng(cfg, k, 5, version, ord(half)).integers(2**62))
-            grads[name + half] = scratch.generate(problems, cfg.group_size, cfg.temperature, seed=seed)
+        for pair in range(cfg.probe_pairs):
+            for half in ("a", "b"):
+                keys = (k, 5, version, ord(half)) + ((pair,) if pair else ())  # pair 0: as with one pair
+                seed = int(rng(cfg, *keys).integers(2**62))
+                rollouts[name, half, pair] = scratch.generate(problems, cfg.group_size, cfg.temperature, seed=seed)
     scratch.load_weights(state_from_flat(scratch.model, ring[k]), k)
-    grads = {name: learner.probe_gradient(scratch.model, batch) for name, batch in grads.items()}
-    return bias_estimate(grads["stalea"], grads["staleb"], grads["fresha"], grads["freshb"]) | {
-        "probe_lag": k - stale
+    grads = {key: learner.probe_gradient(scratch.model, batch) for key, batch in rollouts.items()}
+    pairs = [
+        bias_estimate(*(grads[name, half, pair] for name in ("stale", "fresh") for half in ("a", "b")))
+        for pair in range(cfg.probe_pairs)
+    ]
+    return probe_summary(pairs) | {"probe_lag": k - stale}
+
+
+def probe_summary(pairs: list[dict]) -> dict:
+    """One probe's estimates from its pairs' (:func:`stalegrpo.learner.bias_estimate`): the means of
+    bias² and ‖E g‖² (each unbiased), the bias and relative bias from those means, and the standard
+    errors of the two means across pairs (NaN with one pair)."""
+    bias_sq = np.array([p["bias_sq"] for p in pairs])
+    grad_sq = np.array([p["grad_sq"] for p in pairs])
+    n = len(pairs)
+    bias = math.sqrt(max(bias_sq.mean(), 0.0))
+    return {
+        "bias_sq": float(bias_sq.mean()),
+        "bias": bias,
+        "grad_sq": float(grad_sq.mean()),
+        "relative_bias": bias / math.sqrt(grad_sq.mean()) if grad_sq.mean() > 0 else float("nan"),
+        "bias_sq_se": float(bias_sq.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+        "grad_sq_se": float(grad_sq.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+        "probe_pairs": n,
     }
+
+
+def probe_step(cfg) -> int | None:
+    """The step of the fixed-time probe (``probe_time``), or None."""
+    return None if cfg.probe_time is None else round(cfg.probe_time / cfg.eta)
 
 
 # -- records and checkpoints -----------------------------------------------------------------
@@ -450,7 +485,9 @@ class Run:
         cfg, learner, state, ring = self.cfg, self.learner, self.state, self.ring
         m, k = cfg.updates_per_batch, learner.version
         row = {"step": k}
-        if cfg.probe_every and k % cfg.probe_every == 0 and self.ranks.lead:
+        if self.ranks.lead and (
+            (cfg.probe_every and k % cfg.probe_every == 0) or k == probe_step(cfg)
+        ):
             probe_start = time.perf_counter()
             row |= probe(cfg, self.task, self.scratch, ring, learner)
             row["probe_s"] = time.perf_counter() - probe_start

@@ -41,18 +41,21 @@ def lm_run_bias(steps: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     One probe is too noisy to use alone (its unbiased bias² estimate is often negative), so the
     run's value is the square root of the positive part of the mean bias² over its probes taken at
     lag S and before the collapse step (after it, the batch is a collapsed policy's); the relative
-    value divides it by the root of the mean of the probes' ‖E g‖² estimates.
+    value divides it by the root of the mean of the probes' ‖E g‖² estimates. Probes of several
+    pairs (``probe_pairs``) also give ``relative_bias_lo``/``_hi``: the 95% normal interval of the
+    mean bias² from the pairs' spread, through the same square root and the same ‖E g‖² (whose own
+    uncertainty it leaves out); NaN with one pair.
     """
     runs = runs.assign(bias=np.nan, relative_bias=np.nan, n_probes=0)
     if not _has(steps, ["run", "step", "bias_sq", "probe_lag"]) or not _has(runs, ["run", "S"]):
         return runs
-    columns = ["run", "step", "bias_sq", "probe_lag"] + (["grad_sq"] if "grad_sq" in steps else [])
+    columns = ["run", "step", "bias_sq", "probe_lag"] + [c for c in ("grad_sq", "bias_sq_se") if c in steps]
     probes = steps.dropna(subset=["bias_sq"])[columns]
     columns = ["run", "S"] + (["collapse_step"] if "collapse_step" in runs else [])
     probes = probes.merge(runs[columns], on="run")
     if "collapse_step" not in probes:
         probes["collapse_step"] = np.nan
-    before = ~(probes["step"] >= probes["collapse_step"])  # NaN collapse_step: censored, keep all
+    before = ~(probes["step"] >= probes["collapse_step"].astype(float))  # NaN: censored, keep all
     probes = probes[(probes["probe_lag"] == probes["S"]) & before]
     grouped = probes.groupby("run")["bias_sq"]
     bias = np.sqrt(grouped.mean().clip(lower=0))
@@ -62,6 +65,13 @@ def lm_run_bias(steps: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     if "grad_sq" in probes:
         grad = np.sqrt(probes.groupby("run")["grad_sq"].mean().clip(lower=0))
         runs["relative_bias"] = runs["run"].map(bias / grad.where(grad > 0))
+        if "bias_sq_se" in probes:  # probes of several pairs: a 95% interval from their spread
+            # the mean of n independent probe means has standard error √(Σ se²) / n
+            se = np.sqrt((probes["bias_sq_se"] ** 2).groupby(probes["run"]).sum()) / grouped.size()
+            mean = grouped.mean()
+            for side, sign in (("lo", -1), ("hi", 1)):
+                edge = np.sqrt((mean + sign * 1.96 * se).clip(lower=0)) / grad.where(grad > 0)
+                runs[f"relative_bias_{side}"] = runs["run"].map(edge)
     return runs
 
 
