@@ -1,10 +1,11 @@
 """F4 (docs/method.md §8): the per-step dashboard of one stable and one collapsing run.
 
 Panels: reward, lag, ESS, kl_behavior, grad_norm and entropy against learner steps. The two runs
-share S (the middle one of those that have both kinds); the collapsing run is the one with the
-smallest collapsing η, the stable run the censored one with the largest η below it, so that they
-differ as little as the grid allows. The source is the language-model runs once there are any with both kinds, else the
-exact testbed; the title says which. A vertical line marks the collapse step.
+share S (``--S``, else the nearest S that has both kinds; without ``--S`` the middle such S) and,
+where one has both kinds, a seed; the collapsing run is the one with the smallest collapsing η,
+the stable run the censored one with the largest η below it, so that they differ as little as the
+grid allows. The source is the language-model runs once any S has both kinds, else the exact
+testbed; the title says which, and why it fell back. A vertical line marks the collapse step.
 
     python code/plot_dashboard.py --exact-steps results/tables/exact/main/steps.parquet \
         --exact-runs results/tables/exact/main/runs.parquet --lm-steps results/tables/lm/steps.parquet \
@@ -27,27 +28,45 @@ PANELS = [  # (column candidates in order of preference, axis label)
 ]
 
 
-def choose_pair(runs: pd.DataFrame, s_choice) -> tuple[pd.Series | None, pd.Series | None, int | None]:
-    """(stable run, collapsing run, S), or Nones if no S has both.
+def choose_pair(runs: pd.DataFrame, s_choice=None) -> tuple[pd.Series | None, pd.Series | None, int | None, str]:
+    """(stable run, collapsing run, S, note): one stable and one collapsing run at the same S.
 
-    S is ``s_choice`` or else the middle one of the S values that have both kinds (the extremes
-    of a grid are rarely typical); the collapsing run is the one with the smallest collapsing η,
-    the stable run the censored one with the largest η below it (seed: the smallest).
+    S is ``s_choice`` if it has both kinds, else the S nearest to it that has (ties: the smaller),
+    and without a choice the middle one of the S values that have both (the extremes of a grid are
+    rarely typical). At that S the collapsing run has the smallest collapsing η and the stable run
+    the largest censored η below it, so that they differ as little as the grid allows; seeds are
+    matched where a seed has both kinds (the smallest such seed), else any seed is taken. The note
+    says which choices were made; with no pair, all are None and the note says why.
     """
+    if not len(runs) or "censored" not in runs:
+        return None, None, None, "no runs"
     runs = runs.assign(censored=runs["censored"].astype(bool))
-    runs = runs[runs["seed"] == runs["seed"].min()] if "seed" in runs else runs
     both = sorted(s for s, g in runs.groupby("S") if g["censored"].any() and (~g["censored"]).any())
-    if s_choice is not None:
-        both = [s for s in both if s == s_choice]
     if not both:
-        return None, None, None
-    s = both[len(both) // 2]
+        collapsed = int((~runs["censored"]).sum())
+        return None, None, None, (
+            f"no S has both a stable and a collapsing run ({len(runs)} runs: {collapsed} collapsed, "
+            f"{len(runs) - collapsed} stable)"
+        )
+    notes = []
+    if s_choice is None:
+        s = both[len(both) // 2]
+    else:
+        s = min(both, key=lambda v: (abs(v - s_choice), v))
+        if s != s_choice:
+            notes.append(f"S = {s_choice} has no stable/collapsing pair, nearest S with one")
     at_s = runs[runs["S"] == s]
-    collapsing = at_s[~at_s["censored"]].sort_values("eta").iloc[0]
-    stable = at_s[at_s["censored"]].sort_values("eta")
+    if "seed" in at_s:
+        matched = [seed for seed, g in at_s.groupby("seed") if g["censored"].any() and (~g["censored"]).any()]
+        if matched:
+            at_s = at_s[at_s["seed"] == min(matched)]
+        else:
+            notes.append("no seed has both kinds here, seeds differ")
+    collapsing = at_s[~at_s["censored"]].sort_values(["eta", "seed"] if "seed" in at_s else "eta").iloc[0]
+    stable = at_s[at_s["censored"]].sort_values("eta", kind="stable")
     below = stable[stable["eta"] < collapsing["eta"]]
     stable = (below if len(below) else stable).iloc[-1]
-    return stable, collapsing, int(s)
+    return stable, collapsing, int(s), "; ".join(notes)
 
 
 def main() -> None:
@@ -59,21 +78,23 @@ def main() -> None:
     for column, value in (("objective", "behavior"), ("lr_schedule", "constant"), ("schedule", "fixed")):
         if column in lm_runs and (lm_runs[column] == value).any():  # the controlled main grid only
             lm_runs = lm_runs[lm_runs[column] == value]
-    pair = choose_pair(lm_runs, s_choice) if len(lm_runs) and "censored" in lm_runs else (None, None, None)
+    stable, collapsing, s, note = choose_pair(lm_runs, s_choice)
     steps = lm_steps
-    if pair[0] is None:
+    if stable is None:
+        why = f"{len(lm_runs)} LM runs, {note}" if len(lm_runs) else "no LM runs"
         steps, runs = fc.exact_tables(args.exact_steps, args.exact_runs)
-        source = f"exact testbed, experiment {args.experiment} (no LM runs yet)"
-        pair = choose_pair(runs, s_choice) if len(runs) and "censored" in runs else (None, None, None)
-    stable, collapsing, s = pair
+        stable, collapsing, s, note = choose_pair(runs, s_choice)
+        source = f"exact testbed, experiment {args.experiment} ({why})"
     if stable is None:
         fc.no_data(
             args,
             "F4: run dashboard",
-            "No S with both a stable and a collapsing run yet "
-            f"(source tried: {source}); widen the η grid or lengthen the horizon.",
+            f"No S with both a stable and a collapsing run yet (source tried: {source}; {note}); "
+            "widen the η grid or lengthen the horizon.",
         )
         return
+    if note:
+        source += f" ({note})"
 
     fig, axes = plt.subplots(2, 3, figsize=(10.5, 5.4), sharex=True)
     colours = fc.palette(3)[:2]  # the two darker shades: both lines stay visible
@@ -91,7 +112,8 @@ def main() -> None:
                 lw=1.3,
                 label=f"{name}: η = {run['eta']:g}",
             )
-            if column == "reward" and "gold_reward" in trace:
+            proxy = column in ("reward", "reward_mean") and "gold_reward" in trace
+            if proxy and not trace[column].equals(trace["gold_reward"]):  # a proxy reward: gold too
                 ax.plot(
                     trace["step"],
                     trace["gold_reward"],
@@ -105,7 +127,9 @@ def main() -> None:
                 )
         if column is None:
             ax.text(0.5, 0.5, "not recorded by this source", ha="center", va="center", transform=ax.transAxes)
-        if column == "reward":
+        if column in ("reward", "reward_mean") and "gold_reward" in steps and not steps[column].equals(
+            steps["gold_reward"]
+        ):
             label = "reward: proxy (plain), gold (markers)"
         if column in ("kl_behavior", "grad_norm") and column in steps and (steps[column] > 0).all():
             ax.set_yscale("log")
