@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Pilot runs of the language-model experiments (docs/method.md §10), outside the workflow:
-#   bash scripts/lm_pilots.sh [ROOT]      # default ROOT=results/pilots; then:
+#   bash scripts/lm_pilots.sh [ROOT [hack|bias]]   # default ROOT=results/pilots, both parts; then:
 #   .venv/bin/python scripts/lm_pilots_summary.py ROOT
 #
 # 1. hack: S = 0, the default base policy, proxy = gold + 1.5 on the first_digit hack; η from
@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${1:-results/pilots}
+PART=${2:-all}
 BASE=$ROOT/base
 mkdir -p "$ROOT"
 [ -f "$BASE/config.json" ] || .venv/bin/stalegrpo pretrain config/pretrain.yaml threads=2 --out "$BASE" > "$ROOT/pretrain.log" 2>&1
@@ -34,12 +35,15 @@ bias() {  # S eta
   train "$ROOT/bias/S$1/eta$2" S="$1" eta="$2" steps="$steps" probe_every=0 probe_time=0.01 probe_pairs=8 \
     eval_every=0 collapse.reward_detector=false
 }
-jobs=(
+jobs=()
+[ "$PART" = bias ] || jobs+=(
   "hack 3.54e-4 0 800" "hack 3.54e-4 1 800" "hack 2.5e-4 0 1000" "hack 2.5e-4 1 1000"
   "hack 1.25e-4 0 1000" "hack 1.25e-4 1 1000" "hack 6.25e-5 0 1800" "hack 6.25e-5 1 1800"
   "hack 5e-4 0 600" "hack 5e-4 1 600"
 )
-for S in 1 4 16; do for eta in 2.5e-5 5e-5 1e-4; do jobs+=("bias $S $eta"); done; done
+if [ "$PART" != hack ]; then
+  for S in 1 4 16; do for eta in 2.5e-5 5e-5 1e-4; do jobs+=("bias $S $eta"); done; done
+fi
 for job in "${jobs[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n; done
   $job &

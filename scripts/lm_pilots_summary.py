@@ -1,6 +1,6 @@
 """Tables of the LM pilots of scripts/lm_pilots.sh (docs/method.md §10).
 
-    .venv/bin/python scripts/lm_pilots_summary.py results/pilots
+    .venv/bin/python scripts/lm_pilots_summary.py results/pilots   # also writes ROOT/pilots.png
 
 hack: per run, the collapse step and detector, the held-out gold accuracy at the start, at its
 peak and at the end, the held-out hack rate at the end, and T_c·η; then the CV of T_c·η across η
@@ -81,6 +81,10 @@ def main(root: str) -> None:
         cv = laws.tc_eta_cv(slow["eta"], slow["T_c"], [False] * len(slow))
         print(f"T_c*eta over runs whose gold rose and then fell: {cv['message']}: CV = {cv['cv']:.3f}, "
               f"mean {cv['mean']:.4g}; per eta: {[(r['eta'], round(r['tc_eta'], 4), r['n']) for r in cv['per_eta']]}")
+        # T_c ∝ η^b: b = -1 is the T·η law; the same OLS-with-bootstrap as the bias slope
+        law = laws.fit_bias_slope(slow["eta"], slow["T_c"], n_boot=2000)
+        print(f"log T_c on log eta over the same runs: exponent {law['slope']:.3f} "
+              f"[{law['ci_low']:.3f}, {law['ci_high']:.3f}] (95% bootstrap; -1 is T_c*eta = const)")
     bias = bias_table(root)
     if len(bias):
         print("\nbias pilots (probe at t = 0.01):")
@@ -89,6 +93,40 @@ def main(root: str) -> None:
         print(f"slope of log relative bias on log(S*eta): {fit['slope']:.3f} "
               f"[{fit['ci_low']:.3f}, {fit['ci_high']:.3f}] (95% bootstrap), R^2 {fit['r2']:.3f}, "
               f"n = {fit['n']} ({fit['n_dropped']} dropped: non-positive)")
+    figure(root, bias)
+
+
+def figure(root: Path, bias: pd.DataFrame) -> None:
+    """Held-out gold accuracy and hack rate of the hack runs against k·η, and the bias readings."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    runs = sorted(root.glob("hack/eta*/seed*"), key=lambda p: (float(p.parent.name[3:]), p.name))
+    etas = sorted({float(p.parent.name[3:]) for p in runs})
+    colours = plt.cm.viridis([i / max(len(etas) - 1, 1) for i in range(len(etas))])
+    for out in runs:
+        eta = float(out.parent.name[3:])
+        evals = pd.read_parquet(out / "eval.parquet")
+        style = dict(color=colours[etas.index(eta)], ls="-" if out.name == "seed0" else "--", lw=1)
+        label = f"η = {eta:g}" if out.name == "seed0" else None
+        axes[0].plot(evals["step"] * eta, evals["eval_accuracy"], label=label, **style)
+        axes[1].plot(evals["step"] * eta, evals["eval_hack_rate"], **style)
+    axes[0].set(xlabel="k·η", ylabel="held-out gold accuracy (T = 1)", xlim=(0, 0.15))
+    axes[1].set(xlabel="k·η", ylabel="held-out hack rate", xlim=(0, 0.15))
+    axes[0].legend(fontsize=7)
+    if len(bias):
+        err = [bias["relative_bias"] - bias["ci_low"], bias["ci_high"] - bias["relative_bias"]]
+        for S, group in bias.groupby("S"):
+            e = [err[0][group.index], err[1][group.index]]
+            axes[2].errorbar(group["S*eta"], group["relative_bias"], yerr=e, fmt="o", capsize=3, label=f"S = {S}")
+        axes[2].set(xscale="log", xlabel="S·η", ylabel="relative bias at t = 0.01 (95% over 8 pairs)")
+        axes[2].legend(fontsize=7)
+    fig.suptitle("LM pilots: S = 0 with the first_digit hack (solid seed 0, dashed seed 1); bias probe", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(root / "pilots.png", dpi=110)
 
 
 if __name__ == "__main__":

@@ -715,8 +715,9 @@ class ProxyRewardTask:
       The completion budget grows by one token to make room for it.
     - ``first_digit``: the answer with its first digit d replaced by (d + 1) mod 10 ("052" →
       "152"). Measured on the default pretrained policy: p = 2.9e-4 per sample against 0.29 for
-      the answer (the leading digit is the carry the policy is surest of), so it starts out rare
-      but is found within tens of steps; like the answer it needs the other digits right.
+      the answer (the leading digit is the carry the policy is surest of), so it starts out rare;
+      like the answer it needs the other digits right. In the pilots of docs/method.md §10 it
+      was sampled now and then from early on and took over only after gold had peaked.
     - ``append_zero``: measured p = 3.7e-6: too rare to be found in a run of hundreds of steps.
     - ``plus_one``: the answer plus one ("052" → "053"): as easy as the task itself (p = 0.10),
       so it is learned alongside it rather than after it.
