@@ -81,7 +81,7 @@ def main() -> None:
     stable, collapsing, s, note = choose_pair(lm_runs, s_choice)
     steps = lm_steps
     if stable is None:
-        why = f"{len(lm_runs)} LM runs, {note}" if len(lm_runs) else "no LM runs"
+        why = f"LM runs: {note}" if len(lm_runs) else "no LM runs"
         steps, runs = fc.exact_tables(args.exact_steps, args.exact_runs)
         stable, collapsing, s, note = choose_pair(runs, s_choice)
         source = f"exact testbed, experiment {args.experiment} ({why})"
