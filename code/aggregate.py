@@ -75,6 +75,8 @@ def lm_tables(summary_paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         summary = json.loads(path.read_text())
         scalars = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
         scalars["detector"] = scalars.pop("collapse_detector", None)  # the exact runs' column name
+        config = summary.get("config") or {}
+        scalars |= {"task": config.get("task"), "base": config.get("init_checkpoint")}  # for the text
         runs.append({"source": "lm", "experiment": "lm", "run": run} | point | scalars)
         frame = pd.read_parquet(run_dir / "steps.parquet")
         if (run_dir / "eval.parquet").is_file():  # periodic held-out evals, as columns at their steps

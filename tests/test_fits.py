@@ -387,3 +387,14 @@ def test_summarize_lm_without_any_collapse_column():
     summary = lm.summarize_lm(steps, runs, {"n_boot": 50})
     assert summary["counts"]["n_collapsed"] == 0 and len(summary["cells"]) == 3
     assert all(r["bound"] == laws.LOWER for r in summary["eta_star_summary"])
+
+
+def test_lm_grid_macros_name_the_task_and_base_policy():
+    runs = pd.DataFrame(
+        [_lm_run(f"r{seed}", 0, 1e-4, seed) | {"task": "countdown", "base": "results/lm/pretrain/my_base"} for seed in (0, 1)]
+    )
+    facts = report.grid_facts(runs)
+    assert facts["tasks"] == ["countdown"] and facts["bases"] == ["my_base"]
+    values = report.grid_macros("LM", facts, {})
+    assert values["LMTask"] == r"\texttt{countdown}" and values["LMBase"] == r"\texttt{my\_base}"
+    assert "LMTask" not in report.grid_macros("LM", report.grid_facts(runs.drop(columns=["task", "base"])), {})

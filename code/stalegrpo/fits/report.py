@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,10 @@ def grid_facts(runs: pd.DataFrame) -> dict:
             facts["objectives"] = sorted(runs["objective"].astype(str).unique())
         if "horizon" in runs:
             facts["horizon"] = int(runs["horizon"].max())
+        for column, key in (("task", "tasks"), ("base", "bases")):  # LM runs: what they trained
+            if column in runs and runs[column].notna().any():
+                names = runs[column].dropna().astype(str)
+                facts[key] = sorted({Path(v).name if column == "base" else v for v in names})
     detector = runs["detector"].astype(str) if "detector" in runs else pd.Series([], dtype=str)
     facts["n_by_detector"] = {name: int((detector == name).sum()) for name in DETECTOR_NAMES}
     return facts
@@ -136,7 +141,8 @@ def _fmt_list(values) -> str:
 
 
 def _texttt(names) -> str:
-    return r"\texttt{" + ", ".join(names) + "}"
+    escaped = (re.sub(r"([_#%&$])", r"\\\1", str(n)).replace("~", r"\textasciitilde{}") for n in names)
+    return r"\texttt{" + ", ".join(escaped) + "}"
 
 
 def grid_macros(prefix: str, facts: dict, summary: dict) -> dict:
@@ -152,6 +158,9 @@ def grid_macros(prefix: str, facts: dict, summary: dict) -> dict:
         if "objectives" in facts:
             values["Objective"] = _texttt(facts["objectives"])
         values["Horizon"] = facts.get("horizon")
+        for key, name in (("tasks", "Task"), ("bases", "Base")):
+            if key in facts:
+                values[name] = _texttt(facts[key])
     for detector in DETECTOR_NAMES:  # which mechanism ended the runs
         values[f"NumDetector{detector.capitalize()}"] = facts.get("n_by_detector", {}).get(detector, 0)
     horizons = summary.get("horizons") or []
