@@ -275,11 +275,14 @@ def probe(cfg, task, scratch, ring, learner) -> dict:
                 seed = int(rng(cfg, *keys).integers(2**62))
                 rollouts[name, half, pair] = scratch.generate(problems, cfg.group_size, cfg.temperature, seed=seed)
     scratch.load_weights(state_from_flat(scratch.model, ring[k]), k)
-    grads = {key: learner.probe_gradient(scratch.model, batch) for key, batch in rollouts.items()}
-    pairs = [
-        bias_estimate(*(grads[name, half, pair] for name in ("stale", "fresh") for half in ("a", "b")))
-        for pair in range(cfg.probe_pairs)
-    ]
+    pairs = []
+    for pair in range(cfg.probe_pairs):  # four flat gradients in memory at a time, whatever P
+        grads = [
+            learner.probe_gradient(scratch.model, rollouts[name, half, pair])
+            for name in ("stale", "fresh")
+            for half in ("a", "b")
+        ]
+        pairs.append(bias_estimate(*grads))
     return probe_summary(pairs) | {"probe_lag": k - stale}
 
 
