@@ -81,7 +81,13 @@ class Rollout:
         self.cut_at_stop(tokenizer, getattr(task, "stop", ()))
         pairs = [(self.problems[g], text) for g, text in zip(self.group.tolist(), self.texts(tokenizer))]
         self.rewards = torch.tensor([task.reward(p, text) for p, text in pairs], dtype=torch.float32)
-        self.gold_rewards = torch.tensor([gold_reward(task, p, text) for p, text in pairs], dtype=torch.float32)
+        # the verifier runs again only where the reward is a proxy (gold_reward is the reward otherwise)
+        is_proxy = getattr(task, "gold", None) is not None
+        self.gold_rewards = (
+            torch.tensor([gold_reward(task, p, text) for p, text in pairs], dtype=torch.float32)
+            if is_proxy
+            else self.rewards
+        )
 
     def to(self, device) -> Rollout:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
