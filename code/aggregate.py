@@ -51,8 +51,8 @@ def exact_tables(runs_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return steps, runs
 
 
-NUMERIC = {"S": int, "eta": float, "seed": int, "threads": int}
-"""grid columns that are numbers; the others (objective, lr_schedule, schedule) are names"""
+NUMERIC = {"S": int, "eta": float, "seed": int, "threads": int, "steps": int}
+"""grid columns that are numbers; the others (objective, lr_schedule, schedule, reward_hack) are names"""
 
 
 def _grid_point(run_dir: Path) -> dict:

@@ -51,20 +51,50 @@ EXACT_EXPERIMENTS = _selected("exact", EXACT["run"], EXACT["experiments"]) if EX
 LM_GRIDS = _selected("lm", LM["run"], LM["grids"]) if LM["enabled"] else []
 
 # -- the LM grid: one Paramspace over the de-duplicated union of the configured grids ---------
-GRID_COLUMNS = ["S", "eta", "seed", "objective", "lr_schedule", "schedule", "threads"]
-"""a run's point; `threads` is one because it changes the wall-clock that F5 plots"""
+GRID_COLUMNS = ["S", "eta", "seed", "objective", "lr_schedule", "schedule", "threads", "reward_hack", "steps"]
+"""a run's point; `threads` is one because it changes the wall-clock that F5 plots, `steps` (the
+horizon T) because grids of different reward mechanisms need different horizons"""
 
 
-def _grid_frame(grids: dict) -> pd.DataFrame:
-    rows = []  # an empty frame (no grids) still has the columns, so the wildcard pattern exists
-    for grid in grids.values():
-        grid = {"threads": [LM["resources"]["threads"]]} | grid
-        rows.extend(itertools.product(*(grid[c] for c in GRID_COLUMNS)))
+def _plain(value):
+    """A numpy scalar as the Python scalar it holds (so a shell sees 0.001, not np.float64(0.001))."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _default_steps() -> int:
+    """The horizon of a grid that names none: lm.train_overrides.steps, else the train config's."""
+    if "steps" in LM["train_overrides"]:
+        return int(LM["train_overrides"]["steps"])
+    loaded = yaml.safe_load(Path(LM["train_config"]).read_text()) or {}
+    return int(loaded.get("steps", 400))
+
+
+def _grid_frame(grids: dict) -> tuple[pd.DataFrame, dict]:
+    """The union of ``grids`` as one frame, and each point's grid-level `overrides` (train keys
+    that are fixed for a whole grid, such as its probe settings). A point that two grids share
+    must have the same overrides in both, or the run would depend on which grid asked first."""
+    rows, extra, owner = [], {}, {}  # an empty frame still has the columns (the wildcard pattern)
+    for name, grid in grids.items():
+        overrides = dict(grid.get("overrides", {}))
+        grid = {"threads": [LM["resources"]["threads"]], "steps": [_default_steps()]} | grid
+        for row in itertools.product(*(grid[c] for c in GRID_COLUMNS)):
+            key = tuple(_plain(v) for v in row)
+            if key in extra and extra[key] != overrides:
+                raise WorkflowError(
+                    f"config key lm.grids: grids {owner[key]!r} and {name!r} share the point "
+                    f"{dict(zip(GRID_COLUMNS, key))} but set different overrides "
+                    f"({extra[key]} and {overrides}); give one of them another value of a grid column"
+                )
+            extra.setdefault(key, overrides)
+            owner.setdefault(key, name)
+            rows.append(row)
     frame = pd.DataFrame(rows, columns=GRID_COLUMNS).drop_duplicates()
-    return frame.astype({"S": int, "eta": float, "seed": int, "threads": int}).reset_index(drop=True)
+    types = {"S": int, "eta": float, "seed": int, "threads": int, "steps": int}
+    return frame.astype(types).reset_index(drop=True), extra
 
 
-LM_SPACE = Paramspace(_grid_frame({name: LM["grids"][name] for name in LM_GRIDS}))
+_frame, GRID_OVERRIDES = _grid_frame({name: LM["grids"][name] for name in LM_GRIDS})
+LM_SPACE = Paramspace(_frame)
 
 PATHS = dict(
     # simulation outputs
@@ -211,11 +241,6 @@ FIGURE = {name: _figure(name) for name in FIGURES}
 PATHS["all_figures"] = [FIGURE[name][kind] for name in FIGURES for kind in ("pdf", "png")]
 
 
-def _plain(value):
-    """A numpy scalar as the Python scalar it holds (so a shell sees 0.001, not np.float64(0.001))."""
-    return value.item() if hasattr(value, "item") else value
-
-
 def override_args(overrides: dict) -> str:
     """{'a': 1, 'b': [1, 2]} -> "a=1 'b=[1, 2]'", shell-quoted for a stalegrpo command line."""
     parts = []
@@ -317,11 +342,12 @@ def _actor(overrides: dict) -> dict:
 
 def train_overrides(wildcards):
     """The grid point of this job as `stalegrpo train` overrides (grid columns are train keys),
-    plus the base checkpoint."""
+    over its grid's `overrides` and lm.train_overrides, plus the base checkpoint."""
     point = LM_SPACE.instance(wildcards)
+    key = tuple(_plain(point[column]) for column in GRID_COLUMNS)
     overrides = {column: _plain(point[column]) for column in GRID_COLUMNS if column != "threads"}
     overrides["init_checkpoint"] = checkpoint_dir()
-    return override_args(_actor(LM["train_overrides"]) | overrides)
+    return override_args(_actor(LM["train_overrides"]) | GRID_OVERRIDES.get(key, {}) | overrides)
 
 
 def bench_overrides(wildcards):
