@@ -24,6 +24,7 @@ free port, so several runs can share a machine.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -213,17 +214,18 @@ class Learner:
         )
 
     # -- the objective -------------------------------------------------------------------
-    def objective(self, logprobs, batch, ref_logprobs):
-        """The maximised surrogate (minus β·KL to the reference) and its token clip masks."""
+    def objective(self, logprobs, batch, ref_logprobs, seq_weights=None):
+        """The maximised surrogate (minus β·KL to the reference) and its token clip masks;
+        ``seq_weights`` weight each sequence's term (:func:`stalegrpo.objectives.aggregate`)."""
         cfg = self.cfg
         advantages = group_advantages(batch.rewards.view(-1, cfg.group_size)).reshape(-1, 1)
         surrogate = token_surrogate(
             logprobs, batch.behavior_logprobs, advantages, cfg.objective, cfg.eps_lo, cfg.eps_hi, cfg.tis_cap
         )
-        value = aggregate(surrogate.value, batch.completion_mask, cfg.aggregation)
+        value = aggregate(surrogate.value, batch.completion_mask, cfg.aggregation, seq_weights)
         if cfg.kl_beta > 0:
             value = value - cfg.kl_beta * aggregate(
-                k3_kl(logprobs, ref_logprobs), batch.completion_mask, cfg.aggregation
+                k3_kl(logprobs, ref_logprobs), batch.completion_mask, cfg.aggregation, seq_weights
             )
         return value, surrogate
 
@@ -327,21 +329,32 @@ class Learner:
         )
 
     # -- the bias probe of §3.2 ----------------------------------------------------------
-    def probe_gradient(self, probe_model, batch) -> torch.Tensor:
-        """Flat gradient of the objective at the weights of ``probe_model`` (θ_k, a detached copy)."""
+    def probe_gradient(self, probe_model, batch, coupled: bool = False):
+        """Flat gradient of the objective at the weights of ``probe_model`` (θ_k, a detached copy).
+
+        With ``coupled``, also the coupled estimate of the fresh gradient from the same samples
+        (docs/method.md §3.2): the objective as if θ_k had sampled them (μ := sg[π_θk]), each
+        prompt's group weighted by its likelihood ratio W = Π_j π_θk(y_j)/μ(y_j). Returns
+        (gradient, coupled gradient) then."""
         batch = batch.to(next(probe_model.parameters()).device)
         logprobs = self.logprobs(probe_model, batch)
         ref_logprobs = self.ref_logprobs(batch.to(self.device))
-        value, _ = self.objective(
-            logprobs, batch, None if ref_logprobs is None else ref_logprobs.to(logprobs.device)
-        )
-        grads = torch.autograd.grad(value, list(probe_model.parameters()), allow_unused=True)
-        return torch.cat(
-            [
-                (g if g is not None else torch.zeros_like(p)).reshape(-1)
-                for g, p in zip(grads, probe_model.parameters())
-            ]
-        )
+        ref_logprobs = None if ref_logprobs is None else ref_logprobs.to(logprobs.device)
+        params = list(probe_model.parameters())
+
+        def flat(value):
+            grads = torch.autograd.grad(value, params, allow_unused=True, retain_graph=coupled)
+            return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
+
+        gradient = flat(self.objective(logprobs, batch, ref_logprobs)[0])
+        if not coupled:
+            return gradient
+        lp = logprobs.detach()
+        mask = batch.completion_mask.to(lp.dtype)
+        log_w = ((lp - batch.behavior_logprobs) * mask).sum(-1).double().view(-1, self.cfg.group_size).sum(-1)
+        weights = torch.exp(log_w).repeat_interleave(self.cfg.group_size)
+        as_fresh = dataclasses.replace(batch, behavior_logprobs=lp)
+        return gradient, flat(self.objective(logprobs, as_fresh, ref_logprobs, weights)[0])
 
     # -- checkpoints ----------------------------------------------------------------------
     def save(self, directory: Path, tag: str) -> None:

@@ -97,13 +97,19 @@ def token_surrogate(
     return TokenSurrogate(value=value, clipped_low=clipped_low, clipped_high=clipped_high)
 
 
-def aggregate(token_values: torch.Tensor, mask: torch.Tensor, mode: str = "seq_mean") -> torch.Tensor:
+def aggregate(
+    token_values: torch.Tensor, mask: torch.Tensor, mode: str = "seq_mean", seq_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Reduce [N, T] per-token values to one scalar: per-sequence token mean then mean over
-    sequences (``seq_mean``), or the mean over every token of the batch (``token_mean``)."""
+    sequences (``seq_mean``), or the mean over every token of the batch (``token_mean``).
+    ``seq_weights`` ([N], detached) multiply the per-sequence terms of ``seq_mean`` (the coupled
+    bias probe's importance weights, docs/method.md §3.2)."""
     mask = mask.to(token_values.dtype)
     if mode == "seq_mean":
         per_seq = (token_values * mask).sum(-1) / mask.sum(-1).clamp(min=1)
-        return per_seq.mean()
+        return (per_seq if seq_weights is None else seq_weights.to(per_seq.dtype) * per_seq).mean()
+    if seq_weights is not None:
+        raise ValueError(f"per-sequence weights need aggregation 'seq_mean', got {mode!r}")
     if mode == "token_mean":
         return (token_values * mask).sum() / mask.sum().clamp(min=1)
     raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {mode!r}")

@@ -145,6 +145,9 @@ class TrainConfig:
     probe_time: float | None = field(default=None, metadata={"exclusiveMinimum": 0})
     """also probe at the step k = round(probe_time / eta): a fixed continuous time t = k·η, so that
     runs at different η are read at the same drift time"""
+    probe_estimator: Literal["paired", "coupled"] = "paired"
+    """paired: stale and fresh gradients from independent rollouts; coupled: both from the same
+    stale rollouts, the fresh one importance-weighted (docs/method.md §3.2; needs seq_mean)"""
     checkpoint_every: int = field(default=50, metadata={"minimum": 1})
     """checkpoint period in steps"""
     max_minutes: float | None = None
@@ -209,6 +212,11 @@ def check(cfg: TrainConfig) -> None:
             f"batch_prompts = {cfg.batch_prompts} must be a multiple of updates_per_batch x learners = {m} x {L}"
             " (every rank takes whole groups of every minibatch)"
         )
+    if cfg.probe_estimator == "coupled" and cfg.aggregation != "seq_mean":
+        raise ConfigError(
+            f"probe_estimator = 'coupled' weights whole sequences and needs aggregation = 'seq_mean', "
+            f"got {cfg.aggregation!r} (token_mean's normaliser depends on the batch's lengths)"
+        )
     if cfg.schedule == "async" and cfg.S < m - 1:
         raise ConfigError(
             f"async needs S >= updates_per_batch - 1 = {m - 1} (the last minibatch's lag), got S = {cfg.S}"
@@ -261,13 +269,14 @@ def reward_metrics(rollout, prefix: str = "") -> dict:
 
 def probe(cfg, task, scratch, ring, learner) -> dict:
     """docs/method.md §3.2 at θ_k: ``probe_pairs`` independent pairs of batches A, B from version
-    max(0, k - S) and from k, all on the same prompts; the estimates are means over the pairs, with
-    their standard errors across pairs."""
+    max(0, k - S) and (paired estimator) from k, all on the same prompts; the estimates are means
+    over the pairs, with their standard errors across pairs."""
     k = learner.version
     stale = max(0, k - cfg.S)
     problems = task.sample("train", cfg.batch_prompts, rng(cfg, k, 4))
     rollouts = {}
-    for name, version in (("stale", stale), ("fresh", k)):
+    versions = (("stale", stale),) if cfg.probe_estimator == "coupled" else (("stale", stale), ("fresh", k))
+    for name, version in versions:
         scratch.load_weights(state_from_flat(scratch.model, ring[version]), version)
         for pair in range(cfg.probe_pairs):
             for half in ("a", "b"):
@@ -277,11 +286,17 @@ def probe(cfg, task, scratch, ring, learner) -> dict:
     scratch.load_weights(state_from_flat(scratch.model, ring[k]), k)
     pairs = []
     for pair in range(cfg.probe_pairs):  # four flat gradients in memory at a time, whatever P
-        grads = [
-            learner.probe_gradient(scratch.model, rollouts[name, half, pair])
-            for name in ("stale", "fresh")
-            for half in ("a", "b")
-        ]
+        if cfg.probe_estimator == "coupled":  # (stale, coupled fresh) on A, then on B
+            (stale_a, fresh_a), (stale_b, fresh_b) = (
+                learner.probe_gradient(scratch.model, rollouts["stale", half, pair], coupled=True) for half in "ab"
+            )
+            grads = [stale_a, stale_b, fresh_a, fresh_b]
+        else:
+            grads = [
+                learner.probe_gradient(scratch.model, rollouts[name, half, pair])
+                for name in ("stale", "fresh")
+                for half in ("a", "b")
+            ]
         pairs.append(bias_estimate(*grads))
     return probe_summary(pairs) | {"probe_lag": k - stale}
 
