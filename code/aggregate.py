@@ -65,6 +65,18 @@ def _grid_point(run_dir: Path) -> dict:
     return point
 
 
+RUN_SETTINGS = ("probe_time", "probe_pairs", "probe_estimator", "hack_bonus")
+"""train keys that select or describe runs in the fits, copied from each run's config"""
+
+
+def _wall_at(steps: pd.DataFrame, step) -> float | None:
+    """The wall-clock time of the learner step ``step`` (None if it has no row)."""
+    if step is None or "wall_time" not in steps:
+        return None
+    rows = steps.loc[steps["step"] == step, "wall_time"]
+    return float(rows.iloc[0]) if len(rows) else None
+
+
 def lm_tables(summary_paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(steps, runs) of every LM run, keyed by the run's Paramspace folder."""
     steps, runs = [], []
@@ -77,13 +89,19 @@ def lm_tables(summary_paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         scalars["detector"] = scalars.pop("collapse_detector", None)  # the exact runs' column name
         config = summary.get("config") or {}
         scalars |= {"task": config.get("task"), "base": config.get("init_checkpoint")}  # for the text
-        runs.append({"source": "lm", "experiment": "lm", "run": run} | point | scalars)
+        scalars |= {key: config.get(key) for key in RUN_SETTINGS}
         frame = pd.read_parquet(run_dir / "steps.parquet")
+        scalars["collapse_wall_time"] = _wall_at(frame, summary.get("collapse_step"))
         if (run_dir / "eval.parquet").is_file():  # periodic held-out evals, as columns at their steps
             evals = pd.read_parquet(run_dir / "eval.parquet")
+            if len(evals) and "eval_accuracy" in evals:  # when the gold accuracy peaked, in steps and seconds
+                peak = evals.loc[evals["eval_accuracy"].idxmax()]
+                wall = peak["wall_time"] if "wall_time" in peak and pd.notna(peak["wall_time"]) else None
+                scalars |= {"peak_eval_step": int(peak["step"]), "peak_wall_time": wall}
             frame = frame.merge(evals, on="step", how="outer", suffixes=("", "_eval")).sort_values("step")
             if "wall_time_eval" in frame:  # the final eval comes after the last step's row
                 frame["wall_time"] = frame["wall_time"].fillna(frame.pop("wall_time_eval"))
+        runs.append({"source": "lm", "experiment": "lm", "run": run} | point | scalars)
         frame.insert(0, "run", run)
         frame.insert(0, "experiment", "lm")
         frame.insert(0, "source", "lm")

@@ -88,8 +88,8 @@ def main() -> None:
     lm_fit = fc.read_fits(args.lm_fits)
     lm_points = pd.DataFrame()
     if len(lm_runs):
-        main_grid = lm.lm_main_grid(lm_runs)
-        lm_points, _ = bias_frame(lm_steps, lm.lm_run_bias(lm_steps, main_grid), lm_fit.get("options", {}))
+        bias_grid = lm.lm_bias_grid(lm_runs)
+        lm_points, _ = bias_frame(lm_steps, lm.lm_run_bias(lm_steps, bias_grid), lm_fit.get("options", {}))
 
     fig, axes = plt.subplots(1, 2 if len(lm_points) else 1, figsize=(10.4 if len(lm_points) else 5.2, 3.9), squeeze=False)
     draw(

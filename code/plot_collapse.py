@@ -125,10 +125,10 @@ def main() -> None:
     if "horizon" not in runs:
         raise SystemExit("runs table has no horizon column (make_fits/aggregate should provide it)")
     _, lm_runs = fc.lm_tables(None, args.lm_runs)
-    lm_runs = lm.lm_main_grid(lm_runs) if len(lm_runs) else lm_runs
+    lm_runs = lm.lm_claim_grid(lm_runs) if len(lm_runs) else lm_runs
     rows = [(runs, fc.read_fits(args.exact_fits), f"exact testbed, experiment {args.experiment}")]
     if len(lm_runs) and needed <= set(lm_runs.columns):
-        rows.append((lm_runs, fc.read_fits(args.lm_fits), "language model, controlled grid"))
+        rows.append((lm_runs, fc.read_fits(args.lm_fits), f"language model, {lm.reward_label(lm_runs)}"))
 
     fig, axes = plt.subplots(len(rows), 2, figsize=(11.5, 4.3 * len(rows)), width_ratios=[1.25, 1.0], squeeze=False)
     for (row_runs, summary, label), (ax_map, ax_line) in zip(rows, axes):

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 import figures_common as fc
+from stalegrpo.fits import lm
 
 PANELS = [  # (column candidates in order of preference, axis label)
     (["reward_mean", "reward"], "reward (mean over batch)"),
@@ -74,10 +75,8 @@ def main() -> None:
     fc.setup()
     s_choice = None if args.S in ("None", "", "null") else int(args.S)
     lm_steps, lm_runs = fc.lm_tables(args.lm_steps, args.lm_runs)
-    source = "language-model runs"
-    for column, value in (("objective", "behavior"), ("lr_schedule", "constant"), ("schedule", "fixed")):
-        if column in lm_runs and (lm_runs[column] == value).any():  # the controlled main grid only
-            lm_runs = lm_runs[lm_runs[column] == value]
+    lm_runs = lm.lm_claim_grid(lm_runs)  # the controlled grid of the collapse claims (F2, F3)
+    source = "language-model runs" + (f", {lm.reward_label(lm_runs)}" if len(lm_runs) else "")
     stable, collapsing, s, note = choose_pair(lm_runs, s_choice)
     steps = lm_steps
     if stable is None:

@@ -116,7 +116,9 @@ def main() -> None:
     lm = fc.read_fits(args.lm_fits)
     lm_table = pd.DataFrame(lm.get("eta_star_summary") or [])
     if len(lm_table):
-        panels.append((lm_table, lm.get("frontier", {}), "language model, controlled grid"))
+        reward = (lm.get("claim_grid") or {}).get("reward_hack", "none")
+        label = "gold reward" if reward == "none" else f"proxy reward ({reward} hack)"
+        panels.append((lm_table, lm.get("frontier", {}), f"language model, {label}"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.2), squeeze=False)
     for ax, (panel_table, frontier, title) in zip(axes[0], panels):
         draw(ax, panel_table, frontier, title)

@@ -380,6 +380,39 @@ def test_summarize_lm_fits_the_controlled_grid_and_compares_groups():
     json.dumps(summary, allow_nan=False)
 
 
+def test_summarize_lm_takes_each_claim_from_its_own_grid():
+    """F2-F4 read the hack grid (T_c = 0.08/η exactly at S = 0: CV 0), F1 only the runs probed at a
+    fixed time (bias = 2·S·η: slope 1, the periodic probes of the well-specified grid left out),
+    and the objectives and vary-S comparisons group their own runs."""
+    rows, steps = [], []
+    for eta in (1e-4, 2e-4, 4e-4, 8e-4):
+        for seed in (0, 1):
+            rows.append(_lm_run(f"h{eta}s{seed}", 0, eta, seed, collapse=round(0.08 / eta), reward_hack="first_digit",
+                                peak_eval_accuracy=0.7, final_eval_accuracy=0.1))
+            rows.append(_lm_run(f"m{eta}s{seed}", 4, eta, seed, reward_hack="none"))  # periodic probes only
+            steps.append({"run": f"m{eta}s{seed}", "step": 20, "probe_lag": 4, "bias_sq": 1.0})
+    for S in (1, 4, 16):
+        for eta in (2.5e-5, 1e-4):
+            run = f"b{S}e{eta}"
+            rows.append(_lm_run(run, S, eta, 0, reward_hack="none", probe_time=0.01))
+            steps.append({"run": run, "step": round(0.01 / eta), "probe_lag": S, "bias_sq": (2 * S * eta) ** 2})
+    rows += [_lm_run("rec", 0, 2e-4, 0, objective="recompute", reward_hack="first_digit", collapse=300)]
+    for S in (0, 2):
+        rows += [_lm_run(f"a{S}", S, 2e-4, 0, schedule="async", threads=2, reward_hack="first_digit", collapse=100 + S)]
+    summary = lm.summarize_lm(pd.DataFrame(steps), pd.DataFrame(rows), {"n_boot": 200, "small_drift_max": 2e-3})
+    assert summary["claim_grid"]["reward_hack"] == "first_digit" and summary["claim_grid"]["n"] == 8
+    assert summary["tc_eta"]["cv"] == pytest.approx(0.0, abs=0.01) and summary["tc_eta"]["n"] == 8
+    assert summary["bias_grid"] == {"n": 6, "probe_time": 0.01, "probe_pairs": None, "probe_estimator": None}
+    assert summary["bias_slope"]["slope"] == pytest.approx(1.0) and summary["bias_slope"]["n"] == 6
+    # the main grid: 8 m* and 6 b* runs, one per (S, η, seed): b4e0.0001 shares m0.0001s0's point
+    assert summary["well_specified"]["counts"]["n_runs"] == 13
+    objectives = {r["objective"]: r for r in summary["objectives"]}
+    assert set(objectives) == {"behavior", "recompute"} and objectives["recompute"]["median_collapse_step"] == 300
+    assert objectives["behavior"]["peak_to_final"] == pytest.approx(0.6)
+    assert [(r["S"], r["median_collapse_step"]) for r in summary["vary_s"]] == [(0, 100), (2, 102)]
+    json.dumps(summary, allow_nan=False)
+
+
 def test_summarize_lm_without_any_collapse_column():
     """The aggregated table drops the all-null collapse_step of a grid where nothing collapsed."""
     runs = pd.DataFrame([_lm_run(f"r{S}", S, 1e-4, 0) for S in (0, 2, 4)]).drop(columns="collapse_step")

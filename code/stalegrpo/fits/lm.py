@@ -1,9 +1,17 @@
-"""Which language-model runs are compared, and the LM part of the fits (docs/method.md §8).
+"""Which language-model runs are compared, and the LM part of the fits (docs/method.md §8, §10).
 
-The LM grid mixes runs that vary only S, η and seed (the controlled grid of F1-F4, settings
-:data:`CONTROLLED`) with runs made for F5's comparisons (learning-rate schedules; async against
-the synchronous baseline). The selections here decide which runs each comparison uses;
-:func:`summarize_lm` applies :func:`stalegrpo.fits.laws.summarize_exact` to the controlled grid,
+The LM grid mixes runs made for different claims. The selections here decide which runs each
+comparison uses:
+
+- :func:`lm_main_grid`: the controlled runs (settings :data:`CONTROLLED`) on the well-specified
+  reward (proxy = gold), varying only S, η and seed;
+- :func:`lm_hack_grid`: the controlled runs on a proxy reward with an exploitable bonus
+  (``reward_hack``), where collapse is over-optimisation of the proxy;
+- :func:`lm_claim_grid`: what F2-F4 read: the hack grid where there is one, else the main grid;
+- :func:`lm_bias_grid`: what F1 reads: the main-grid runs probed at a fixed time t = k·η
+  (``probe_time``) where there are any, else the whole main grid.
+
+:func:`summarize_lm` applies :func:`stalegrpo.fits.laws.summarize_exact` to these selections,
 with each run's bias taken from its §3.2 probes (:func:`lm_run_bias`).
 """
 
@@ -12,26 +20,82 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stalegrpo.fits.laws import _counts, _has, jsonable, summarize_exact
+from stalegrpo.fits.laws import _counts, _has, bias_points, fit_bias_slope, jsonable, summarize_exact
 
 CONTROLLED = {"objective": "behavior", "lr_schedule": "constant", "schedule": "fixed"}
-"""the settings of the LM runs that vary only S, η and seed (the F1-F4 grid)"""
+"""the settings of the LM runs that vary only S, η and seed (the F1-F4 grids)"""
+
+WELL_SPECIFIED = "none"
+"""``reward_hack`` of the well-specified reward: the proxy is the gold verifier"""
+
+
+def _matching(runs: pd.DataFrame, settings: dict) -> np.ndarray:
+    keep = np.ones(len(runs), dtype=bool)
+    for column, value in settings.items():
+        if column in runs:
+            keep &= (runs[column].astype(str) == value).to_numpy()
+    return keep
+
+
+def _reward(runs: pd.DataFrame) -> pd.Series:
+    """Each run's ``reward_hack`` (runs from before the column existed had the gold reward)."""
+    if "reward_hack" not in runs:
+        return pd.Series(WELL_SPECIFIED, index=runs.index)
+    return runs["reward_hack"].fillna(WELL_SPECIFIED).astype(str)
+
+
+def _one_per_point(runs: pd.DataFrame) -> pd.DataFrame:
+    """Where one (S, η, seed) ran at several thread counts or horizons (F5's synchronous baseline
+    repeats a point on two threads), the run with the fewest threads, then the longest horizon."""
+    if "threads" in runs:
+        order = ["threads"] + (["steps"] if "steps" in runs else [])
+        runs = runs.sort_values(order, ascending=[True] + [False] * (len(order) - 1), kind="stable")
+        runs = runs.drop_duplicates(["S", "eta", "seed"])
+    return runs.sort_values(["S", "eta", "seed"]).reset_index(drop=True)
 
 
 def lm_main_grid(runs: pd.DataFrame) -> pd.DataFrame:
-    """The LM runs that vary only S, η and seed: :data:`CONTROLLED` settings. Where one point ran
-    at several thread counts (F5's synchronous baseline repeats a point on two threads), the run
-    with the fewest threads is kept, so that every (S, η, seed) counts once."""
+    """The controlled LM runs on the well-specified reward that vary only S, η and seed; one run
+    per (S, η, seed) (:func:`_one_per_point`)."""
     if runs is None or not len(runs):
         return pd.DataFrame(columns=["S", "eta", "seed"])
-    keep = np.ones(len(runs), dtype=bool)
-    for column, value in CONTROLLED.items():
-        if column in runs:
-            keep &= (runs[column].astype(str) == value).to_numpy()
-    main = runs[keep]
-    if "threads" in main:
-        main = main.sort_values("threads", kind="stable").drop_duplicates(["S", "eta", "seed"])
-    return main.sort_values(["S", "eta", "seed"]).reset_index(drop=True)
+    main = runs[_matching(runs, CONTROLLED) & (_reward(runs) == WELL_SPECIFIED).to_numpy()]
+    return _one_per_point(main)
+
+
+def lm_hack_grid(runs: pd.DataFrame) -> pd.DataFrame:
+    """The controlled LM runs on a proxy reward with a bonus (``reward_hack`` other than none), one
+    per (S, η, seed). Several hacks in one grid would mix mechanisms: the most common one is kept."""
+    if runs is None or not len(runs):
+        return pd.DataFrame(columns=["S", "eta", "seed"])
+    hacked = runs[_matching(runs, CONTROLLED) & (_reward(runs) != WELL_SPECIFIED).to_numpy()]
+    if not len(hacked):
+        return pd.DataFrame(columns=["S", "eta", "seed"])
+    common = hacked["reward_hack"].astype(str).value_counts().index[0]
+    return _one_per_point(hacked[hacked["reward_hack"].astype(str) == common])
+
+
+def lm_claim_grid(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the LM collapse claims (F2-F4): the hack grid if there is one, else the main grid."""
+    hacked = lm_hack_grid(runs)
+    return hacked if len(hacked) else lm_main_grid(runs)
+
+
+def reward_label(runs: pd.DataFrame) -> str:
+    """'gold reward' or 'proxy reward (<hack> hack)': the reward of a selection, for titles."""
+    hacks = sorted(set(_reward(runs)) - {WELL_SPECIFIED}) if len(runs) else []
+    return f"proxy reward ({', '.join(hacks)} hack)" if hacks else "gold reward"
+
+
+def lm_bias_grid(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the LM bias claim (F1): the main-grid runs with a fixed-time probe
+    (``probe_time`` set) if there are any, else the main grid."""
+    if runs is not None and "probe_time" in runs:
+        timed = runs[_matching(runs, CONTROLLED) & (_reward(runs) == WELL_SPECIFIED).to_numpy()]
+        timed = timed[timed["probe_time"].notna()]
+        if len(timed):
+            return _one_per_point(timed)
+    return lm_main_grid(runs)
 
 
 def lm_run_bias(steps: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -80,9 +144,15 @@ def _final_accuracy(runs: pd.DataFrame) -> pd.Series:
     return runs[column].astype(float) if column in runs else pd.Series(np.nan, index=runs.index)
 
 
+def _mean(group: pd.DataFrame, column: str) -> float:
+    return float(group[column].astype(float).mean()) if column in group else float("nan")
+
+
 def compare_lm_groups(runs: pd.DataFrame, by: list[str]) -> list[dict]:
-    """Per group of LM runs: count, collapses, median T_c, final held-out accuracy (mean and range
-    over seeds), wall-clock and learner steps per second (the F5 comparisons)."""
+    """Per group of LM runs: count, collapses, median T_c (in steps and seconds), held-out gold
+    accuracy at the start, at its peak and at the end (final: mean and range over seeds), the
+    peak-to-final drop, the final hack rate, wall-clock and learner steps per second (the F5,
+    objectives and vary-S comparisons)."""
     rows = []
     if not _has(runs, by + ["censored"]):
         return rows
@@ -90,8 +160,10 @@ def compare_lm_groups(runs: pd.DataFrame, by: list[str]) -> list[dict]:
         key = key if isinstance(key, tuple) else (key,)
         collapsed = ~group["censored"].astype(bool)
         accuracy = _final_accuracy(group)
+        peak = group["peak_eval_accuracy"].astype(float) if "peak_eval_accuracy" in group else accuracy * np.nan
         wall = group["wall_time"].astype(float) if "wall_time" in group else pd.Series(np.nan, index=group.index)
         steps_done = group["steps_done"].astype(float) if "steps_done" in group else pd.Series(np.nan)
+        collapse_wall = group.loc[collapsed, "collapse_wall_time"] if "collapse_wall_time" in group else []
         rows.append(
             dict(zip(by, key))
             | {
@@ -100,12 +172,18 @@ def compare_lm_groups(runs: pd.DataFrame, by: list[str]) -> list[dict]:
                 "median_collapse_step": float(group.loc[collapsed, "collapse_step"].median())
                 if collapsed.any()
                 else float("nan"),
-                "initial_accuracy": float(group["initial_eval_accuracy"].mean())
-                if "initial_eval_accuracy" in group
+                "median_collapse_wall": float(pd.Series(collapse_wall, dtype=float).median())
+                if collapsed.any()
                 else float("nan"),
+                "initial_accuracy": _mean(group, "initial_eval_accuracy"),
+                "peak_accuracy": float(peak.mean()),
+                "peak_step": _mean(group, "peak_eval_step"),
+                "peak_wall": _mean(group, "peak_wall_time"),
                 "final_accuracy": float(accuracy.mean()),
                 "final_accuracy_min": float(accuracy.min()),
                 "final_accuracy_max": float(accuracy.max()),
+                "peak_to_final": float((peak - accuracy).mean()),
+                "final_hack_rate": _mean(group, "final_eval_hack_rate"),
                 "wall_time": float(wall.mean()),
                 "steps_per_s": float((steps_done / wall).mean()),
             }
@@ -113,17 +191,18 @@ def compare_lm_groups(runs: pd.DataFrame, by: list[str]) -> list[dict]:
     return rows
 
 
+def _with_reward(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs.assign(reward_hack=_reward(runs))
+
+
 def lm_schedule_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """F5's schedule comparison: fixed-schedule behavior runs at the (S, η) points that ran more
-    than one lr_schedule, at the fewest threads (like for like)."""
+    """F5's schedule comparison: fixed-schedule behavior runs at the (S, η, reward) points that ran
+    more than one lr_schedule, at the fewest threads (like for like)."""
     if not _has(runs, ["lr_schedule", "S", "eta"]):
         return runs.iloc[0:0] if runs is not None else pd.DataFrame()
-    keep = np.ones(len(runs), dtype=bool)
-    for column in ("objective", "schedule"):
-        if column in runs:
-            keep &= (runs[column].astype(str) == CONTROLLED[column]).to_numpy()
-    chosen = runs[keep]
-    chosen = chosen[chosen.groupby(["S", "eta"])["lr_schedule"].transform("nunique") > 1]
+    settings = {column: CONTROLLED[column] for column in ("objective", "schedule")}
+    chosen = _with_reward(runs[_matching(runs, settings)])
+    chosen = chosen[chosen.groupby(["S", "eta", "reward_hack"])["lr_schedule"].transform("nunique") > 1]
     if "threads" in chosen and len(chosen):
         chosen = chosen[chosen["threads"] == chosen["threads"].min()]
     return chosen
@@ -131,28 +210,82 @@ def lm_schedule_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 def lm_overlap_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """F5's async-vs-sync comparison: the async runs and every constant-η run at their thread
-    counts and η (so a synchronous baseline shares the async run's cores and step size)."""
+    counts, η and reward (so a synchronous baseline shares the async run's cores and step size)."""
     if not _has(runs, ["schedule", "threads", "eta"]):
         return runs.iloc[0:0] if runs is not None else pd.DataFrame()
+    runs = _with_reward(runs)
     overlap = runs[runs["schedule"].astype(str) == "async"]
     constant = (runs["lr_schedule"].astype(str) == "constant") if "lr_schedule" in runs else True
-    return runs[runs["threads"].isin(set(overlap["threads"])) & runs["eta"].isin(set(overlap["eta"])) & constant]
+    keys = ["threads", "eta", "reward_hack"]
+    shared = runs[keys].apply(tuple, axis=1).isin(set(overlap[keys].apply(tuple, axis=1)))
+    return runs[shared & constant]
+
+
+def lm_objective_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The objectives comparison: constant-η fixed-schedule runs at the (S, η, reward) points that
+    ran more than one objective, one per (objective, S, η, seed)."""
+    if not _has(runs, ["objective", "S", "eta"]):
+        return runs.iloc[0:0] if runs is not None else pd.DataFrame()
+    settings = {column: CONTROLLED[column] for column in ("lr_schedule", "schedule")}
+    chosen = _with_reward(runs[_matching(runs, settings)])
+    chosen = chosen[chosen.groupby(["S", "eta", "reward_hack"])["objective"].transform("nunique") > 1]
+    return chosen.drop_duplicates(["objective", "S", "eta", "seed", "reward_hack"])
+
+
+def lm_vary_s_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The vary-S test (docs/method.md §10): behavior-objective async runs, on the reward and η
+    that the most of them share, over S and lr_schedule."""
+    if not _has(runs, ["schedule", "S", "eta"]):
+        return runs.iloc[0:0] if runs is not None else pd.DataFrame()
+    chosen = _with_reward(runs[(runs["schedule"].astype(str) == "async") & _matching(runs, {"objective": "behavior"})])
+    if not len(chosen):
+        return chosen
+    (eta, reward), _ = max(chosen.groupby(["eta", "reward_hack"]), key=lambda item: len(item[1]))
+    return chosen[(chosen["eta"] == eta) & (chosen["reward_hack"] == reward)]
+
+
+def _steps_of(steps: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    return steps[steps["run"].isin(runs["run"])] if _has(steps, ["run"]) and "run" in runs else steps
+
+
+def _setting(runs: pd.DataFrame, column: str):
+    """The one value of ``column`` over ``runs`` (None if absent, a sorted list if several)."""
+    if column not in runs or not len(runs):
+        return None
+    values = sorted({v for v in runs[column].dropna().tolist()}, key=str)
+    return values[0] if len(values) == 1 else (values or None)
 
 
 def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = None) -> dict:
-    """The LM part of fits.json: :func:`summarize_exact` on the controlled grid (F1 from the bias
-    probe, F2, F3 at truncated horizons), per-(S, η) collapse cells, and the F5 comparisons:
-    ``schedules`` (per lr_schedule, at each S·η point that ran more than one) and ``overlap``
-    (async vs fixed runs per thread count)."""
+    """The LM part of fits.json.
+
+    Top level, as :func:`summarize_exact` gives for an exact grid: ``tc_eta`` (F2), ``eta_star``,
+    ``eta_star_summary`` and ``frontier`` (F3 at truncated horizons) from :func:`lm_claim_grid`;
+    ``bias_slope`` and ``relative_bias`` (F1) from the probes of :func:`lm_bias_grid`. Also
+    ``claim_grid`` and ``bias_grid`` (what each selection holds), per-(S, η) collapse ``cells`` of the
+    claim grid, ``well_specified`` (the main grid's own fits, when the claim grid is the hack
+    grid), and the comparisons: ``schedules`` (per lr_schedule at each point that ran more than
+    one), ``overlap`` (async vs fixed per thread count), ``objectives`` and ``vary_s``.
+    """
     config = dict(config or {})
     if runs is None or not len(runs):
         return {"counts": {"n_runs": 0}}
     if "collapse_step" not in runs:  # no run collapsed: the aggregated column was all null
         runs = runs.assign(collapse_step=np.nan)
-    main = lm_main_grid(runs)
-    main_steps = steps[steps["run"].isin(main["run"])] if _has(steps, ["run"]) else steps
-    probed = lm_run_bias(main_steps, main)
-    summary = summarize_exact(main_steps, probed, config)
+    main, claims = lm_main_grid(runs), lm_claim_grid(runs)
+    hacked = len(claims) and _setting(claims, "reward_hack") not in (None, WELL_SPECIFIED)
+    # F2-F4 from the claim grid; its probes (if any) are not the bias measurement
+    summary = summarize_exact(_steps_of(steps, claims), claims.assign(bias=np.nan), config)
+
+    bias_grid = lm_bias_grid(runs)
+    probed = lm_run_bias(_steps_of(steps, bias_grid), bias_grid)
+    x, y, _ = bias_points(None, probed, config)
+    n_boot, seed = int(config.get("n_boot", 1000)), int(config.get("seed", 0))
+    timed = _setting(bias_grid, "probe_time")
+    summary["bias_slope"] = fit_bias_slope(x, y, n_boot=n_boot, seed=seed) | {
+        "source": f"probe at t = k·η = {timed}" if timed is not None else "mean of the runs' periodic probes",
+        "small_drift_max": config.get("small_drift_max"),
+    }
     relative = probed.loc[probed["S"] >= 1, "relative_bias"].dropna()
     summary["relative_bias"] = {
         "median": float(relative.median()) if len(relative) else float("nan"),
@@ -160,10 +293,32 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
         "max": float(relative.max()) if len(relative) else float("nan"),
         "n": len(relative),
     }
-    summary["cells"] = jsonable(compare_lm_groups(main, ["S", "eta"]))
+    columns = ["S", "eta", "seed", "bias", "relative_bias", "relative_bias_lo", "relative_bias_hi", "n_probes"]
+    summary["bias_runs"] = jsonable(probed[[c for c in columns if c in probed]].to_dict("records"))
+    summary["bias_grid"] = {
+        "n": len(bias_grid),
+        "probe_time": timed,
+        "probe_pairs": _setting(bias_grid, "probe_pairs"),
+        "probe_estimator": _setting(bias_grid, "probe_estimator"),
+    }
+    summary["claim_grid"] = {
+        "n": len(claims),
+        "reward_hack": _setting(claims, "reward_hack") or WELL_SPECIFIED,
+        "hack_bonus": _setting(claims, "hack_bonus") if hacked else None,
+        "n_seed_at_S0": int(claims.loc[claims["S"] == 0, "seed"].nunique()) if "seed" in claims else 0,
+    }
+    summary["cells"] = jsonable(compare_lm_groups(claims, ["S", "eta"]))
+    if hacked and len(main):
+        well = summarize_exact(_steps_of(steps, main), main.assign(bias=np.nan), config)
+        summary["well_specified"] = {key: well[key] for key in ("tc_eta", "frontier", "eta_star_summary", "counts")}
+        summary["well_specified"]["cells"] = jsonable(compare_lm_groups(main, ["S", "eta"]))
 
-    summary["schedules"] = jsonable(compare_lm_groups(lm_schedule_runs(runs), ["S", "eta", "lr_schedule"]))
+    summary["schedules"] = jsonable(
+        compare_lm_groups(lm_schedule_runs(runs), ["reward_hack", "S", "eta", "lr_schedule"])
+    )
     overlap = lm_overlap_runs(runs)
     summary["overlap"] = jsonable(compare_lm_groups(overlap, ["schedule", "S", "eta", "threads"]))
-    summary["counts"] = _counts(steps, runs) | {"n_main": len(main)}
+    summary["objectives"] = jsonable(compare_lm_groups(lm_objective_runs(runs), ["reward_hack", "S", "eta", "objective"]))
+    summary["vary_s"] = jsonable(compare_lm_groups(lm_vary_s_runs(runs), ["lr_schedule", "S"]))
+    summary["counts"] = _counts(steps, runs) | {"n_main": len(main), "n_claims": len(claims)}
     return jsonable(summary)
