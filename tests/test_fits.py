@@ -431,3 +431,21 @@ def test_lm_grid_macros_name_the_task_and_base_policy():
     values = report.grid_macros("LM", facts, {})
     assert values["LMTask"] == r"\texttt{countdown}" and values["LMBase"] == r"\texttt{my\_base}"
     assert "LMTask" not in report.grid_macros("LM", report.grid_facts(runs.drop(columns=["task", "base"])), {})
+
+
+def test_bias_sq_slope_keeps_readings_at_or_below_zero():
+    """bias² = (2x)² plus noise of known standard error, so that some readings are ≤ 0: the
+    log-log fit drops those, the fit on the squares keeps them and recovers slope 1 within its CI."""
+    rng = np.random.default_rng(0)
+    x = np.repeat(np.geomspace(1e-4, 1e-2, 6), 3)
+    se = 0.3 * (2 * x) ** 2 + 4e-7  # a noise floor ten times the smallest bias² (4e-8)
+    y = (2 * x) ** 2 + se * rng.standard_normal(len(x))
+    fit = laws.fit_bias_sq_slope(x, y, se, n_boot=300)
+    negative = int((y <= 0).sum())
+    assert negative >= 2 and fit["n_nonpositive"] == negative
+    assert fit["status"] == laws.OK and fit["weighted"] and fit["n"] == 18
+    assert fit["ci_low"] <= 1.0 <= fit["ci_high"] and abs(fit["slope"] - 1) < 0.15
+    assert laws.fit_bias_slope(x, np.sqrt(np.clip(y, 0, None)))["n"] == 18 - negative
+    flat = laws.fit_bias_sq_slope(x, np.full_like(x, 4e-6) + 1e-7 * rng.standard_normal(len(x)), n_boot=100)
+    assert abs(flat["slope"]) < 0.05  # a bias² that does not grow with S·η: slope 0
+    assert laws.fit_bias_sq_slope([1e-3, 1e-3], [1.0, 2.0])["status"] == laws.TOO_FEW

@@ -100,6 +100,72 @@ def fit_bias_slope(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
     return result | {"slope": slope, "intercept": intercept, "r2": r2, "status": OK, "message": message}
 
 
+SLOPE_RANGE = (-3.0, 5.0)
+"""bounds on the slope of :func:`fit_bias_sq_slope` (a pure-noise fit would otherwise run away)"""
+
+
+def _fit_squares(lx: np.ndarray, y: np.ndarray, w: np.ndarray, start: tuple[float, float]) -> np.ndarray:
+    """(slope, log c) minimising Σ w (y − c·x^(2·slope))², x = exp(lx). The readings are scaled to
+    unit RMS first (bias² may be 1e-8), so that the solver's tolerances mean the same at any scale."""
+    scale = float(np.sqrt(np.mean(y**2))) or 1.0
+    y = y / scale
+
+    def residuals(params):
+        return np.sqrt(w) * (y - np.exp(params[1] + 2 * params[0] * lx))
+
+    bounds = ([SLOPE_RANGE[0], -300.0], [SLOPE_RANGE[1], 300.0])
+    start = (float(np.clip(start[0], *SLOPE_RANGE)), float(start[1]) - math.log(scale))
+    fit = optimize.least_squares(residuals, start, bounds=bounds, ftol=1e-12, xtol=1e-12, gtol=1e-12).x
+    return np.array([fit[0], fit[1] + math.log(scale)])
+
+
+def fit_bias_sq_slope(x, bias_sq, se=None, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Fit bias² = c·x^(2·slope), x = S·η, on the unbiased bias² readings themselves.
+
+    The log-log fit of :func:`fit_bias_slope` must drop readings ≤ 0, which at small drift are
+    most of them (a small bias² under noise). This fit keeps every reading: weighted least
+    squares with weights 1/se² (the readings' standard errors, when all are given and positive;
+    else equal weights), the slope bounded to :data:`SLOPE_RANGE`. ``ci_low``/``ci_high`` are the
+    2.5/97.5 percentiles of the slope over ``n_boot`` bootstrap resamples of the points; a slope
+    or bound that sits on the edge of :data:`SLOPE_RANGE` means the data do not constrain it.
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(bias_sq, dtype=np.float64).ravel()
+    se = np.full_like(x, np.nan) if se is None else np.asarray(se, dtype=np.float64).ravel()
+    usable = np.isfinite(x) & np.isfinite(y) & (x > 0)
+    x, y, se = x[usable], y[usable], se[usable]
+    n, nan = len(x), float("nan")
+    result = {"slope": nan, "log_c": nan, "ci_low": nan, "ci_high": nan, "n": n,
+              "n_nonpositive": int((y <= 0).sum()), "weighted": False}
+    if n < 3 or len(np.unique(x)) < 2:
+        return result | {"status": TOO_FEW, "message": f"{n} usable readings (need >= 3 with >= 2 distinct S*eta)"}
+    weighted = bool(np.isfinite(se).all() and (se > 0).all())
+    w = 1.0 / se**2 if weighted else np.ones_like(y)
+    w = w / w.mean()
+    lx = np.log(x)
+    positive = y > 0  # a start from the log-log line through the positive readings, if it exists
+    if positive.sum() >= 2 and len(np.unique(lx[positive])) >= 2:
+        slope0, intercept0, _ = _ols(lx[positive], np.log(y[positive]))
+        start = (slope0 / 2, intercept0)
+    else:
+        start = (1.0, float(np.log(max(np.abs(y).mean(), 1e-300)) - 2 * lx.mean()))
+    slope, log_c = _fit_squares(lx, y, w, start)
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, size=n)
+        if len(np.unique(lx[idx])) < 2:
+            continue
+        boots.append(_fit_squares(lx[idx], y[idx], w[idx], (slope, log_c))[0])
+    if boots:
+        result["ci_low"], result["ci_high"] = (float(v) for v in np.percentile(boots, [2.5, 97.5]))
+    message = (
+        f"{'weighted ' if weighted else ''}least squares of bias² on c·(S*eta)^(2·slope) over {n} readings "
+        f"({result['n_nonpositive']} of them <= 0, kept)"
+    )
+    return result | {"slope": float(slope), "log_c": float(log_c), "weighted": weighted, "status": OK, "message": message}
+
+
 # ---------------------------------------------------------------------------------------------
 # F2: T_c·η in the horizon-limited regime
 # ---------------------------------------------------------------------------------------------
