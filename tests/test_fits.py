@@ -404,6 +404,7 @@ def test_summarize_lm_takes_each_claim_from_its_own_grid():
     assert summary["tc_eta"]["cv"] == pytest.approx(0.0, abs=0.01) and summary["tc_eta"]["n"] == 8
     assert summary["bias_grid"] == {"n": 6, "probe_time": 0.01, "probe_pairs": None, "probe_estimator": None}
     assert summary["bias_slope"]["slope"] == pytest.approx(1.0) and summary["bias_slope"]["n"] == 6
+    assert summary["bias_sq_slope"]["slope"] == pytest.approx(1.0, abs=1e-3) and summary["bias_sq_slope"]["n"] == 6
     # the main grid: 8 m* and 6 b* runs, one per (S, η, seed): b4e0.0001 shares m0.0001s0's point
     assert summary["well_specified"]["counts"]["n_runs"] == 13
     objectives = {r["objective"]: r for r in summary["objectives"]}

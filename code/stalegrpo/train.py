@@ -145,6 +145,9 @@ class TrainConfig:
     probe_time: float | None = field(default=None, metadata={"exclusiveMinimum": 0})
     """also probe at the step k = round(probe_time / eta): a fixed continuous time t = k·η, so that
     runs at different η are read at the same drift time"""
+    probe_prompts: int | None = field(default=None, metadata={"minimum": 1})
+    """prompts per probe batch (each with G samples); None: batch_prompts. The estimates' noise
+    falls about as 1/probe_prompts where noise dominates, against 1/√probe_pairs"""
     probe_estimator: Literal["paired", "coupled"] = "paired"
     """paired: stale and fresh gradients from independent rollouts; coupled: both from the same
     stale rollouts, the fresh one importance-weighted (docs/method.md §3.2; needs seq_mean)"""
@@ -273,7 +276,7 @@ def probe(cfg, task, scratch, ring, learner) -> dict:
     over the pairs, with their standard errors across pairs."""
     k = learner.version
     stale = max(0, k - cfg.S)
-    problems = task.sample("train", cfg.batch_prompts, rng(cfg, k, 4))
+    problems = task.sample("train", cfg.probe_prompts or cfg.batch_prompts, rng(cfg, k, 4))
     rollouts = {}
     versions = (("stale", stale),) if cfg.probe_estimator == "coupled" else (("stale", stale), ("fresh", k))
     for name, version in versions:

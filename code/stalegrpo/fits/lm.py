@@ -20,7 +20,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stalegrpo.fits.laws import _counts, _has, bias_points, fit_bias_slope, jsonable, summarize_exact
+from stalegrpo.fits.laws import (
+    _counts,
+    _has,
+    bias_points,
+    fit_bias_slope,
+    fit_bias_sq_slope,
+    jsonable,
+    summarize_exact,
+)
 
 CONTROLLED = {"objective": "behavior", "lr_schedule": "constant", "schedule": "fixed"}
 """the settings of the LM runs that vary only S, η and seed (the F1-F4 grids)"""
@@ -124,7 +132,9 @@ def lm_run_bias(steps: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     grouped = probes.groupby("run")["bias_sq"]
     bias = np.sqrt(grouped.mean().clip(lower=0))
     runs = runs.assign(
-        bias=runs["run"].map(bias), n_probes=runs["run"].map(grouped.size()).fillna(0).astype(int)
+        bias=runs["run"].map(bias),
+        bias_sq_mean=runs["run"].map(grouped.mean()),
+        n_probes=runs["run"].map(grouped.size()).fillna(0).astype(int),
     )
     if "grad_sq" in probes:
         grad = np.sqrt(probes.groupby("run")["grad_sq"].mean().clip(lower=0))
@@ -132,6 +142,7 @@ def lm_run_bias(steps: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
         if "bias_sq_se" in probes:  # probes of several pairs: a 95% interval from their spread
             # the mean of n independent probe means has standard error √(Σ se²) / n
             se = np.sqrt((probes["bias_sq_se"] ** 2).groupby(probes["run"]).sum()) / grouped.size()
+            runs["bias_sq_mean_se"] = runs["run"].map(se)
             mean = grouped.mean()
             for side, sign in (("lo", -1), ("hi", 1)):
                 edge = np.sqrt((mean + sign * 1.96 * se).clip(lower=0)) / grad.where(grad > 0)
@@ -286,6 +297,13 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
         "source": f"probe at t = k·η = {timed}" if timed is not None else "mean of the runs' periodic probes",
         "small_drift_max": config.get("small_drift_max"),
     }
+    # the same runs' mean bias² readings, ≤ 0 included (laws.fit_bias_sq_slope)
+    in_range = probed[(probed["S"] >= 1) & (probed["S"] * probed["eta"] <= config.get("small_drift_max", np.inf))]
+    in_range = in_range.dropna(subset=["bias_sq_mean"])
+    se = in_range["bias_sq_mean_se"] if "bias_sq_mean_se" in in_range else None
+    summary["bias_sq_slope"] = fit_bias_sq_slope(
+        in_range["S"] * in_range["eta"], in_range["bias_sq_mean"], se, n_boot=n_boot, seed=seed
+    )
     relative = probed.loc[probed["S"] >= 1, "relative_bias"].dropna()
     summary["relative_bias"] = {
         "median": float(relative.median()) if len(relative) else float("nan"),
@@ -293,7 +311,8 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
         "max": float(relative.max()) if len(relative) else float("nan"),
         "n": len(relative),
     }
-    columns = ["S", "eta", "seed", "bias", "relative_bias", "relative_bias_lo", "relative_bias_hi", "n_probes"]
+    columns = ["S", "eta", "seed", "bias", "bias_sq_mean", "bias_sq_mean_se", "relative_bias", "relative_bias_lo",
+               "relative_bias_hi", "n_probes"]
     summary["bias_runs"] = jsonable(probed[[c for c in columns if c in probed]].to_dict("records"))
     summary["bias_grid"] = {
         "n": len(bias_grid),
