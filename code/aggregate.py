@@ -65,7 +65,7 @@ def _grid_point(run_dir: Path) -> dict:
     return point
 
 
-RUN_SETTINGS = ("probe_time", "probe_pairs", "probe_estimator", "hack_bonus")
+RUN_SETTINGS = ("probe_time", "probe_pairs", "probe_prompts", "probe_estimator", "hack_bonus", "batch_prompts")
 """train keys that select or describe runs in the fits, copied from each run's config"""
 
 

@@ -50,7 +50,7 @@ def fit_lm(args) -> dict:
     steps, runs = _tables(args)
     options = json.loads(args.options)
     summary = lm.summarize_lm(steps, runs, options)
-    grid = report.grid_facts(lm.lm_main_grid(runs)) if len(runs) else {"n_runs": 0}
+    grid = report.grid_facts(lm.lm_claim_grid(runs)) if len(runs) else {"n_runs": 0}
     return summary | {"options": options, "grid": grid}
 
 

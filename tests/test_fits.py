@@ -388,9 +388,11 @@ def test_summarize_lm_takes_each_claim_from_its_own_grid():
     for eta in (1e-4, 2e-4, 4e-4, 8e-4):
         for seed in (0, 1):
             rows.append(_lm_run(f"h{eta}s{seed}", 0, eta, seed, collapse=round(0.08 / eta), reward_hack="first_digit",
-                                peak_eval_accuracy=0.7, final_eval_accuracy=0.1))
+                                peak_eval_accuracy=0.7, final_eval_accuracy=0.1, final_eval_hack_rate=0.9))
             rows.append(_lm_run(f"m{eta}s{seed}", 4, eta, seed, reward_hack="none"))  # periodic probes only
             steps.append({"run": f"m{eta}s{seed}", "step": 20, "probe_lag": 4, "bias_sq": 1.0})
+    # a fast instability at S = 0 (no hack): another mechanism, left out of the T_c·η law
+    rows.append(_lm_run("fast", 0, 1.6e-3, 0, collapse=5, reward_hack="first_digit", final_eval_hack_rate=0.0))
     for S in (1, 4, 16):
         for eta in (2.5e-5, 1e-4):
             run = f"b{S}e{eta}"
@@ -400,9 +402,13 @@ def test_summarize_lm_takes_each_claim_from_its_own_grid():
     for S in (0, 2):
         rows += [_lm_run(f"a{S}", S, 2e-4, 0, schedule="async", threads=2, reward_hack="first_digit", collapse=100 + S)]
     summary = lm.summarize_lm(pd.DataFrame(steps), pd.DataFrame(rows), {"n_boot": 200, "small_drift_max": 2e-3})
-    assert summary["claim_grid"]["reward_hack"] == "first_digit" and summary["claim_grid"]["n"] == 8
+    assert summary["claim_grid"]["reward_hack"] == "first_digit" and summary["claim_grid"]["n"] == 9
     assert summary["tc_eta"]["cv"] == pytest.approx(0.0, abs=0.01) and summary["tc_eta"]["n"] == 8
-    assert summary["bias_grid"] == {"n": 6, "probe_time": 0.01, "probe_pairs": None, "probe_estimator": None}
+    assert summary["tc_eta"]["exponent"]["slope"] == pytest.approx(-1.0, abs=0.01)
+    assert summary["tc_eta"]["cv_ci_high"] < 0.05 and summary["tc_eta"]["n_other_mechanism"] == 1
+    assert summary["mechanisms"] == {"n_collapsed": 9, "n_hack": 8} and summary["tc_eta_all"]["n"] == 9
+    assert summary["bias_grid"] == {"n": 6, "probe_time": 0.01, "probe_pairs": None, "probe_prompts": None,
+                                    "probe_estimator": None}
     assert summary["bias_slope"]["slope"] == pytest.approx(1.0) and summary["bias_slope"]["n"] == 6
     assert summary["bias_sq_slope"]["slope"] == pytest.approx(1.0, abs=1e-3) and summary["bias_sq_slope"]["n"] == 6
     # the main grid: 8 m* and 6 b* runs, one per (S, η, seed): b4e0.0001 shares m0.0001s0's point

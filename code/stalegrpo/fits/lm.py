@@ -28,6 +28,7 @@ from stalegrpo.fits.laws import (
     fit_bias_sq_slope,
     jsonable,
     summarize_exact,
+    tc_eta_cv,
 )
 
 CONTROLLED = {"objective": "behavior", "lr_schedule": "constant", "schedule": "fixed"}
@@ -255,6 +256,44 @@ def lm_vary_s_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return chosen[(chosen["eta"] == eta) & (chosen["reward_hack"] == reward)]
 
 
+HACK_TAKEOVER = 0.5
+"""a collapse is over-optimisation of the proxy when at least this share of the run's final
+held-out samples are the hack (``final_eval_hack_rate``); else another mechanism ended it"""
+
+
+def _hack_collapse(runs: pd.DataFrame) -> pd.Series:
+    """Per run: collapsed and the hack took over (False for stable runs and other collapses)."""
+    if "final_eval_hack_rate" not in runs:
+        return pd.Series(False, index=runs.index)
+    rate = runs["final_eval_hack_rate"].astype(float)
+    return ~runs["censored"].astype(bool) & (rate >= HACK_TAKEOVER)
+
+
+def tc_over_optimisation(runs: pd.DataFrame, n_boot: int, seed: int) -> dict:
+    """F2 on a hack grid: the CV of T_c·η across η over the S = 0 runs whose collapse was the hack
+    taking over (:func:`_hack_collapse`; a fast instability at large η is another mechanism and
+    another law), with a bootstrap CI (runs resampled within each η), and the exponent b of
+    T_c ∝ η^b over the same runs (:func:`stalegrpo.fits.laws.fit_bias_slope` on log-log; the T·η
+    law is b = −1). Stable runs are censored and excluded, as in :func:`tc_eta_cv`."""
+    sync = runs[runs["S"] == 0]
+    chosen = sync[_hack_collapse(sync) | sync["censored"].astype(bool)]
+    result = tc_eta_cv(chosen["eta"], chosen["collapse_step"], chosen["censored"])
+    collapsed = chosen[~chosen["censored"].astype(bool)]
+    result["regime"] = f"S == 0, hack collapses (final hack rate >= {HACK_TAKEOVER})"
+    result["n_other_mechanism"] = int((~sync["censored"].astype(bool) & ~_hack_collapse(sync)).sum())
+    rng = np.random.default_rng(seed)
+    groups = [g["collapse_step"].to_numpy(float) * eta for eta, g in collapsed.groupby("eta")]
+    cvs = []
+    for _ in range(n_boot if len(groups) >= 2 else 0):
+        means = np.array([rng.choice(g, size=len(g)).mean() for g in groups])
+        cvs.append(means.std(ddof=1) / means.mean())
+    result["cv_ci_low"], result["cv_ci_high"] = (
+        (float(v) for v in np.percentile(cvs, [2.5, 97.5])) if cvs else (float("nan"), float("nan"))
+    )
+    result["exponent"] = fit_bias_slope(collapsed["eta"], collapsed["collapse_step"], n_boot=n_boot, seed=seed)
+    return result
+
+
 def _steps_of(steps: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return steps[steps["run"].isin(runs["run"])] if _has(steps, ["run"]) and "run" in runs else steps
 
@@ -318,6 +357,7 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
         "n": len(bias_grid),
         "probe_time": timed,
         "probe_pairs": _setting(bias_grid, "probe_pairs"),
+        "probe_prompts": _setting(bias_grid, "probe_prompts") or _setting(bias_grid, "batch_prompts"),
         "probe_estimator": _setting(bias_grid, "probe_estimator"),
     }
     summary["claim_grid"] = {
@@ -327,6 +367,13 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
         "n_seed_at_S0": int(claims.loc[claims["S"] == 0, "seed"].nunique()) if "seed" in claims else 0,
     }
     summary["cells"] = jsonable(compare_lm_groups(claims, ["S", "eta"]))
+    summary["mechanisms"] = {
+        "n_collapsed": int((~claims["censored"].astype(bool)).sum()) if len(claims) else 0,
+        "n_hack": int(_hack_collapse(claims).sum()) if hacked else 0,
+    }
+    if hacked:
+        summary["tc_eta_all"] = summary["tc_eta"]  # every S = 0 collapse, whatever its mechanism
+        summary["tc_eta"] = tc_over_optimisation(claims, n_boot, seed)
     if hacked and len(main):
         well = summarize_exact(_steps_of(steps, main), main.assign(bias=np.nan), config)
         summary["well_specified"] = {key: well[key] for key in ("tc_eta", "frontier", "eta_star_summary", "counts")}

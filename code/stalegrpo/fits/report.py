@@ -111,6 +111,15 @@ def write_summary(summary: dict, path) -> Path:
 DETECTOR_NAMES = ("reward", "kl", "nonfinite", "entropy")
 
 
+def _eta_ratio(runs: pd.DataFrame) -> float | None:
+    """The largest ratio of consecutive η at one S (how finely the grid resolves η*)."""
+    ratios = []
+    for _, group in runs.groupby("S"):
+        etas = sorted(group["eta"].astype(float).unique())
+        ratios += [b / a for a, b in zip(etas, etas[1:])]
+    return max(ratios, default=None)
+
+
 def grid_facts(runs: pd.DataFrame) -> dict:
     """What one grid holds, for the text: its S values, η range, seeds, objectives, horizon and
     how many runs each collapse detector ended. Stored in the fits JSON so that the macros need
@@ -122,11 +131,14 @@ def grid_facts(runs: pd.DataFrame) -> dict:
             "eta_min": float(runs["eta"].min()),
             "eta_max": float(runs["eta"].max()),
             "n_seeds": int(runs["seed"].nunique()),
+            "eta_per_S": int(runs.groupby("S")["eta"].nunique().max()),
+            "eta_ratio": _eta_ratio(runs),
         }
         if "objective" in runs:
             facts["objectives"] = sorted(runs["objective"].astype(str).unique())
         if "horizon" in runs:
             facts["horizon"] = int(runs["horizon"].max())
+            facts["horizons"] = sorted(int(v) for v in runs["horizon"].dropna().unique())
         for column, key in (("task", "tasks"), ("base", "bases")):  # LM runs: what they trained
             if column in runs and runs[column].notna().any():
                 names = runs[column].dropna().astype(str)
@@ -148,16 +160,19 @@ def _texttt(names) -> str:
 def grid_macros(prefix: str, facts: dict, summary: dict) -> dict:
     """Macros that describe one grid (n/a where it has no runs) and its frontier's horizons."""
     values = dict.fromkeys(
-        ["SValues", "SMax", "EtaMin", "EtaMax", "NumSeeds", "Objective", "Horizon", "FrontierSstarLongest"]
+        ["SValues", "SMax", "EtaMin", "EtaMax", "NumSeeds", "EtaPerS", "EtaRatio", "Objective", "Horizon", "Horizons",
+         "FrontierSstarLongest"]
     )
     if facts.get("n_runs"):
         values["SValues"] = _fmt_list(facts["S_values"])
         values["SMax"] = max(facts["S_values"])
         values["EtaMin"], values["EtaMax"] = facts["eta_min"], facts["eta_max"]
         values["NumSeeds"] = facts["n_seeds"]
+        values["EtaPerS"], values["EtaRatio"] = facts.get("eta_per_S"), facts.get("eta_ratio")
         if "objectives" in facts:
             values["Objective"] = _texttt(facts["objectives"])
         values["Horizon"] = facts.get("horizon")
+        values["Horizons"] = _fmt_list(facts["horizons"]) if facts.get("horizons") else None
         for key, name in (("tasks", "Task"), ("bases", "Base")):
             if key in facts:
                 values[name] = _texttt(facts[key])
@@ -260,6 +275,121 @@ def _overlap_macros(overlap: list[dict]) -> dict:
     }
 
 
+def _rows(rows: list[dict], cells, width: int, empty: str) -> str:
+    """LaTeX table rows, one per dict, its cells from ``cells(row)``; ``empty`` when none."""
+    lines = [" & ".join(cells(row)) + r" \\" for row in rows]
+    return "\n".join(lines) or rf"\multicolumn{{{width}}}{{c}}{{{empty}}} \\"
+
+
+def _tc_cells(row: dict) -> list[str]:
+    """collapsed, median T_c, peak, final and peak-to-final held-out gold accuracy (%)"""
+    return [
+        f"{row['n_collapsed']} of {row['n']}",
+        format_number(row["median_collapse_step"]) if row["n_collapsed"] else "--",
+        format_number(_pct(row.get("peak_accuracy"))),
+        format_number(_pct(row["final_accuracy"])),
+        format_number(_pct(row.get("peak_to_final"))),
+    ]
+
+
+def _objective_rows(objectives: list[dict]) -> str:
+    return _rows(
+        objectives,
+        lambda r: [str(int(r["S"])), format_number(r["eta"]), _texttt([r["objective"]])] + _tc_cells(r),
+        8,
+        "no objectives comparison in this build",
+    )
+
+
+def _vary_s_rows(vary: list[dict]) -> str:
+    def cells(r):
+        wall = format_number(r.get("median_collapse_wall")) if r["n_collapsed"] else "--"
+        return [_texttt([r["lr_schedule"]]), str(int(r["S"]))] + _tc_cells(r)[:2] + [wall] + _tc_cells(r)[2:] + [
+            format_number(r.get("peak_wall")),
+            format_number(r.get("steps_per_s")),
+        ]
+
+    return _rows(vary, cells, 10, "no vary-S test in this build")
+
+
+def slope_verdict(fit: dict, predicted: float) -> str:
+    """What a fitted slope's 95% CI says about the predicted slope, in words for the paper."""
+    low, high = fit.get("ci_low"), fit.get("ci_high")
+    if low is None or high is None or low != low or high != high:
+        return "not tested (too few usable points for a fit)"
+    if not low <= predicted <= high:
+        return f"inconsistent with the predicted {format_number(predicted)} (the CI excludes it)"
+    if low <= 0 <= high:
+        return f"not resolved (the CI holds both 0 and the predicted {format_number(predicted)})"
+    return f"consistent with the predicted {format_number(predicted)} (the CI holds it and excludes 0)"
+
+
+def frontier_verdict(frontier: dict) -> str:
+    """Whether the min(a/S, b/T) law fits better than either branch alone, in words."""
+    if frontier.get("status") != OK:
+        return "not tested (too few frontier points for a fit)"
+    r2 = frontier.get("r2")
+    pure = [(frontier.get(k) or {}).get("r2") for k in ("pure_S", "pure_T")]
+    pure = [v for v in pure if v is not None and v == v]
+    if r2 is None or r2 != r2:
+        return "not tested (no R² for the fit)"
+    if r2 <= 0:
+        return "not supported: the fit explains none of the variance of log η*"
+    if pure and r2 > max(pure) + 0.05:
+        return "supported: the two-branch law fits better than either branch alone"
+    return "not distinguished from a single branch (its R² is within 0.05 of the better branch alone)"
+
+
+def _claim_macros(lm: dict) -> dict:
+    """The LM claims' grids: the reward of the collapse grid, the bias probe and its two fits, the
+    objectives and vary-S tables, and the well-specified grid's collapses."""
+    claim, probe = lm.get("claim_grid") or {}, lm.get("bias_grid") or {}
+    squares = lm.get("bias_sq_slope") or {}
+    ok = squares.get("status") == OK
+    hack = claim.get("reward_hack") or "none"
+    estimator = probe.get("probe_estimator")
+    values = {
+        "LMHasHack": int(hack != "none"),
+        "LMClaimHack": _texttt([hack]),
+        "LMHackBonus": claim.get("hack_bonus"),
+        "LMClaimN": claim.get("n"),
+        "LMTcSeedsSZero": claim.get("n_seed_at_S0"),
+        "LMBiasGridN": probe.get("n"),
+        "LMBiasProbeTime": probe.get("probe_time"),
+        "LMBiasProbePairs": probe.get("probe_pairs"),
+        "LMBiasProbePrompts": probe.get("probe_prompts"),
+        "LMBiasProbeEstimator": _texttt([estimator if isinstance(estimator, str) else "paired"]),
+        "LMBiasRange": (lm.get("bias_slope") or {}).get("small_drift_max"),
+        "LMBiasSqSlope": squares.get("slope") if ok else None,
+        "LMBiasSqSlopeLow": squares.get("ci_low") if ok else None,
+        "LMBiasSqSlopeHigh": squares.get("ci_high") if ok else None,
+        "LMBiasSqSlopeN": squares.get("n"),
+        "LMBiasSqSlopeNNonpos": squares.get("n_nonpositive"),
+        "LMHasObjectives": int(bool(lm.get("objectives"))),
+        "LMObjectiveRows": _objective_rows(lm.get("objectives") or []),
+        "LMHasVaryS": int(bool(lm.get("vary_s"))),
+        "LMVarySRows": _vary_s_rows(lm.get("vary_s") or []),
+    }
+    tc = lm.get("tc_eta") or {}
+    exponent = tc.get("exponent") or {}
+    tc_ok, exp_ok = tc.get("status") == OK, exponent.get("status") == OK
+    values |= {
+        "LMTcEtaCVLow": tc.get("cv_ci_low") if tc_ok else None,
+        "LMTcEtaCVHigh": tc.get("cv_ci_high") if tc_ok else None,
+        "LMTcNOther": tc.get("n_other_mechanism", 0),
+        "LMTcExponent": exponent.get("slope") if exp_ok else None,
+        "LMTcExponentLow": exponent.get("ci_low") if exp_ok else None,
+        "LMTcExponentHigh": exponent.get("ci_high") if exp_ok else None,
+        "LMNumHackCollapses": (lm.get("mechanisms") or {}).get("n_hack", 0),
+        "LMBiasVerdict": slope_verdict(squares if ok else {}, 1.0),
+        "LMTcVerdict": slope_verdict(exponent if exp_ok else {}, -1.0),
+        "LMFrontierVerdict": frontier_verdict(lm.get("frontier") or {}),
+    }
+    well = (lm.get("well_specified") or {}).get("counts") or {}
+    values |= {"LMWellNumRuns": well.get("n_runs"), "LMWellNumCollapsed": well.get("n_collapsed")}
+    return values
+
+
 def lm_macros(lm: dict, throughput: pd.DataFrame) -> dict:
     """Counts of the LM runs, their F5 comparisons (schedules, async vs sync) and the benchmark."""
     counts = lm.get("counts") or {}
@@ -272,6 +402,7 @@ def lm_macros(lm: dict, throughput: pd.DataFrame) -> dict:
         "LMBiasRelMax": relative.get("max"),
     }
     values["LMCellRows"] = _cell_rows(lm.get("cells") or [])
+    values |= _claim_macros(lm)
     values |= _schedule_macros(lm.get("schedules") or [])
     values |= _overlap_macros(lm.get("overlap") or [])
     values["BenchHasData"] = int(len(throughput) > 0)
