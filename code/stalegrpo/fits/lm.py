@@ -256,9 +256,12 @@ def lm_vary_s_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return chosen[(chosen["eta"] == eta) & (chosen["reward_hack"] == reward)]
 
 
-HACK_TAKEOVER = 0.5
+HACK_TAKEOVER = 0.1
 """a collapse is over-optimisation of the proxy when at least this share of the run's final
-held-out samples are the hack (``final_eval_hack_rate``); else another mechanism ended it"""
+held-out samples are the hack (``final_eval_hack_rate``); else another mechanism ended it. A run
+stops ``grace_steps`` after its collapse, before the hack has taken over completely: in the
+pilots the hack collapses ended at 0.23-0.28 and the fast instabilities at 0, from a start near
+3e-4 (docs/method.md §10)"""
 
 
 def _hack_collapse(runs: pd.DataFrame) -> pd.Series:
