@@ -211,6 +211,28 @@ def test_unknown_run_name_is_reported_with_its_key(fresh, tmp_path):
     assert result.returncode != 0 and "exact.run" in result.stdout + result.stderr
 
 
+def test_grids_that_share_a_point_must_share_its_overrides(fresh, tmp_path):
+    """A grid's overrides are not part of a run's folder, so two grids that reach one point with
+    different overrides would make the run depend on the grid; the workflow refuses that, and
+    otherwise passes a grid's overrides to its runs only."""
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    config["lm"]["grids"]["probed"] = {"S": [2], "eta": [1.0e-3], "seed": [0], "overrides": {"probe_pairs": 4}}
+    config["lm"]["run"].append("probed")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(bad), cwd=fresh)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "lm.grids" in output and "probed" in output, output[-2000:]
+    config["lm"]["grids"]["probed"]["seed"] = [5]  # its own point now
+    bad.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(bad), cwd=fresh)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    commands = [line for line in result.stdout.splitlines() if "stalegrpo.cli train" in line]
+    probed = [line for line in commands if "seed=5 " in line]
+    assert len(probed) == 1 and "probe_pairs=4" in probed[0]
+    assert not any("probe_pairs" in line for line in commands if "seed=5 " not in line)
+
+
 def test_lint_is_clean(fresh):
     result = snakemake("--lint", cwd=fresh)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -268,7 +290,7 @@ def test_cpu_default_preset_dry_runs_with_its_lm_part(fresh):
     assert plan["pretrain"] == 1 and plan["bench"] == 1 and plan["train"] > 1, plan
     assert plan["aggregate_exact"] == plan["fits_exact"] == plan["exact"], plan
     async_runs = [line for line in result.stdout.splitlines() if "stalegrpo.cli train" in line and "schedule=async" in line]
-    assert async_runs and all("threads=2 " in line and "/threads~2 " in line for line in async_runs)
+    assert async_runs and all("threads=2 " in line and "/threads~2/" in line for line in async_runs)
     exact_only = planned(snakemake("-n", "--cores", "2", "--configfile", "config/exact_only.yaml", cwd=fresh))
     assert "train" not in exact_only and "aggregate_lm" not in exact_only, exact_only
 
