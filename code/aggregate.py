@@ -92,6 +92,8 @@ def lm_tables(summary_paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         scalars |= {key: config.get(key) for key in RUN_SETTINGS}
         frame = pd.read_parquet(run_dir / "steps.parquet")
         scalars["collapse_wall_time"] = _wall_at(frame, summary.get("collapse_step"))
+        if {"clip_frac_low", "clip_frac_high"} <= set(frame.columns):  # share of tokens the clip cut
+            scalars["clip_frac"] = float((frame["clip_frac_low"] + frame["clip_frac_high"]).mean())
         if (run_dir / "eval.parquet").is_file():  # periodic held-out evals, as columns at their steps
             evals = pd.read_parquet(run_dir / "eval.parquet")
             if len(evals) and "eval_accuracy" in evals:  # when the gold accuracy peaked, in steps and seconds

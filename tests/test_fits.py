@@ -426,6 +426,8 @@ def test_summarize_lm_without_any_collapse_column():
     steps = pd.DataFrame({"run": ["r2", "r4"], "step": [10, 10], "probe_lag": [2, 4], "bias_sq": [0.04, 0.16]})
     summary = lm.summarize_lm(steps, runs, {"n_boot": 50})
     assert summary["counts"]["n_collapsed"] == 0 and len(summary["cells"]) == 3
+    unprobed = lm.summarize_lm(pd.DataFrame({"run": ["r0"], "step": [0]}), runs, {"n_boot": 50})
+    assert unprobed["bias_sq_slope"]["status"] == laws.TOO_FEW  # no probe columns at all
     assert all(r["bound"] == laws.LOWER for r in summary["eta_star_summary"])
 
 

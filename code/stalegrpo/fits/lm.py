@@ -119,7 +119,7 @@ def lm_run_bias(steps: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     mean bias² from the pairs' spread, through the same square root and the same ‖E g‖² (whose own
     uncertainty it leaves out); NaN with one pair.
     """
-    runs = runs.assign(bias=np.nan, relative_bias=np.nan, n_probes=0)
+    runs = runs.assign(bias=np.nan, bias_sq_mean=np.nan, relative_bias=np.nan, n_probes=0)
     if not _has(steps, ["run", "step", "bias_sq", "probe_lag"]) or not _has(runs, ["run", "S"]):
         return runs
     columns = ["run", "step", "bias_sq", "probe_lag"] + [c for c in ("grad_sq", "bias_sq_se") if c in steps]
@@ -163,8 +163,9 @@ def _mean(group: pd.DataFrame, column: str) -> float:
 def compare_lm_groups(runs: pd.DataFrame, by: list[str]) -> list[dict]:
     """Per group of LM runs: count, collapses, median T_c (in steps and seconds), held-out gold
     accuracy at the start, at its peak and at the end (final: mean and range over seeds), the
-    peak-to-final drop, the final hack rate, wall-clock and learner steps per second (the F5,
-    objectives and vary-S comparisons)."""
+    peak-to-final drop, the final hack rate, the share of tokens whose gradient the clip removed
+    (mean over the run's steps), wall-clock and learner steps per second (the F5, objectives and
+    vary-S comparisons)."""
     rows = []
     if not _has(runs, by + ["censored"]):
         return rows
@@ -181,6 +182,7 @@ def compare_lm_groups(runs: pd.DataFrame, by: list[str]) -> list[dict]:
             | {
                 "n": len(group),
                 "n_collapsed": int(collapsed.sum()),
+                "n_hack": int(_hack_collapse(group).sum()),
                 "median_collapse_step": float(group.loc[collapsed, "collapse_step"].median())
                 if collapsed.any()
                 else float("nan"),
@@ -196,6 +198,7 @@ def compare_lm_groups(runs: pd.DataFrame, by: list[str]) -> list[dict]:
                 "final_accuracy_max": float(accuracy.max()),
                 "peak_to_final": float((peak - accuracy).mean()),
                 "final_hack_rate": _mean(group, "final_eval_hack_rate"),
+                "clip_frac": _mean(group, "clip_frac"),
                 "wall_time": float(wall.mean()),
                 "steps_per_s": float((steps_done / wall).mean()),
             }

@@ -221,6 +221,7 @@ def _cell_rows(cells: list[dict]) -> str:
                 str(int(c["S"])),
                 format_number(c["eta"]),
                 f"{c['n_collapsed']} of {c['n']}",
+                str(c.get("n_hack", 0)),
                 format_number(c["median_collapse_step"]) if c["n_collapsed"] else "--",
                 format_number(_pct(c["initial_accuracy"])),
                 format_number(_pct(c["final_accuracy"])),
@@ -229,7 +230,7 @@ def _cell_rows(cells: list[dict]) -> str:
         + r" \\"
         for c in cells
     ]
-    return "\n".join(rows) or r"\multicolumn{6}{c}{no LM runs} \\"
+    return "\n".join(rows) or r"\multicolumn{7}{c}{no LM runs} \\"
 
 
 def _schedule_macros(schedules: list[dict]) -> dict:
@@ -295,8 +296,10 @@ def _tc_cells(row: dict) -> list[str]:
 def _objective_rows(objectives: list[dict]) -> str:
     return _rows(
         objectives,
-        lambda r: [str(int(r["S"])), format_number(r["eta"]), _texttt([r["objective"]])] + _tc_cells(r),
-        8,
+        lambda r: [str(int(r["S"])), format_number(r["eta"]), _texttt([r["objective"]])]
+        + _tc_cells(r)
+        + [format_number(_pct(r.get("clip_frac")))],
+        9,
         "no objectives comparison in this build",
     )
 
@@ -340,6 +343,25 @@ def frontier_verdict(frontier: dict) -> str:
     return "not distinguished from a single branch (its R² is within 0.05 of the better branch alone)"
 
 
+def objectives_summary(objectives: list[dict]) -> str:
+    """One clause per S of the objectives comparison, e.g. "at $S=8$: behavior 0 of 1 collapsed
+    (11\\% of tokens clipped), recompute 1 of 1 (median $T_c$ 17)"."""
+    parts = []
+    for s in sorted({int(r["S"]) for r in objectives}):
+        rows = sorted((r for r in objectives if int(r["S"]) == s), key=lambda r: r["objective"])
+        items = []
+        for r in rows:
+            item = rf"\texttt{{{r['objective']}}} {r['n_collapsed']} of {r['n']} collapsed"
+            if r["n_collapsed"]:
+                item += rf" (median $\\Tc$ {format_number(r['median_collapse_step'])})"
+            clip = _pct(r.get("clip_frac"))
+            if clip is not None:
+                item += rf", {format_number(clip)}\% of tokens clipped"
+            items.append(item)
+        parts.append(rf"at $S={s}$: " + "; ".join(items))
+    return ". ".join(parts) or "no objectives comparison in this build"
+
+
 def _claim_macros(lm: dict) -> dict:
     """The LM claims' grids: the reward of the collapse grid, the bias probe and its two fits, the
     objectives and vary-S tables, and the well-specified grid's collapses."""
@@ -367,6 +389,7 @@ def _claim_macros(lm: dict) -> dict:
         "LMBiasSqSlopeNNonpos": squares.get("n_nonpositive"),
         "LMHasObjectives": int(bool(lm.get("objectives"))),
         "LMObjectiveRows": _objective_rows(lm.get("objectives") or []),
+        "LMObjectivesSummary": objectives_summary(lm.get("objectives") or []),
         "LMHasVaryS": int(bool(lm.get("vary_s"))),
         "LMVarySRows": _vary_s_rows(lm.get("vary_s") or []),
     }
