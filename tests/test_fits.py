@@ -458,3 +458,19 @@ def test_bias_sq_slope_keeps_readings_at_or_below_zero():
     flat = laws.fit_bias_sq_slope(x, np.full_like(x, 4e-6) + 1e-7 * rng.standard_normal(len(x)), n_boot=100)
     assert abs(flat["slope"]) < 0.05  # a bias² that does not grow with S·η: slope 0
     assert laws.fit_bias_sq_slope([1e-3, 1e-3], [1.0, 2.0])["status"] == laws.TOO_FEW
+
+
+def test_objectives_summary_and_verdicts_read_the_numbers():
+    rows = [
+        {"S": 8, "objective": "recompute", "n_collapsed": 1, "n": 1, "median_collapse_step": 17, "clip_frac": 0.0},
+        {"S": 8, "objective": "behavior", "n_collapsed": 0, "n": 1, "median_collapse_step": None, "clip_frac": 0.13},
+    ]
+    assert report.objectives_summary(rows) == (
+        r"at $S=8$: \texttt{behavior} 0 of 1 collapsed, 13.0\% of tokens clipped; "
+        r"\texttt{recompute} 1 of 1 collapsed (median $\Tc$ 17), 0\% of tokens clipped"
+    )
+    assert report.slope_verdict({"ci_low": 0.4, "ci_high": 1.3}, 1.0).startswith("consistent")
+    assert report.slope_verdict({"ci_low": -0.2, "ci_high": 1.3}, 1.0).startswith("not resolved")
+    assert report.slope_verdict({"ci_low": -0.75, "ci_high": -0.41}, -1.0).startswith("inconsistent")
+    assert report.slope_verdict({}, 1.0).startswith("not tested")
+    assert report.frontier_verdict({"status": "ok", "r2": -0.04}).startswith("not supported")

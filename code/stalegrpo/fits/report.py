@@ -345,15 +345,15 @@ def frontier_verdict(frontier: dict) -> str:
 
 def objectives_summary(objectives: list[dict]) -> str:
     """One clause per S of the objectives comparison, e.g. "at $S=8$: behavior 0 of 1 collapsed
-    (11\\% of tokens clipped), recompute 1 of 1 (median $T_c$ 17)"."""
+    (11% of tokens clipped), recompute 1 of 1 (median T_c 17)", in LaTeX."""
     parts = []
     for s in sorted({int(r["S"]) for r in objectives}):
         rows = sorted((r for r in objectives if int(r["S"]) == s), key=lambda r: r["objective"])
         items = []
         for r in rows:
-            item = rf"\texttt{{{r['objective']}}} {r['n_collapsed']} of {r['n']} collapsed"
+            item = f"{_texttt([r['objective']])} {r['n_collapsed']} of {r['n']} collapsed"
             if r["n_collapsed"]:
-                item += rf" (median $\\Tc$ {format_number(r['median_collapse_step'])})"
+                item += rf" (median $\Tc$ {format_number(r['median_collapse_step'])})"
             clip = _pct(r.get("clip_frac"))
             if clip is not None:
                 item += rf", {format_number(clip)}\% of tokens clipped"
