@@ -3,8 +3,9 @@
 The points are exactly those that stalegrpo.fits.laws fitted (one per run with S ≥ 1), the line is the
 fitted power law with its bootstrap 95% CI on the slope, and a dotted guide shows slope 1 (the
 claim: bias = O(S·η) at small S·η). Left: the exact testbed (closed-form bias). Right, when there
-are language-model runs: the §3.2 probe of the controlled LM grid (per run, the root of the mean
-unbiased bias² over its probes at lag S before collapse; η is Adam's step size).
+are language-model runs: the §3.2 probe of the LM bias grid (stalegrpo.fits.lm.lm_bias_grid; per
+run, the root of the mean unbiased bias² over its probes at lag S before collapse; η is Adam's
+step size).
 
     python code/plot_bias.py --exact-steps results/tables/exact/main/steps.parquet \
         --exact-runs results/tables/exact/main/runs.parquet --exact-fits results/fits/exact/main.json \

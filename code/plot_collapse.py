@@ -5,7 +5,7 @@ every seed was censored (no detector fired within the horizon) is hatched, a par
 cell is marked "*". Right: T_c·η against S, one line per η; hollow markers are censored runs plotted at
 horizon·η (a lower bound). The claim: T_c·η is flat across η where the horizon limits (drift
 T·η governs) and falls with S where the stale constraint binds. Top: the exact testbed; bottom,
-when there are language-model runs: the same on the controlled LM grid.
+when there are language-model runs: the same on the LM collapse grid (stalegrpo.fits.lm.lm_claim_grid).
 
     python code/plot_collapse.py --exact-runs results/tables/exact/main/runs.parquet \
         --exact-fits results/fits/exact/main.json --lm-runs results/tables/lm/runs.parquet \

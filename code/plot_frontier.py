@@ -5,7 +5,8 @@
 to the first collapsing one; shorter horizons by truncating the runs). Markers are the median
 over seeds, bars the range; a hollow marker is only a bound (no η collapsed: η* ≥ the largest η;
 the smallest η collapsed: η* ≤ the smallest η). Lines are the fit, vertical dotted lines S*.
-Left: the exact testbed; right, when there are language-model runs: the controlled LM grid.
+Left: the exact testbed; right, when there are language-model runs: the LM collapse grid
+(stalegrpo.fits.lm.lm_claim_grid).
 
     python code/plot_frontier.py --exact-runs results/tables/exact/main/runs.parquet \
         --exact-fits results/fits/exact/main.json --lm-runs results/tables/lm/runs.parquet \
