@@ -474,3 +474,15 @@ def test_objectives_summary_and_verdicts_read_the_numbers():
     assert report.slope_verdict({"ci_low": -0.75, "ci_high": -0.41}, -1.0).startswith("inconsistent")
     assert report.slope_verdict({}, 1.0).startswith("not tested")
     assert report.frontier_verdict({"status": "ok", "r2": -0.04}).startswith("not supported")
+
+
+def test_generated_sentences_are_plain_latex():
+    """The verdicts go into the paper as macros: no character that pdflatex cannot set."""
+    sentences = [
+        report.slope_verdict({"ci_low": a, "ci_high": b}, 1.0) for a, b in ((0.4, 1.3), (-1, 2), (2, 3))
+    ] + [report.slope_verdict({}, 1.0)]
+    sentences += [report.frontier_verdict(f) for f in (
+        {"status": "ok", "r2": -0.1}, {"status": "ok", "r2": None}, {"status": "ok", "r2": 0.9, "pure_S": {"r2": 0.89}},
+        {"status": "ok", "r2": 0.9, "pure_S": {"r2": 0.1}}, {},
+    )]
+    assert all(s.isascii() for s in sentences), [s for s in sentences if not s.isascii()]

@@ -335,12 +335,12 @@ def frontier_verdict(frontier: dict) -> str:
     pure = [(frontier.get(k) or {}).get("r2") for k in ("pure_S", "pure_T")]
     pure = [v for v in pure if v is not None and v == v]
     if r2 is None or r2 != r2:
-        return "not tested (no R² for the fit)"
+        return r"not tested (no $R^2$ for the fit)"
     if r2 <= 0:
-        return "not supported: the fit explains none of the variance of log η*"
+        return r"not supported: the fit explains none of the variance of $\log\eta^\ast$"
     if pure and r2 > max(pure) + 0.05:
         return "supported: the two-branch law fits better than either branch alone"
-    return "not distinguished from a single branch (its R² is within 0.05 of the better branch alone)"
+    return r"not distinguished from a single branch (its $R^2$ is within 0.05 of the better branch alone)"
 
 
 def objectives_summary(objectives: list[dict]) -> str:
