@@ -470,6 +470,7 @@ def test_objectives_summary_and_verdicts_read_the_numbers():
         r"\texttt{recompute} 1 of 1 collapsed (median $\Tc$ 17), 0\% of tokens clipped"
     )
     assert report.slope_verdict({"ci_low": 0.4, "ci_high": 1.3}, 1.0).startswith("consistent")
+    assert "bound" in report.slope_verdict({"ci_low": 0.5, "ci_high": laws.SLOPE_RANGE[1]}, 1.0)
     assert report.slope_verdict({"ci_low": -0.2, "ci_high": 1.3}, 1.0).startswith("not resolved")
     assert report.slope_verdict({"ci_low": -0.75, "ci_high": -0.41}, -1.0).startswith("inconsistent")
     assert report.slope_verdict({}, 1.0).startswith("not tested")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stalegrpo.fits.laws import OK
+from stalegrpo.fits.laws import OK, SLOPE_RANGE
 
 _DIGITS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
 
@@ -324,7 +324,10 @@ def slope_verdict(fit: dict, predicted: float) -> str:
         return f"inconsistent with the predicted {format_number(predicted)} (the CI excludes it)"
     if low <= 0 <= high:
         return f"not resolved (the CI holds both 0 and the predicted {format_number(predicted)})"
-    return f"consistent with the predicted {format_number(predicted)} (the CI holds it and excludes 0)"
+    verdict = f"consistent with the predicted {format_number(predicted)} (the CI holds it and excludes 0)"
+    if high >= SLOPE_RANGE[1] - 1e-9 or low <= SLOPE_RANGE[0] + 1e-9:
+        verdict += ", but one end of the CI is the fit's bound on the slope, so the data do not limit it on that side"
+    return verdict
 
 
 def frontier_verdict(frontier: dict) -> str:
