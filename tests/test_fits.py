@@ -487,3 +487,13 @@ def test_generated_sentences_are_plain_latex():
         {"status": "ok", "r2": 0.9, "pure_S": {"r2": 0.1}}, {},
     )]
     assert all(s.isascii() for s in sentences), [s for s in sentences if not s.isascii()]
+
+
+def test_vary_s_summary_names_where_runs_collapsed():
+    rows = [
+        {"lr_schedule": "constant", "S": 0, "n_collapsed": 1, "final_accuracy": 0.2, "steps_per_s": 4.0},
+        {"lr_schedule": "constant", "S": 8, "n_collapsed": 0, "final_accuracy": 0.4, "steps_per_s": 5.0},
+    ]
+    text = report.vary_s_summary(rows)
+    assert text.isascii() and r"collapsed at $S\in\{0\}$, stable at $S\in\{8\}$" in text
+    assert r"20.0\% at $S=0$ and 40.0\% at $S=8$, at 4.00 and 5.00 learner steps" in text

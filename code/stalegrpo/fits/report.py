@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from stalegrpo.fits.laws import OK, SLOPE_RANGE
+from stalegrpo.fits.lm import HACK_TAKEOVER
 
 _DIGITS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
 
@@ -365,6 +366,27 @@ def objectives_summary(objectives: list[dict]) -> str:
     return ". ".join(parts) or "no objectives comparison in this build"
 
 
+def vary_s_summary(vary: list[dict]) -> str:
+    """Per η schedule of the vary-S test: at which S runs collapsed, the final gold accuracy and
+    the learner steps per second from the smallest to the largest S, in LaTeX."""
+    parts = []
+    for schedule in sorted({r["lr_schedule"] for r in vary}):
+        rows = sorted((r for r in vary if r["lr_schedule"] == schedule), key=lambda r: r["S"])
+        collapsed = [str(int(r["S"])) for r in rows if r["n_collapsed"]]
+        stable = [str(int(r["S"])) for r in rows if not r["n_collapsed"]]
+        first, last = rows[0], rows[-1]
+        text = f"{_texttt([schedule])} $\\eta$: "
+        text += f"collapsed at $S\\in\\{{{', '.join(collapsed)}\\}}$" if collapsed else "no collapse"
+        text += f", stable at $S\\in\\{{{', '.join(stable)}\\}}$" if stable and collapsed else ""
+        text += (
+            f"; final gold accuracy {format_number(_pct(first['final_accuracy']))}\\% at $S={int(first['S'])}$ and "
+            f"{format_number(_pct(last['final_accuracy']))}\\% at $S={int(last['S'])}$, at "
+            f"{format_number(first['steps_per_s'])} and {format_number(last['steps_per_s'])} learner steps per second"
+        )
+        parts.append(text)
+    return "; ".join(parts) or "no vary-S test in this build"
+
+
 def _claim_macros(lm: dict) -> dict:
     """The LM claims' grids: the reward of the collapse grid, the bias probe and its two fits, the
     objectives and vary-S tables, and the well-specified grid's collapses."""
@@ -395,6 +417,7 @@ def _claim_macros(lm: dict) -> dict:
         "LMObjectivesSummary": objectives_summary(lm.get("objectives") or []),
         "LMHasVaryS": int(bool(lm.get("vary_s"))),
         "LMVarySRows": _vary_s_rows(lm.get("vary_s") or []),
+        "LMVarySSummary": vary_s_summary(lm.get("vary_s") or []),
     }
     tc = lm.get("tc_eta") or {}
     exponent = tc.get("exponent") or {}
@@ -407,6 +430,8 @@ def _claim_macros(lm: dict) -> dict:
         "LMTcExponentLow": exponent.get("ci_low") if exp_ok else None,
         "LMTcExponentHigh": exponent.get("ci_high") if exp_ok else None,
         "LMNumHackCollapses": (lm.get("mechanisms") or {}).get("n_hack", 0),
+        "LMClaimNumCollapsed": (lm.get("mechanisms") or {}).get("n_collapsed", 0),
+        "LMHackTakeover": 100 * HACK_TAKEOVER,
         "LMBiasVerdict": slope_verdict(squares if ok else {}, 1.0),
         "LMTcVerdict": slope_verdict(exponent if exp_ok else {}, -1.0),
         "LMFrontierVerdict": frontier_verdict(lm.get("frontier") or {}),
