@@ -72,6 +72,17 @@ def draw(ax, points: pd.DataFrame, fit: dict, ylabel: str, title: str) -> None:
     ax.set_title(title, fontsize=8)
 
 
+def _squares_note(fit: dict) -> str:
+    """The fit on the bias² readings themselves (readings ≤ 0 included), for the LM panel's title."""
+    squares = fit.get("bias_sq_slope") or {}
+    if squares.get("status") != "ok":
+        return ""
+    return (
+        f"\nfit on bias² itself, all {squares['n']} runs ({squares['n_nonpositive']} ≤ 0): slope "
+        f"{squares['slope']:.2f} [{squares['ci_low']:.2f}, {squares['ci_high']:.2f}]"
+    )
+
+
 def main() -> None:
     args = fc.parse_args(__doc__, ("exact_steps", "exact_runs", "exact_fits", "lm_steps", "lm_runs", "lm_fits"))
     fc.setup()
@@ -107,7 +118,7 @@ def main() -> None:
             lm_points,
             lm_fit.get("bias_slope", {}),
             "probe bias (root of mean unbiased bias²)",
-            f"language model, §3.2 probe ({n} runs; η = Adam step size)",
+            f"language model, §3.2 probe ({n} runs; η = Adam step size)" + _squares_note(lm_fit),
         )
     fig.suptitle("F1: surrogate-gradient bias vs S·η", fontsize=9)
     fc.save(fig, args)

@@ -69,9 +69,11 @@ def draw_heatmap(fig, ax, runs: pd.DataFrame) -> None:
     ax.grid(False)
     bar = fig.colorbar(image, ax=ax, shrink=0.85)
     bar.set_label("log10 median T_c (learner steps)")
-    horizon = int(cells["horizon"].max())
+    horizons = sorted({int(h) for h in cells["horizon"].dropna()})
+    within = f"T = {horizons[0]}" if len(horizons) == 1 else f"the run's horizon (T = {', '.join(map(str, horizons))})"
     ax.set_title(
-        f"median T_c over seeds; hatched: no collapse within T = {horizon} (censored); * some seeds censored",
+        f"median T_c over seeds; hatched: no collapse within {within} (censored); * some seeds censored; "
+        "blank: not run",
         fontsize=7,
     )
 

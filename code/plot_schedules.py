@@ -80,8 +80,13 @@ def main() -> None:
                 title=title,
             )
             ax.legend(fontsize=7, title=legend, title_fontsize=7)
-    n_seeds = int(runs["seed"].nunique())
-    fig.suptitle(f"F5: schedules and baselines — language-model runs (mean over {n_seeds} seeds, 95% CI)", fontsize=9)
+    per_line = sorted({int(n) for frame, _, _ in panels for n in frame.groupby("series")["run"].nunique()})
+    runs_per_line = str(per_line[0]) if len(per_line) == 1 else f"{per_line[0]}-{per_line[-1]}"
+    fig.suptitle(
+        f"F5: schedules and baselines — language-model runs ({runs_per_line} run(s) per line; "
+        "with more than one, the mean and its 95% CI)",
+        fontsize=9,
+    )
     fc.save(fig, args)
 
 
