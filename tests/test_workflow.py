@@ -171,13 +171,16 @@ def test_smoke_preset_end_to_end_and_reruns_exactly_what_changed(checkout):
     original = _edited(laws, "\n# edited\n")
     plan = smoke_plan(checkout)
     laws.write_text(original)
-    readers = {"figure_bias", "figure_collapse", "figure_frontier", "figure_schedules"}
+    # figure_dashboard picks its runs with stalegrpo.fits.lm, which imports laws
+    readers = {"figure_bias", "figure_collapse", "figure_frontier", "figure_schedules", "figure_dashboard"}
     assert set(plan) == fits_rules | readers, plan
 
     # a fit setting: the fits, the figures that read fits, the paper; no simulation
     preset = checkout / "config/smoke.yaml"
     original = preset.read_text()
-    preset.write_text(original.replace("fits: {n_boot: 100}", "fits: {n_boot: 101}"))
+    edited = original.replace("fits: {n_boot: 100, frontier_horizons", "fits: {n_boot: 101, frontier_horizons")
+    assert edited != original
+    preset.write_text(edited)
     plan = smoke_plan(checkout)
     preset.write_text(original)
     assert set(plan) == {"fits_lm", "macros", "figure_bias", "figure_collapse", "figure_frontier"} | PAPER, plan
