@@ -417,6 +417,13 @@ def test_summarize_lm_takes_each_claim_from_its_own_grid():
     assert set(objectives) == {"behavior", "recompute"} and objectives["recompute"]["median_collapse_step"] == 300
     assert objectives["behavior"]["peak_to_final"] == pytest.approx(0.6)
     assert [(r["S"], r["median_collapse_step"]) for r in summary["vary_s"]] == [(0, 100), (2, 102)]
+    # the seeds behind each comparison: F2 has 2 per η but 1 at the fast instability's η
+    seeds = summary["seeds"]
+    assert seeds["tc_eta"] == {"min": 1, "max": 2} and seeds["bias"] == {"min": 1, "max": 1}
+    assert seeds["objectives"] == {"min": 1, "max": 2} and seeds["vary_s"] == {"min": 1, "max": 1}
+    assert seeds["schedules"] == {"min": None, "max": None}
+    text = report.seeds_summary(seeds)
+    assert text.startswith(r"1--2 per $\eta$ at $S=0$ for F2;") and "F5" not in text
     json.dumps(summary, allow_nan=False)
 
 
@@ -491,9 +498,10 @@ def test_generated_sentences_are_plain_latex():
 
 def test_vary_s_summary_names_where_runs_collapsed():
     rows = [
-        {"lr_schedule": "constant", "S": 0, "n_collapsed": 1, "final_accuracy": 0.2, "steps_per_s": 4.0},
-        {"lr_schedule": "constant", "S": 8, "n_collapsed": 0, "final_accuracy": 0.4, "steps_per_s": 5.0},
+        {"lr_schedule": "constant", "S": 0, "n": 2, "n_collapsed": 2, "final_accuracy": 0.2, "steps_per_s": 4.0},
+        {"lr_schedule": "constant", "S": 4, "n": 2, "n_collapsed": 1, "final_accuracy": 0.3, "steps_per_s": 4.5},
+        {"lr_schedule": "constant", "S": 8, "n": 2, "n_collapsed": 0, "final_accuracy": 0.4, "steps_per_s": 5.0},
     ]
     text = report.vary_s_summary(rows)
-    assert text.isascii() and r"collapsed at $S\in\{0\}$, stable at $S\in\{8\}$" in text
+    assert text.isascii() and r"collapsed at $S\in\{0, 4 (1 of 2)\}$, stable at $S\in\{8\}$" in text
     assert r"20.0\% at $S=0$ and 40.0\% at $S=8$, at 4.00 and 5.00 learner steps" in text

@@ -393,4 +393,27 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
     summary["objectives"] = jsonable(compare_lm_groups(lm_objective_runs(runs), ["reward_hack", "S", "eta", "objective"]))
     summary["vary_s"] = jsonable(compare_lm_groups(lm_vary_s_runs(runs), ["lr_schedule", "S"]))
     summary["counts"] = _counts(steps, runs) | {"n_main": len(main), "n_claims": len(claims)}
+    summary["seeds"] = seed_counts(summary, claims, bias_grid)
     return jsonable(summary)
+
+
+def _range(counts) -> dict:
+    counts = [int(c) for c in counts]
+    return {"min": min(counts), "max": max(counts)} if counts else {"min": None, "max": None}
+
+
+def seed_counts(summary: dict, claims: pd.DataFrame, bias_grid: pd.DataFrame) -> dict:
+    """How many seeds stand behind each LM comparison (min and max over its units): F2 per η at
+    S = 0, F3 per (S, T) cell, F1 per (S, η), and per row of the objectives, vary-S and schedules
+    comparisons (their run counts, one run per seed)."""
+
+    def per(runs: pd.DataFrame, keys: list[str]) -> list[int]:
+        return runs.groupby(keys)["seed"].nunique().tolist() if _has(runs, keys + ["seed"]) and len(runs) else []
+
+    sync = claims[claims["S"] == 0] if "S" in claims else claims
+    return {
+        "tc_eta": _range(per(sync, ["eta"])),
+        "frontier": _range(r["n_seeds"] for r in summary.get("eta_star_summary") or [] if r.get("n_seeds")),
+        "bias": _range(per(bias_grid, ["S", "eta"])),
+        **{name: _range(r["n"] for r in summary.get(name) or []) for name in ("objectives", "vary_s", "schedules")},
+    }

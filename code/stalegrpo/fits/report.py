@@ -372,7 +372,11 @@ def vary_s_summary(vary: list[dict]) -> str:
     parts = []
     for schedule in sorted({r["lr_schedule"] for r in vary}):
         rows = sorted((r for r in vary if r["lr_schedule"] == schedule), key=lambda r: r["S"])
-        collapsed = [str(int(r["S"])) for r in rows if r["n_collapsed"]]
+        collapsed = [
+            str(int(r["S"])) + ("" if r["n_collapsed"] == r["n"] else f" ({r['n_collapsed']} of {r['n']})")
+            for r in rows
+            if r["n_collapsed"]
+        ]
         stable = [str(int(r["S"])) for r in rows if not r["n_collapsed"]]
         first, last = rows[0], rows[-1]
         text = f"{_texttt([schedule])} $\\eta$: "
@@ -385,6 +389,27 @@ def vary_s_summary(vary: list[dict]) -> str:
         )
         parts.append(text)
     return "; ".join(parts) or "no vary-S test in this build"
+
+
+SEED_UNITS = {
+    "tc_eta": r"per $\eta$ at $S=0$ for F2",
+    "frontier": r"per $(S,T)$ cell of the frontier",
+    "bias": r"per $(S,\eta)$ point of the bias fit",
+    "objectives": "per row of the objectives table",
+    "vary_s": "per row of the vary-$S$ table",
+    "schedules": r"per $\eta$ schedule of F5",
+}
+
+
+def seeds_summary(seeds: dict) -> str:
+    r"""The seeds behind each LM comparison, e.g. "2 per $\eta$ at $S=0$ for F2; 1--2 per
+    $(S,T)$ cell of the frontier", in LaTeX; comparisons with no runs are left out."""
+    parts = []
+    for key, unit in SEED_UNITS.items():
+        low, high = (seeds.get(key) or {}).get("min"), (seeds.get(key) or {}).get("max")
+        if low is not None:
+            parts.append(f"{low}{'' if low == high else f'--{high}'} {unit}")
+    return "; ".join(parts) or "no LM comparison in this build"
 
 
 def _claim_macros(lm: dict) -> dict:
@@ -418,6 +443,7 @@ def _claim_macros(lm: dict) -> dict:
         "LMHasVaryS": int(bool(lm.get("vary_s"))),
         "LMVarySRows": _vary_s_rows(lm.get("vary_s") or []),
         "LMVarySSummary": vary_s_summary(lm.get("vary_s") or []),
+        "LMSeedsSummary": seeds_summary(lm.get("seeds") or {}),
     }
     tc = lm.get("tc_eta") or {}
     exponent = tc.get("exponent") or {}
