@@ -505,3 +505,22 @@ def test_vary_s_summary_names_where_runs_collapsed():
     text = report.vary_s_summary(rows)
     assert text.isascii() and r"collapsed at $S\in\{0, 4 (1 of 2)\}$, stable at $S\in\{8\}$" in text
     assert r"20.0\% at $S=0$ and 40.0\% at $S=8$, at 4.00 and 5.00 learner steps" in text
+
+
+def test_frontier_shape_names_where_eta_star_rises_with_s():
+    """min(a/S, b/T) cannot rise with S: a rise beyond the η grid's ratio is named, a smaller one
+    (within the grid's resolution) or one into an upper bound is not."""
+    cells = [
+        {"S": 0, "T": 600, "median": 1.0e-4, "bound": "none"},
+        {"S": 2, "T": 600, "median": 1.3e-4, "bound": "none"},  # x1.3 < √2: not resolved
+        {"S": 8, "T": 600, "median": 3.6e-4, "bound": "none"},  # x2.8: a rise
+        {"S": 32, "T": 600, "median": 1.8e-4, "bound": "none"},
+        {"S": 0, "T": 300, "median": 9.0e-3, "bound": "none"},  # a shorter horizon: not read
+    ]
+    text = report.frontier_shape(cells, 2**0.5)
+    assert text.isascii() and "from $S=2$ to $S=8$ (a factor 2.77)" in text and "$S=0$ to" not in text
+    falling = [dict(c, median=1e-3 / (1 + c["S"])) for c in cells]
+    assert "nowhere rises" in report.frontier_shape(falling, 2**0.5)
+    bounded = [dict(c, bound="upper") if c["S"] == 8 else c for c in cells]
+    assert "nowhere rises" in report.frontier_shape(bounded, 2**0.5)
+    assert report.frontier_shape([], None).startswith("not read")

@@ -347,6 +347,33 @@ def frontier_verdict(frontier: dict) -> str:
     return r"not distinguished from a single branch (its $R^2$ is within 0.05 of the better branch alone)"
 
 
+def frontier_shape(eta_star: list[dict], ratio: float | None) -> str:
+    """Whether η* at the longest horizon falls with S, as min(a/S, b/T) requires (it cannot rise),
+    in LaTeX: the steps between consecutive S where the median η* rises by more than the η grid
+    resolves (a factor ``ratio``), or that it nowhere does. Cells whose median is a bound count
+    only where the bound points the same way (a lower bound that rises, an upper one that falls)."""
+    rows = [r for r in eta_star if r.get("median") is not None]
+    if not rows:
+        return "not read (no frontier cells)"
+    longest = max(r["T"] for r in rows)
+    cells = sorted((r for r in rows if r["T"] == longest), key=lambda r: r["S"])
+    tolerance = ratio or 1.0
+    rises = []
+    for low, high in zip(cells, cells[1:]):
+        if high["median"] > tolerance * low["median"] and low.get("bound") != "lower" and high.get("bound") != "upper":
+            rises.append(
+                rf"from $S={int(low['S'])}$ to $S={int(high['S'])}$ (a factor "
+                rf"{format_number(high['median'] / low['median'])})"
+            )
+    where = rf"at $T={int(longest)}$"
+    if not rises:
+        return rf"{where} the median $\eta^\ast$ nowhere rises with $S$ by more than the grid's factor {format_number(tolerance)}"
+    return (
+        rf"{where} the median $\eta^\ast$ rises with $S$ " + " and ".join(rises)
+        + r", which $\min(a/S,b/T)$ does not allow"
+    )
+
+
 def objectives_summary(objectives: list[dict]) -> str:
     """One clause per S of the objectives comparison, e.g. "at $S=8$: behavior 0 of 1 collapsed
     (11% of tokens clipped), recompute 1 of 1 (median T_c 17)", in LaTeX."""
@@ -461,6 +488,7 @@ def _claim_macros(lm: dict) -> dict:
         "LMBiasVerdict": slope_verdict(squares if ok else {}, 1.0),
         "LMTcVerdict": slope_verdict(exponent if exp_ok else {}, -1.0),
         "LMFrontierVerdict": frontier_verdict(lm.get("frontier") or {}),
+        "LMFrontierShape": frontier_shape(lm.get("eta_star_summary") or [], (lm.get("grid") or {}).get("eta_ratio")),
     }
     well = (lm.get("well_specified") or {}).get("counts") or {}
     values |= {"LMWellNumRuns": well.get("n_runs"), "LMWellNumCollapsed": well.get("n_collapsed")}
