@@ -473,7 +473,7 @@ def test_objectives_summary_and_verdicts_read_the_numbers():
         {"S": 8, "objective": "behavior", "n_collapsed": 0, "n": 1, "median_collapse_step": None, "clip_frac": 0.13},
     ]
     assert report.objectives_summary(rows) == (
-        r"at $S=8$: \texttt{behavior} 0 of 1 collapsed, 13.0\% of tokens clipped; "
+        r"At $S=8$: \texttt{behavior} 0 of 1 collapsed, 13.0\% of tokens clipped; "
         r"\texttt{recompute} 1 of 1 collapsed (median $\Tc$ 17), 0\% of tokens clipped"
     )
     assert report.slope_verdict({"ci_low": 0.4, "ci_high": 1.3}, 1.0).startswith("consistent")
@@ -503,7 +503,7 @@ def test_vary_s_summary_names_where_runs_collapsed():
         {"lr_schedule": "constant", "S": 8, "n": 2, "n_collapsed": 0, "final_accuracy": 0.4, "steps_per_s": 5.0},
     ]
     text = report.vary_s_summary(rows)
-    assert text.isascii() and r"collapsed at $S\in\{0, 4 (1 of 2)\}$, stable at $S\in\{8\}$" in text
+    assert text.isascii() and r"collapsed at $S\in\{0, 4\mbox{ (1 of 2)}\}$, stable at $S\in\{8\}$" in text
     assert r"20.0\% at $S=0$ and 40.0\% at $S=8$, at 4.00 and 5.00 learner steps" in text
 
 

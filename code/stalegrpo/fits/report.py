@@ -389,7 +389,7 @@ def objectives_summary(objectives: list[dict]) -> str:
             if clip is not None:
                 item += rf", {format_number(clip)}\% of tokens clipped"
             items.append(item)
-        parts.append(rf"at $S={s}$: " + "; ".join(items))
+        parts.append(rf"At $S={s}$: " + "; ".join(items))
     return ". ".join(parts) or "no objectives comparison in this build"
 
 
@@ -400,7 +400,7 @@ def vary_s_summary(vary: list[dict]) -> str:
     for schedule in sorted({r["lr_schedule"] for r in vary}):
         rows = sorted((r for r in vary if r["lr_schedule"] == schedule), key=lambda r: r["S"])
         collapsed = [
-            str(int(r["S"])) + ("" if r["n_collapsed"] == r["n"] else f" ({r['n_collapsed']} of {r['n']})")
+            str(int(r["S"])) + ("" if r["n_collapsed"] == r["n"] else rf"\mbox{{ ({r['n_collapsed']} of {r['n']})}}")
             for r in rows
             if r["n_collapsed"]
         ]
