@@ -72,8 +72,8 @@ def draw_heatmap(fig, ax, runs: pd.DataFrame) -> None:
     horizons = sorted({int(h) for h in cells["horizon"].dropna()})
     within = f"T = {horizons[0]}" if len(horizons) == 1 else f"the run's horizon (T = {', '.join(map(str, horizons))})"
     ax.set_title(
-        f"median T_c over seeds; hatched: no collapse within {within} (censored); * some seeds censored; "
-        "blank: not run",
+        f"median T_c over seeds; hatched: no collapse within {within} (censored);\n"
+        "* some seeds censored; blank: not run",
         fontsize=7,
     )
 
@@ -108,7 +108,7 @@ def draw_tc_eta(ax, runs: pd.DataFrame, summary: dict) -> None:
         ylabel="T_c·η (collapse time × learning rate)",
     )
     fc.lag_axis(ax, s_values)
-    ax.legend(title="η (hollow: censored)", fontsize=7, title_fontsize=7, ncols=2)
+    ax.legend(title="η (hollow: censored)", fontsize=7, title_fontsize=7, ncols=1, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: no point hidden
     if fc.fit_ok(summary, "cv"):
         note = f"CV of T_c·η across η ({summary.get('regime')}): {summary['cv']:.2f}"
     else:
