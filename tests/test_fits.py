@@ -422,6 +422,10 @@ def test_summarize_lm_takes_each_claim_from_its_own_grid():
     assert seeds["tc_eta"] == {"min": 1, "max": 2} and seeds["bias"] == {"min": 1, "max": 1}
     assert seeds["objectives"] == {"min": 1, "max": 2} and seeds["vary_s"] == {"min": 1, "max": 1}
     assert seeds["schedules"] == {"min": None, "max": None}
+    # each seed alone: the hack grid's T_c = 0.08/η gives b = -1 on either seed
+    assert [row["seed"] for row in summary["per_seed"]] == [0, 1]
+    assert all(row["tc_exponent"]["slope"] == pytest.approx(-1.0, abs=0.01) for row in summary["per_seed"])
+    assert "bias_sq_slope" in summary["per_seed"][0] and "bias_sq_slope" not in summary["per_seed"][1]
     text = report.seeds_summary(seeds)
     assert text.startswith(r"1--2 per $\eta$ at $S=0$ for F2;") and "F5" not in text
     json.dumps(summary, allow_nan=False)
@@ -524,3 +528,16 @@ def test_frontier_shape_names_where_eta_star_rises_with_s():
     bounded = [dict(c, bound="upper") if c["S"] == 8 else c for c in cells]
     assert "nowhere rises" in report.frontier_shape(bounded, 2**0.5)
     assert report.frontier_shape([], None).startswith("not read")
+
+
+def test_per_seed_summary_groups_seeds_by_verdict():
+    rows = [
+        {"seed": 0, "bias_sq_slope": {"status": "ok", "ci_low": 0.5, "ci_high": 1.5},
+         "frontier": {"status": "ok", "r2": 0.9, "pure_S": {"r2": 0.1}, "pure_T": {"r2": 0.2}}},
+        {"seed": 1, "bias_sq_slope": {"status": "ok", "ci_low": 1.3, "ci_high": 2.0}, "frontier": {"status": "too_few_points"}},
+        {"seed": 2, "bias_sq_slope": {"status": "ok", "ci_low": 0.6, "ci_high": 1.2}},
+    ]
+    text = report.per_seed_summary(rows)
+    assert text == ("F1 consistent on seeds 0, 2 and inconsistent on seed 1; "
+                    "F3 supported on seed 0 and not tested on seed 1")
+    assert report.per_seed_summary([{"seed": 0, "frontier": {}}]).startswith("no seed")

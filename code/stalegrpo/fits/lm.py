@@ -312,7 +312,7 @@ def _setting(runs: pd.DataFrame, column: str):
     return values[0] if len(values) == 1 else (values or None)
 
 
-def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = None) -> dict:
+def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = None, per_seed: bool = True) -> dict:
     """The LM part of fits.json.
 
     Top level, as :func:`summarize_exact` gives for an exact grid: ``tc_eta`` (F2), ``eta_star``,
@@ -321,7 +321,8 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
     ``claim_grid`` and ``bias_grid`` (what each selection holds), per-(S, η) collapse ``cells`` of the
     claim grid, ``well_specified`` (the main grid's own fits, when the claim grid is the hack
     grid), and the comparisons: ``schedules`` (per lr_schedule at each point that ran more than
-    one), ``overlap`` (async vs fixed per thread count), ``objectives`` and ``vary_s``.
+    one), ``overlap`` (async vs fixed per thread count), ``objectives`` and ``vary_s``; with
+    ``per_seed``, the three claims' fits on each seed's runs alone (:func:`per_seed_fits`).
     """
     config = dict(config or {})
     if runs is None or not len(runs):
@@ -394,7 +395,35 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
     summary["vary_s"] = jsonable(compare_lm_groups(lm_vary_s_runs(runs), ["lr_schedule", "S"]))
     summary["counts"] = _counts(steps, runs) | {"n_main": len(main), "n_claims": len(claims)}
     summary["seeds"] = seed_counts(summary, claims, bias_grid)
+    if per_seed:
+        summary["per_seed"] = per_seed_fits(steps, claims, bias_grid, config)
     return jsonable(summary)
+
+
+def _trimmed(fit: dict) -> dict:
+    """What a verdict reads from a fit (:mod:`stalegrpo.fits.report`)."""
+    keep = {k: fit.get(k) for k in ("status", "slope", "ci_low", "ci_high", "r2", "n")}
+    return keep | {k: {"r2": (fit.get(k) or {}).get("r2")} for k in ("pure_S", "pure_T") if k in fit}
+
+
+def per_seed_fits(steps: pd.DataFrame, claims: pd.DataFrame, bias_grid: pd.DataFrame, config: dict) -> list[dict]:
+    """Each claim's fit on one seed's runs alone: the exponent of T_c ∝ η^b and the frontier from
+    that seed's runs of the claim grid, the bias slope on the squares from its runs of the bias
+    grid. Whether a verdict holds seed by seed says whether the seeds behind it are enough."""
+    rows = []
+    seeds = set(claims["seed"].dropna()) | set(bias_grid["seed"].dropna()) if "seed" in claims and "seed" in bias_grid else set()
+    for seed in sorted(seeds):
+        row = {"seed": int(seed)}
+        own = claims[claims["seed"] == seed]
+        if len(own):
+            fits = summarize_lm(_steps_of(steps, own), own, config, per_seed=False)
+            row["tc_exponent"] = _trimmed(fits["tc_eta"].get("exponent") or {})
+            row["frontier"] = _trimmed(fits["frontier"])
+        own = bias_grid[bias_grid["seed"] == seed]
+        if len(own):
+            row["bias_sq_slope"] = _trimmed(summarize_lm(_steps_of(steps, own), own, config, per_seed=False)["bias_sq_slope"])
+        rows.append(row)
+    return rows
 
 
 def _range(counts) -> dict:

@@ -439,6 +439,35 @@ def seeds_summary(seeds: dict) -> str:
     return "; ".join(parts) or "no LM comparison in this build"
 
 
+def _verdict_class(text: str) -> str:
+    """The verdict of a sentence of :func:`slope_verdict` or :func:`frontier_verdict` without its
+    reasons: "consistent", "inconsistent", "not resolved", "not tested", "supported", ..."""
+    return re.split(r" with| \(|:| from", text, maxsplit=1)[0]
+
+
+def per_seed_summary(per_seed: list[dict]) -> str:
+    """Per claim, which seeds' own fits give which verdict, e.g. "F1 consistent on seeds 0, 3 and
+    inconsistent on seeds 1, 2", in LaTeX; claims that no seed could fit alone are left out."""
+    claims = (
+        ("F1", "bias_sq_slope", lambda fit: slope_verdict(fit if fit.get("status") == OK else {}, 1.0)),
+        ("F2", "tc_exponent", lambda fit: slope_verdict(fit if fit.get("status") == OK else {}, -1.0)),
+        ("F3", "frontier", frontier_verdict),
+    )
+    parts = []
+    for name, key, verdict in claims:
+        groups: dict[str, list[int]] = {}
+        for row in per_seed:
+            if key in row:
+                groups.setdefault(_verdict_class(verdict(row[key])), []).append(row["seed"])
+        if set(groups) - {"not tested"}:
+            items = [
+                f"{label} on seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+                for label, seeds in groups.items()
+            ]
+            parts.append(f"{name} " + " and ".join(items))
+    return "; ".join(parts) or "no seed has enough runs for a fit of its own"
+
+
 def _claim_macros(lm: dict) -> dict:
     """The LM claims' grids: the reward of the collapse grid, the bias probe and its two fits, the
     objectives and vary-S tables, and the well-specified grid's collapses."""
@@ -471,6 +500,7 @@ def _claim_macros(lm: dict) -> dict:
         "LMVarySRows": _vary_s_rows(lm.get("vary_s") or []),
         "LMVarySSummary": vary_s_summary(lm.get("vary_s") or []),
         "LMSeedsSummary": seeds_summary(lm.get("seeds") or {}),
+        "LMPerSeedSummary": per_seed_summary(lm.get("per_seed") or []),
     }
     tc = lm.get("tc_eta") or {}
     exponent = tc.get("exponent") or {}
