@@ -486,6 +486,13 @@ def test_objectives_summary_and_verdicts_read_the_numbers():
     assert report.slope_verdict({"ci_low": -0.75, "ci_high": -0.41}, -1.0).startswith("inconsistent")
     assert report.slope_verdict({}, 1.0).startswith("not tested")
     assert report.frontier_verdict({"status": "ok", "r2": -0.04}).startswith("not supported")
+    flat = {"status": "ok", "r2": None, "points": [
+        {"eta_star": 4.2e-4, "fit": f, "bound": "none"} for f in (6.7e-4, 3.3e-4, 4.2e-4)
+    ] + [{"eta_star": 1e-4, "fit": 1e-4, "bound": "lower"}]}  # a bound does not count
+    assert report.frontier_verdict(flat, 2**0.5).startswith("not supported: $\\eta^\\ast$ is the same")
+    assert "factor 2.03" in report.frontier_verdict(flat, 2**0.5)
+    assert report.frontier_verdict(flat, 2.5).startswith("not distinguished from a constant")
+    assert report.frontier_verdict({"status": "ok", "r2": None}).startswith("not tested")
 
 
 def test_generated_sentences_are_plain_latex():

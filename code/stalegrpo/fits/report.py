@@ -331,14 +331,26 @@ def slope_verdict(fit: dict, predicted: float) -> str:
     return verdict
 
 
-def frontier_verdict(frontier: dict) -> str:
-    """Whether the min(a/S, b/T) law fits better than either branch alone, in words."""
+def frontier_verdict(frontier: dict, ratio: float | None = None) -> str:
+    """Whether the min(a/S, b/T) law fits better than either branch alone, in words. Where every
+    exact cell has the same η* there is no variance for R²: the fitted law is then held against
+    the η grid's ratio ``ratio`` (a change by more than it would have been resolved)."""
     if frontier.get("status") != OK:
         return "not tested (too few frontier points for a fit)"
     r2 = frontier.get("r2")
     pure = [(frontier.get(k) or {}).get("r2") for k in ("pure_S", "pure_T")]
     pure = [v for v in pure if v is not None and v == v]
     if r2 is None or r2 != r2:
+        exact = [p for p in frontier.get("points") or [] if p.get("bound") == "none"]
+        observed = [p["eta_star"] for p in exact]
+        if len(observed) >= 2 and max(observed) <= min(observed) * (1 + 1e-9):
+            fitted = max(p["fit"] for p in exact) / min(p["fit"] for p in exact)
+            text = (
+                rf"$\eta^\ast$ is the same in every exact cell (so $R^2$ is undefined), while the fitted law "
+                rf"varies by a factor {format_number(fitted)} across them"
+            )
+            resolved = ratio is not None and fitted > ratio
+            return ("not supported: " if resolved else "not distinguished from a constant: ") + text
         return r"not tested (no $R^2$ for the fit)"
     if r2 <= 0:
         return r"not supported: the fit explains none of the variance of $\log\eta^\ast$"
@@ -517,7 +529,7 @@ def _claim_macros(lm: dict) -> dict:
         "LMHackTakeover": 100 * HACK_TAKEOVER,
         "LMBiasVerdict": slope_verdict(squares if ok else {}, 1.0),
         "LMTcVerdict": slope_verdict(exponent if exp_ok else {}, -1.0),
-        "LMFrontierVerdict": frontier_verdict(lm.get("frontier") or {}),
+        "LMFrontierVerdict": frontier_verdict(lm.get("frontier") or {}, (lm.get("grid") or {}).get("eta_ratio")),
         "LMFrontierShape": frontier_shape(lm.get("eta_star_summary") or [], (lm.get("grid") or {}).get("eta_ratio")),
     }
     well = (lm.get("well_specified") or {}).get("counts") or {}
