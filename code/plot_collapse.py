@@ -108,7 +108,8 @@ def draw_tc_eta(ax, runs: pd.DataFrame, summary: dict) -> None:
         ylabel="T_c·η (collapse time × learning rate)",
     )
     fc.lag_axis(ax, s_values)
-    ax.legend(title="η (hollow: censored)", fontsize=7, title_fontsize=7, ncols=1, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: no point hidden
+    # outside the axes, so that no point is hidden behind it
+    ax.legend(title="η (hollow: censored)", fontsize=7, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     if fc.fit_ok(summary, "cv"):
         note = f"CV of T_c·η across η ({summary.get('regime')}): {summary['cv']:.2f}"
     else:

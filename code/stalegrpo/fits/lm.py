@@ -402,7 +402,7 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
 
 def _trimmed(fit: dict) -> dict:
     """What a verdict reads from a fit (:mod:`stalegrpo.fits.report`)."""
-    keep = {k: fit.get(k) for k in ("status", "slope", "ci_low", "ci_high", "r2", "n")}
+    keep = {k: fit.get(k) for k in ("status", "slope", "ci_low", "ci_high", "r2", "n", "points")}
     return keep | {k: {"r2": (fit.get(k) or {}).get("r2")} for k in ("pure_S", "pure_T") if k in fit}
 
 
@@ -411,7 +411,9 @@ def per_seed_fits(steps: pd.DataFrame, claims: pd.DataFrame, bias_grid: pd.DataF
     that seed's runs of the claim grid, the bias slope on the squares from its runs of the bias
     grid. Whether a verdict holds seed by seed says whether the seeds behind it are enough."""
     rows = []
-    seeds = set(claims["seed"].dropna()) | set(bias_grid["seed"].dropna()) if "seed" in claims and "seed" in bias_grid else set()
+    seeds = set()
+    for runs in (claims, bias_grid):
+        seeds |= set(runs["seed"].dropna()) if "seed" in runs else set()
     for seed in sorted(seeds):
         row = {"seed": int(seed)}
         own = claims[claims["seed"] == seed]
@@ -421,7 +423,8 @@ def per_seed_fits(steps: pd.DataFrame, claims: pd.DataFrame, bias_grid: pd.DataF
             row["frontier"] = _trimmed(fits["frontier"])
         own = bias_grid[bias_grid["seed"] == seed]
         if len(own):
-            row["bias_sq_slope"] = _trimmed(summarize_lm(_steps_of(steps, own), own, config, per_seed=False)["bias_sq_slope"])
+            fits = summarize_lm(_steps_of(steps, own), own, config, per_seed=False)
+            row["bias_sq_slope"] = _trimmed(fits["bias_sq_slope"])
         rows.append(row)
     return rows
 
