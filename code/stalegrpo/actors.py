@@ -124,23 +124,22 @@ class HFActor:
             temperature,
             generator,
         )
-        group = torch.arange(len(problems)).repeat_interleave(group_size)
-        rollout = Rollout(
+        n = len(problems) * group_size
+        cpu = torch.device("cpu")
+        rollout = Rollout(  # a rollout lives on the CPU (docs of stalegrpo.rollout)
             problems=list(problems),
-            prompt_ids=prompt_ids,
-            prompt_mask=prompt_mask,
-            completion_ids=completion_ids,
-            completion_mask=completion_mask,
-            behavior_logprobs=logprobs,
-            rewards=torch.zeros(len(group)),
-            group=group,
-            version=torch.full((len(group),), self.version, dtype=torch.long),
+            prompt_ids=prompt_ids.to(cpu),
+            prompt_mask=prompt_mask.to(cpu),
+            completion_ids=completion_ids.to(cpu),
+            completion_mask=completion_mask.to(cpu),
+            behavior_logprobs=logprobs.to(cpu),
+            rewards=torch.zeros(n, device=cpu),
+            group=torch.arange(len(problems), device=cpu).repeat_interleave(group_size),
+            version=torch.full((n,), self.version, dtype=torch.long, device=cpu),
             gen_seconds=0.0,
         )
         rollout.score(self.tokenizer, self.task)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        rollout.gen_seconds = time.perf_counter() - start
+        rollout.gen_seconds = time.perf_counter() - start  # the copies to the CPU waited for the device
         return rollout
 
     @torch.no_grad()

@@ -115,7 +115,7 @@ class _LocalWeightChannel:
         self.receivers = joined["receivers"]
 
     def send(self, flat: torch.Tensor, version: int) -> None:
-        self.group.broadcast(torch.tensor([version]), 0).wait()
+        self.group.broadcast(torch.tensor([version], device="cpu"), 0).wait()
         self.group.broadcast(flat.detach().float().cpu().contiguous(), 0).wait()
 
 
@@ -273,18 +273,19 @@ class VLLMActor:
 
         width = max(len(c.token_ids) for c in samples)
         n = len(problems) * group_size
-        completion_ids = torch.full((n, width), self.tokenizer.pad_token_id, dtype=torch.long)
-        completion_mask = torch.zeros(n, width, dtype=torch.bool)
-        logprobs = torch.zeros(n, width)
+        cpu = torch.device("cpu")  # a rollout lives on the CPU (stalegrpo.rollout)
+        completion_ids = torch.full((n, width), self.tokenizer.pad_token_id, dtype=torch.long, device=cpu)
+        completion_mask = torch.zeros(n, width, dtype=torch.bool, device=cpu)
+        logprobs = torch.zeros(n, width, device=cpu)
         for row, c in enumerate(samples):
             length = len(c.token_ids)
-            completion_ids[row, :length] = torch.tensor(c.token_ids)
+            completion_ids[row, :length] = torch.tensor(c.token_ids, device=cpu)
             completion_mask[row, :length] = True
             logprobs[row, :length] = torch.tensor(
-                [step[tok].logprob for step, tok in zip(c.logprobs, c.token_ids)]
+                [step[tok].logprob for step, tok in zip(c.logprobs, c.token_ids)], device=cpu
             )
 
-        group_index = torch.arange(len(problems)).repeat_interleave(group_size)
+        group_index = torch.arange(len(problems), device=cpu).repeat_interleave(group_size)
         rollout = Rollout(
             problems=list(problems),
             prompt_ids=prompt_ids.repeat_interleave(group_size, 0),
@@ -292,9 +293,9 @@ class VLLMActor:
             completion_ids=completion_ids,
             completion_mask=completion_mask,
             behavior_logprobs=logprobs,
-            rewards=torch.zeros(n),
+            rewards=torch.zeros(n, device=cpu),
             group=group_index,
-            version=torch.full((n,), self.version, dtype=torch.long),
+            version=torch.full((n,), self.version, dtype=torch.long, device=cpu),
             gen_seconds=0.0,
         )
         rollout.score(self.tokenizer, self.task)

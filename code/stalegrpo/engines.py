@@ -98,7 +98,7 @@ def engine_main(cfg, engine: int, port: int, start_batch: int, env: dict) -> Non
         checksum = receiver.load_into(actor)
         loaded = time.perf_counter()
         rollout = make_batch(cfg, task, actor, n).to("cpu")
-        rollout.engine = torch.full((len(rollout),), engine, dtype=torch.long)
+        rollout.engine = torch.full((len(rollout),), engine, dtype=torch.long, device="cpu")
         rollout.weights_checksum = checksum
         info = {"actor_wait_s": admitted - start, "weight_sync_s": loaded - admitted}
         store.set(f"batch/{n}", pickle.dumps((rollout, info)))

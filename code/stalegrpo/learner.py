@@ -34,8 +34,8 @@ from pathlib import Path
 
 import torch
 
-from stalegrpo.objectives import aggregate, group_advantages, k3_kl, token_surrogate
-from stalegrpo.policy import flat_params, sequence_logprobs, token_entropy
+from stalegrpo.objectives import aggregate, aggregate_count, group_advantages, k3_kl, token_surrogate
+from stalegrpo.policy import flat_params, token_logprobs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -207,37 +207,29 @@ class Learner:
         )
         self.version = version
         self.prev_grad: torch.Tensor | None = None
-        # the logits of the training forward, captured for the entropy without a second forward
-        self._logits = None
-        self.model.lm_head.register_forward_hook(
-            lambda module, args, out: setattr(self, "_logits", out.detach())
-        )
 
-    # -- the objective -------------------------------------------------------------------
-    def objective(self, logprobs, batch, ref_logprobs, seq_weights=None):
-        """The maximised surrogate (minus β·KL to the reference) and its token clip masks;
-        ``seq_weights`` weight each sequence's term (:func:`stalegrpo.objectives.aggregate`)."""
-        cfg = self.cfg
-        advantages = group_advantages(batch.rewards.view(-1, cfg.group_size)).reshape(-1, 1)
-        surrogate = token_surrogate(
-            logprobs, batch.behavior_logprobs, advantages, cfg.objective, cfg.eps_lo, cfg.eps_hi, cfg.tis_cap
+    # -- micro-batches ---------------------------------------------------------------------
+    def micro_batches(self, rows: int) -> list[slice]:
+        """The rows of each micro-batch of a ``rows``-row batch (``cfg.micro_batch_size`` each;
+        None: one micro-batch). Memory grows with a micro-batch, not with the batch."""
+        size = self.cfg.micro_batch_size or rows
+        return [slice(start, min(start + size, rows)) for start in range(0, rows, size)]
+
+    def token_logprobs(self, model, batch, rows: slice = slice(None)):
+        """log π and the entropy of ``batch``'s completion tokens in ``rows`` under ``model``."""
+        return token_logprobs(
+            model,
+            batch.prompt_ids[rows],
+            batch.prompt_mask[rows],
+            batch.completion_ids[rows],
+            batch.completion_mask[rows],
+            self.cfg.temperature,
+            self.cfg.logit_chunk_mb,
         )
-        value = aggregate(surrogate.value, batch.completion_mask, cfg.aggregation, seq_weights)
-        if cfg.kl_beta > 0:
-            value = value - cfg.kl_beta * aggregate(
-                k3_kl(logprobs, ref_logprobs), batch.completion_mask, cfg.aggregation, seq_weights
-            )
-        return value, surrogate
 
     def logprobs(self, model, batch):
-        return sequence_logprobs(
-            model,
-            batch.prompt_ids,
-            batch.prompt_mask,
-            batch.completion_ids,
-            batch.completion_mask,
-            self.cfg.temperature,
-        )
+        """log π of ``batch``'s completion tokens under ``model``, one micro-batch at a time."""
+        return torch.cat([self.token_logprobs(model, batch, rows)[0] for rows in self.micro_batches(len(batch))])
 
     @torch.no_grad()
     def ref_logprobs(self, batch):
@@ -247,25 +239,63 @@ class Learner:
             return None
         return self.logprobs(self.ref_model, batch)
 
+    # -- the objective -------------------------------------------------------------------
+    def advantages(self, batch) -> torch.Tensor:
+        """[N, 1] group advantages of the whole batch (groups never straddle micro-batches' sums)."""
+        return group_advantages(batch.rewards.view(-1, self.cfg.group_size)).reshape(-1, 1)
+
+    def objective(self, logprobs, batch, advantages, ref_logprobs, rows=slice(None), count=None, seq_weights=None):
+        """The maximised surrogate (minus β·KL to the reference) of ``batch``'s ``rows`` and its
+        token clip masks. ``logprobs`` are those rows'; ``advantages`` and ``ref_logprobs`` the
+        whole batch's. ``count`` is the whole batch's :func:`aggregate_count` (None: ``rows`` are
+        the batch); ``seq_weights`` weight each sequence's term (:func:`aggregate`)."""
+        cfg = self.cfg
+        mask = batch.completion_mask[rows]
+        surrogate = token_surrogate(
+            logprobs, batch.behavior_logprobs[rows], advantages[rows], cfg.objective, cfg.eps_lo, cfg.eps_hi,
+            cfg.tis_cap,
+        )
+        value = aggregate(surrogate.value, mask, cfg.aggregation, seq_weights, count)
+        if cfg.kl_beta > 0:
+            value = value - cfg.kl_beta * aggregate(
+                k3_kl(logprobs, ref_logprobs[rows]), mask, cfg.aggregation, seq_weights, count
+            )
+        return value, surrogate
+
     # -- one learner step ----------------------------------------------------------------
     def step(self, batch) -> dict:
-        """One optimizer step on ``batch`` at version k; returns the §3 metrics of the step."""
-        cfg = self.cfg
+        """One optimizer step on ``batch`` at version k; returns the §3 metrics of the step.
+
+        The gradient is accumulated over micro-batches (:meth:`micro_batches`): each one's
+        surrogate is divided by the whole batch's count, so the micro-batches' losses and
+        gradients add up to the whole batch's. The log-probs and entropy at θ_k come out of
+        the same forwards, and the metrics are computed on the whole batch afterwards."""
+        cfg, reduce, engine = self.cfg, self.reduce, self.engine
         batch = batch.to(self.device)
         mask = batch.completion_mask.float()
         lag = self.version - batch.version
-        logprobs = self.logprobs(self.engine, batch)
+        advantages = self.advantages(batch)
         ref_logprobs = self.ref_logprobs(batch)
-        lp = logprobs.detach()
+        parts = self.micro_batches(len(batch))
+        count = aggregate_count(batch.completion_mask, cfg.aggregation) if len(parts) > 1 else None
+        logprobs, entropy, finite = [], [], True
+        for i, rows in enumerate(parts):
+            lp, ent = self.token_logprobs(self.model, batch, rows)
+            value, _ = self.objective(lp, batch, advantages, ref_logprobs, rows, count)
+            logprobs.append(lp.detach())
+            entropy.append(ent)
+            # every rank backpropagates the same micro-batches, or none: ZeRO reduces inside backward
+            finite = finite and reduce.all_true(bool(torch.isfinite(value)))
+            if finite:
+                engine.set_gradient_accumulation_boundary(i == len(parts) - 1)
+                engine.backward(-value, scale_wrt_gas=False)
+        lp = torch.cat(logprobs)
 
         # diagnostics at θ_k, before the update
         log_ratio = (lp - batch.behavior_logprobs) * mask
         # in float64: in float32, exp(x) - 1 - x has a rounding floor of ~1e-8 per token
         kl_behavior_tok = k3_kl(batch.behavior_logprobs.double(), lp.double())
         fresh = (lag == 0).float().unsqueeze(1) * mask
-        lp_len = batch.prompt_ids.shape[1]
-        logits = self._logits[:, lp_len - 1 : -1].float() / cfg.temperature
-        reduce = self.reduce
         metrics = {
             "ess": reduce.ess(log_ratio.sum(1)),
             "ess_token": reduce.ess(log_ratio[batch.completion_mask]),
@@ -277,7 +307,7 @@ class Learner:
             if ref_logprobs is not None
             else float("nan"),
             "mismatch_kl": reduce.mean(kl_behavior_tok, fresh),
-            "entropy": reduce.mean(token_entropy(logits), mask),
+            "entropy": reduce.mean(torch.cat(entropy), mask),
         }
         if reduce.world_size == 1:
             mean_lag = float(lag.float().mean())
@@ -287,20 +317,21 @@ class Learner:
         for group in self.optimizer.param_groups:
             group["lr"] = eta_k
 
-        value, surrogate = self.objective(logprobs, batch, ref_logprobs)
-        loss = -value
+        value, surrogate = self.objective(lp, batch, advantages, ref_logprobs)  # the whole batch, as one
+        loss = -value.reshape(1)
         metrics.update(
             eta_k=eta_k,
-            loss=reduce.mean(loss.detach().reshape(1), torch.ones(1)),  # mean over ranks of equal shards
+            loss=reduce.mean(loss, torch.ones_like(loss)),  # mean over ranks of equal shards
             clip_frac_low=reduce.mean(surrogate.clipped_low.float(), mask),
             clip_frac_high=reduce.mean(surrogate.clipped_high.float(), mask),
         )
-        if not reduce.all_true(bool(torch.isfinite(loss))):  # every rank skips the update together
+        if not finite:  # every rank skips the update together
+            if len(parts) > 1:  # the micro-batches before the non-finite one left gradients behind
+                engine.optimizer.zero_grad()
             metrics.update(
                 finite=False, grad_norm=float("nan"), grad_cos=float("nan"), update_norm=float("nan")
             )
             return metrics
-        self.engine.backward(loss)
         grad = self.flat_grad()
         grad_norm = float(grad.norm())
         metrics["grad_norm"] = grad_norm
@@ -315,7 +346,7 @@ class Learner:
             metrics["update_norm"] = float("nan")
             return metrics
         before = flat_params(self.model)
-        self.engine.step()
+        engine.step()
         metrics["update_norm"] = float((flat_params(self.model) - before).norm())
         self.version += 1
         return metrics
@@ -330,31 +361,41 @@ class Learner:
 
     # -- the bias probe of §3.2 ----------------------------------------------------------
     def probe_gradient(self, probe_model, batch, coupled: bool = False):
-        """Flat gradient of the objective at the weights of ``probe_model`` (θ_k, a detached copy).
+        """Flat gradient of the objective at the weights of ``probe_model`` (θ_k, a detached copy),
+        summed over micro-batches as :meth:`step` does.
 
         With ``coupled``, also the coupled estimate of the fresh gradient from the same samples
         (docs/method.md §3.2): the objective as if θ_k had sampled them (μ := sg[π_θk]), each
         prompt's group weighted by its likelihood ratio W = Π_j π_θk(y_j)/μ(y_j). Returns
         (gradient, coupled gradient) then."""
         batch = batch.to(next(probe_model.parameters()).device)
-        logprobs = self.logprobs(probe_model, batch)
         ref_logprobs = self.ref_logprobs(batch.to(self.device))
-        ref_logprobs = None if ref_logprobs is None else ref_logprobs.to(logprobs.device)
+        ref_logprobs = None if ref_logprobs is None else ref_logprobs.to(batch.prompt_ids.device)
         params = list(probe_model.parameters())
+        advantages = self.advantages(batch)
+        parts = self.micro_batches(len(batch))
+        count = aggregate_count(batch.completion_mask, self.cfg.aggregation) if len(parts) > 1 else None
 
-        def flat(value):
-            grads = torch.autograd.grad(value, params, allow_unused=True, retain_graph=coupled)
+        def flat(value, retain_graph=False):
+            grads = torch.autograd.grad(value, params, allow_unused=True, retain_graph=retain_graph)
             return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
 
-        gradient = flat(self.objective(logprobs, batch, ref_logprobs)[0])
-        if not coupled:
-            return gradient
-        lp = logprobs.detach()
-        mask = batch.completion_mask.to(lp.dtype)
-        log_w = ((lp - batch.behavior_logprobs) * mask).sum(-1).double().view(-1, self.cfg.group_size).sum(-1)
-        weights = torch.exp(log_w).repeat_interleave(self.cfg.group_size)
-        as_fresh = dataclasses.replace(batch, behavior_logprobs=lp)
-        return gradient, flat(self.objective(logprobs, as_fresh, ref_logprobs, weights)[0])
+        if coupled:
+            with torch.no_grad():
+                lp = self.logprobs(probe_model, batch)
+            mask = batch.completion_mask.to(lp.dtype)
+            log_w = ((lp - batch.behavior_logprobs) * mask).sum(-1).double().view(-1, self.cfg.group_size).sum(-1)
+            weights = torch.exp(log_w).repeat_interleave(self.cfg.group_size)
+            as_fresh = dataclasses.replace(batch, behavior_logprobs=lp)
+        gradient = coupled_gradient = 0.0
+        for rows in parts:
+            logprobs = self.token_logprobs(probe_model, batch, rows)[0]
+            value = self.objective(logprobs, batch, advantages, ref_logprobs, rows, count)[0]
+            gradient = gradient + flat(value, retain_graph=coupled)
+            if coupled:
+                value = self.objective(logprobs, as_fresh, advantages, ref_logprobs, rows, count, weights[rows])[0]
+                coupled_gradient = coupled_gradient + flat(value)
+        return (gradient, coupled_gradient) if coupled else gradient
 
     # -- checkpoints ----------------------------------------------------------------------
     def save(self, directory: Path, tag: str) -> None:

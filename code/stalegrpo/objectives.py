@@ -98,20 +98,39 @@ def token_surrogate(
 
 
 def aggregate(
-    token_values: torch.Tensor, mask: torch.Tensor, mode: str = "seq_mean", seq_weights: torch.Tensor | None = None
+    token_values: torch.Tensor,
+    mask: torch.Tensor,
+    mode: str = "seq_mean",
+    seq_weights: torch.Tensor | None = None,
+    count: float | None = None,
 ) -> torch.Tensor:
     """Reduce [N, T] per-token values to one scalar: per-sequence token mean then mean over
     sequences (``seq_mean``), or the mean over every token of the batch (``token_mean``).
     ``seq_weights`` ([N], detached) multiply the per-sequence terms of ``seq_mean`` (the coupled
-    bias probe's importance weights, docs/method.md §3.2)."""
+    bias probe's importance weights, docs/method.md §3.2).
+
+    ``count`` is the denominator of a larger batch (:func:`aggregate_count`) whose micro-batch
+    these N rows are: the micro-batches' values then add up to the batch's value."""
     mask = mask.to(token_values.dtype)
     if mode == "seq_mean":
         per_seq = (token_values * mask).sum(-1) / mask.sum(-1).clamp(min=1)
-        return (per_seq if seq_weights is None else seq_weights.to(per_seq.dtype) * per_seq).mean()
+        if seq_weights is not None:
+            per_seq = seq_weights.to(per_seq.dtype) * per_seq
+        return per_seq.mean() if count is None else per_seq.sum() / count
     if seq_weights is not None:
         raise ValueError(f"per-sequence weights need aggregation 'seq_mean', got {mode!r}")
     if mode == "token_mean":
-        return (token_values * mask).sum() / mask.sum().clamp(min=1)
+        return (token_values * mask).sum() / (mask.sum().clamp(min=1) if count is None else count)
+    raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {mode!r}")
+
+
+def aggregate_count(mask: torch.Tensor, mode: str = "seq_mean") -> float:
+    """The denominator of :func:`aggregate` over a whole batch: its sequences (``seq_mean``) or
+    its tokens (``token_mean``, at least 1)."""
+    if mode == "seq_mean":
+        return float(mask.shape[0])
+    if mode == "token_mean":
+        return float(max(int(mask.sum()), 1))
     raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {mode!r}")
 
 

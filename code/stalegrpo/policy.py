@@ -16,8 +16,9 @@ Interface::
     def format_prompts(tokenizer, prompts, template="auto", system=None) -> list[str]  # chat template or as is
     def encode_prompts(tokenizer, prompts, template="auto", system=None) -> tuple[LongTensor, BoolTensor]
         # [B, Lp] formatted, left-padded; BOS first where the tokenizer adds one
-    def sequence_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
-                          temperature=1.0) -> FloatTensor  # [N, Lc], 0 where completion_mask is False
+    def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                       temperature=1.0, chunk_mb=128) -> (logprobs, entropy)  # [N, Lc] each, 0 at padding
+    def sequence_logprobs(...same...) -> FloatTensor  # the log-probs alone
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.utils.checkpoint
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import (
     AutoModelForCausalLM,
@@ -166,8 +168,9 @@ def encode_prompts(
     """
     plain = resolve_template(tokenizer, template) == "plain"
     texts = format_prompts(tokenizer, prompts, template, system)
-    enc = tokenizer(texts, padding=True, return_tensors="pt", padding_side="left", add_special_tokens=plain)
-    return enc["input_ids"], enc["attention_mask"].bool()
+    enc = tokenizer(texts, padding=True, return_tensors="np", padding_side="left", add_special_tokens=plain)
+    # from numpy: CPU tensors whatever the default device
+    return torch.from_numpy(enc["input_ids"]).long(), torch.from_numpy(enc["attention_mask"]).bool()
 
 
 def position_ids(mask: torch.Tensor) -> torch.Tensor:
@@ -175,33 +178,83 @@ def position_ids(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().cumsum(-1) - 1).clamp_(min=0)
 
 
-def completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature=1.0):
-    """Logits / temperature at the positions that predict each completion token: [N, Lc, V]."""
+LOGIT_CHUNK_MB = 128
+"""default memory of one chunk's fp32 logits in :func:`token_logprobs` (MiB)"""
+
+
+def unwrap(model):
+    """The ``transformers`` model inside a DeepSpeed engine (or the model itself)."""
+    return getattr(model, "module", model)
+
+
+def completion_hidden(model, prompt_ids, prompt_mask, completion_ids, completion_mask) -> torch.Tensor:
+    """The last hidden states at the positions that predict each completion token: [N, Lc, H].
+
+    The decoder runs without its output head, so no [tokens × vocabulary] tensor is made here."""
+    model = unwrap(model)
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
     mask = torch.cat([prompt_mask, completion_mask], dim=1).long()
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=False)
+    out = model.base_model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=False)
     lp = prompt_ids.shape[1]
-    # the logit at column i predicts token i + 1
-    return out.logits[:, lp - 1 : -1].float() / temperature
+    # the state at column i predicts token i + 1
+    return out.last_hidden_state[:, lp - 1 : -1]
+
+
+def _chunk_logprobs(head, softcap, temperature, hidden, targets):
+    """log π(target) and the entropy of one chunk of tokens' softmax, [c] each."""
+    logits = head(hidden).float()
+    if softcap:  # Gemma-style final-logit soft-capping, as the model's own forward applies it
+        logits = softcap * torch.tanh(logits / softcap)
+    logp = torch.log_softmax(logits / temperature, dim=-1)
+    with torch.no_grad():
+        entropy = -(logp.exp() * logp).sum(-1)
+    return logp.gather(-1, targets[:, None]).squeeze(-1), entropy
+
+
+def token_logprobs(
+    model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature: float = 1.0,
+    chunk_mb: float = LOGIT_CHUNK_MB,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log π_θ(y_t | x, y_<t) at ``temperature`` and the entropy of π_θ(· | x, y_<t) for each
+    completion token: ([N, Lc], [N, Lc]), 0 at padding; the entropy carries no gradient.
+
+    The output head runs on ``chunk_mb`` MiB of fp32 logits at a time, over the unpadded tokens
+    only, so memory grows with the chunk and not with tokens × vocabulary. With gradients on,
+    each chunk is checkpointed: its logits are recomputed in the backward pass instead of kept.
+    """
+    model = unwrap(model)
+    head = model.get_output_embeddings()
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+    hidden = completion_hidden(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+    mask = completion_mask.bool()
+    states, targets = hidden[mask], completion_ids[mask]  # [M, H], [M]: the real tokens
+    chunk = max(1, int(chunk_mb * 2**20) // (4 * head.weight.shape[0]))
+    pieces = []
+    for start in range(0, len(targets), chunk):
+        args = (head, softcap, temperature, states[start : start + chunk], targets[start : start + chunk])
+        if torch.is_grad_enabled():
+            pieces.append(torch.utils.checkpoint.checkpoint(_chunk_logprobs, *args, use_reentrant=False))
+        else:
+            pieces.append(_chunk_logprobs(*args))
+    logprobs = hidden.new_zeros(mask.shape, dtype=torch.float32)
+    entropy = torch.zeros_like(logprobs, requires_grad=False)
+    if pieces:
+        logprobs = logprobs.masked_scatter(mask, torch.cat([lp for lp, _ in pieces]))
+        entropy = entropy.masked_scatter(mask, torch.cat([e for _, e in pieces]))
+    return logprobs, entropy.detach()
 
 
 def sequence_logprobs(
-    model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature: float = 1.0
+    model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature: float = 1.0,
+    chunk_mb: float = LOGIT_CHUNK_MB,
 ) -> torch.Tensor:
-    """log π_θ(y_t | x, y_<t) at ``temperature`` for each completion token, [N, Lc], 0 at padding.
+    """log π_θ(y_t | x, y_<t) at ``temperature`` for each completion token, [N, Lc], 0 at padding
+    (:func:`token_logprobs` without the entropy).
 
     This is the learner's full-forward recomputation; the actor's behavior log-probs equal it
     at the same weights (tested to 1e-5 in fp32).
     """
-    logits = completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature)
-    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
-    return logprobs * completion_mask
-
-
-def token_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of the softmax of ``logits`` over the last axis (e.g. from :func:`completion_logits`)."""
-    logp = torch.log_softmax(logits, dim=-1)
-    return -(logp.exp() * logp).sum(-1)
+    return token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature, chunk_mb)[0]
 
 
 # -- the weights as one flat vector (snapshots, drift norms, weight sync) -----------------------

@@ -7,6 +7,12 @@ these two, so a backend can be added without touching them (docs/method.md §1-�
 A rollout holds B problems × G completions, rows of one group contiguous, with the behavior
 log-prob log μ(y_t | x, y_<t) of every sampled token at the sampling temperature, the reward of
 every completion from the task's verifier, and the behavior version v of every sample.
+
+Every tensor of a rollout lives on the CPU, whatever device generated it: a rollout is a small
+record that is scored, queued between processes, concatenated and written to tables on the host.
+The learner moves the rows it trains on to its device (``Rollout.to``). Code that makes a
+tensor names its device; ``tests/test_devices.py`` runs the actor, the learner step and the
+probe under ``torch.device("meta")`` so that a tensor made without one fails there.
 """
 
 from __future__ import annotations
@@ -80,11 +86,11 @@ class Rollout:
         learner optimises (the task's reward), ``gold_rewards`` what the task's verifier says."""
         self.cut_at_stop(tokenizer, getattr(task, "stop", ()))
         pairs = [(self.problems[g], text) for g, text in zip(self.group.tolist(), self.texts(tokenizer))]
-        self.rewards = torch.tensor([task.reward(p, text) for p, text in pairs], dtype=torch.float32)
+        self.rewards = torch.tensor([task.reward(p, text) for p, text in pairs], dtype=torch.float32, device="cpu")
         # the verifier runs again only where the reward is a proxy (gold_reward is the reward otherwise)
         is_proxy = getattr(task, "gold", None) is not None
         self.gold_rewards = (
-            torch.tensor([gold_reward(task, p, text) for p, text in pairs], dtype=torch.float32)
+            torch.tensor([gold_reward(task, p, text) for p, text in pairs], dtype=torch.float32, device="cpu")
             if is_proxy
             else self.rewards
         )

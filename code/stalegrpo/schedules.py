@@ -122,7 +122,7 @@ class FixedSource:
             self.actor.load_weights(state_from_flat(self.actor.model, self.ring[v]), v)
         sync = time.perf_counter() - start
         rollout = make_batch(self.cfg, self.task, self.actor, n)
-        rollout.engine = torch.full((len(rollout),), -1, dtype=torch.long)  # the learner's process
+        rollout.engine = torch.full((len(rollout),), -1, dtype=torch.long, device="cpu")  # the learner's process
         rollout.weights_checksum = weights_checksum(self.ring[v])
         return rollout, {"actor_wait_s": 0.0, "learner_wait_s": rollout.gen_seconds, "weight_sync_s": sync}
 

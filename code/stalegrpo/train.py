@@ -86,6 +86,12 @@ class TrainConfig:
     """G: completions per prompt"""
     updates_per_batch: int = field(default=1, metadata={"minimum": 1})
     """m: optimizer steps per rollout batch (the j-th minibatch is consumed at version k + j)"""
+    micro_batch_size: int | None = field(default=None, metadata={"minimum": 1})
+    """sequences per forward/backward of a learner rank; a step accumulates its minibatch's gradient
+    over micro-batches (null: the whole minibatch in one). Results do not depend on it; memory does"""
+    logit_chunk_mb: float = field(default=128, metadata={"exclusiveMinimum": 0})
+    """MiB of fp32 logits the output head makes at a time when log-probs are computed (learner,
+    reference, bias probe): no [tokens × vocabulary] tensor is ever made whole"""
     temperature: float = field(default=1.0, metadata={"exclusiveMinimum": 0})
     """sampling temperature of the actor (and of the learner's log-probs)"""
     objective: Literal["behavior", "recompute", "decoupled", "tis"] = "behavior"
