@@ -60,7 +60,8 @@ def test_bench_ratios_from_known_component_times(policy, tmp_path, monkeypatch):
         }[cfg.S]
         return times | {"S": cfg.S, "schedule": "async", "actors": cfg.actors, "lag_mean": float(cfg.S),
                         "bookkeeping_pct": 1.0, "weight_sync_s": 0.02, "admission_violations": 0,
-                        "train_tokens_per_s": 1000.0 + cfg.S, "gen_tokens_per_s": 500.0 + cfg.S}
+                        "train_tokens_per_s": 1000.0 + cfg.S, "gen_tokens_per_s": 500.0 + cfg.S,
+                        "train_peak_gib": 3.0 + cfg.S}
 
     monkeypatch.setattr(stalegrpo.bench, "measure", fake_measure)
     overrides = [f"init_checkpoint={policy}", "batch_prompts=2", "group_size=2", "threads=2", "bench.S=[1]",
@@ -84,6 +85,8 @@ def test_bench_ratios_from_known_component_times(policy, tmp_path, monkeypatch):
     assert summary["weight_sync_s"] == 0.02 and summary["baseline"] == "async S=0, A=1"
     assert summary["speedups"] == [{"S": 1, "A": 1, "speedup": pytest.approx(1.2), "efficiency": pytest.approx(0.9)}]
     assert summary["precision"] == "fp32" and summary["device"] == "cpu"  # bf16 "auto" is fp32 on CPU
+    assert summary["learner_peak_gib"] == 3.0  # the baseline's largest learner step
+    assert 0 < summary["actor_peak_gib"] == hf["peak_gib"] and summary["peak_memory"] == "peak RSS of the process"
 
 
 def test_model_specs_name_their_sizes():

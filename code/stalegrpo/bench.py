@@ -50,6 +50,7 @@ import pandas as pd
 import torch
 
 from stalegrpo.config import ConfigError, load_config, to_dict
+from stalegrpo.memory import PeakMemory
 
 MODELS = {"qwen2.5-0.5b": "qwen2:896x24,heads=14,kv_heads=2,intermediate=4864,vocab=151936"}
 """named shapes of ``bench.model``: Qwen2.5-0.5B (494M parameters, tied embeddings, grouped-query
@@ -205,6 +206,8 @@ def rates(rows: pd.DataFrame) -> dict:
         # the learner's prompt + completion tokens per second of its step; the actor's sampled tokens
         "train_tokens_per_s": float(rows["train_tokens_per_s"].mean()),
         "gen_tokens_per_s": float(rows["gen_tokens_per_s"].mean()),
+        # the largest learner step (PeakMemory: CUDA max_memory_allocated, CPU peak RSS)
+        "train_peak_gib": float(rows["train_peak_gib"].max()),
     }
 
 
@@ -245,11 +248,13 @@ def colocated(cfg, steps: int, skip: int) -> dict:
     actor = make_actor("hf", actor_model, tokenizer, task, device=learner.device, **prompt_format(cfg))
     m, rows, start = cfg.updates_per_batch, [], time.perf_counter()
     for n in range(-(-steps // m)):
-        rollout = make_batch(cfg, task, actor, n)
+        with PeakMemory(learner.device) as gen_peak:
+            rollout = make_batch(cfg, task, actor, n)
         for j in range(m):
             batch = minibatch(rollout, j, m, cfg.group_size)
             train_start = time.perf_counter()
-            learner.step(batch)
+            with PeakMemory(learner.device) as train_peak:
+                learner.step(batch)
             train_s = time.perf_counter() - train_start
             actor.load_weights(learner.model.state_dict(), learner.version)
             rows.append({
@@ -264,13 +269,17 @@ def colocated(cfg, steps: int, skip: int) -> dict:
                 "lag_mean": 0.0,
                 "gen_tokens_per_s": int(rollout.completion_mask.sum()) / max(rollout.gen_seconds, 1e-9),
                 "train_tokens_per_s": int(batch.prompt_mask.sum() + batch.completion_mask.sum()) / train_s,
+                "train_peak_gib": train_peak.gib,
+                "gen_peak_gib": gen_peak.gib,
             })
     del learner, actor, model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # the in-process actors that follow get the device's memory back
-    return {"S": 0, "schedule": "colocated"} | rates(steady(pd.DataFrame(rows[:steps]), skip)) | {
+    rows = steady(pd.DataFrame(rows[:steps]), skip)
+    return {"S": 0, "schedule": "colocated"} | rates(rows) | {
         "actors": 0,
         "admission_violations": 0,
+        "gen_peak_gib": float(rows["gen_peak_gib"].max()),  # the actor's batch beside the learner's state
     }
 
 
@@ -343,11 +352,12 @@ def actor_throughput(cfg, backend: str, repeats: int, step_s: float) -> dict:
     problems = task.sample("train", cfg.batch_prompts, np.random.default_rng(cfg.seed))
     actor.generate(problems, cfg.group_size, cfg.temperature, seed=0)  # warm-up
     seconds, tokens = [], []
-    for repeat in range(repeats):
-        start = time.perf_counter()
-        rollout = actor.generate(problems, cfg.group_size, cfg.temperature, seed=repeat + 1)
-        seconds.append(time.perf_counter() - start)
-        tokens.append(int(rollout.completion_mask.sum()))
+    with PeakMemory(actor_device()) as peak:
+        for repeat in range(repeats):
+            start = time.perf_counter()
+            rollout = actor.generate(problems, cfg.group_size, cfg.temperature, seed=repeat + 1)
+            seconds.append(time.perf_counter() - start)
+            tokens.append(int(rollout.completion_mask.sum()))
     state = {name: p.detach().clone() for name, p in actor.model.named_parameters()}
     syncs = []
     for version in range(1, repeats + 1):
@@ -362,6 +372,8 @@ def actor_throughput(cfg, backend: str, repeats: int, step_s: float) -> dict:
         "gen_s": float(np.median(seconds)),
         "weight_sync_s": weight_sync_s,
         "weight_sync_pct_of_step": 100 * weight_sync_s / step_s,
+        "peak_gib": peak.gib,
+        "peak_memory": peak.kind,
     }
 
 
@@ -392,6 +404,10 @@ def summary(cfg, options: BenchConfig, result: dict) -> dict:
         "actor_tokens_per_s": base["gen_tokens_per_s"],
         "weight_sync_s": base["weight_sync_s"],
         "weight_sync": f"{'nccl' if cuda else 'gloo'} broadcast + copy" if engines else "copy on the device",
+        "learner_peak_gib": base["train_peak_gib"],
+        "actor_peak_gib": next((a["peak_gib"] for a in result["actors"] if a["backend"] == cfg.actor), None),
+        "peak_memory": "CUDA max_memory_allocated" if cuda else "peak RSS of the process",
+        "micro_batch_size": cfg.micro_batch_size,
         "t_gen": result["t_gen"],
         "t_train": result["t_train"],
         "ideal_speedup": result["ideal_speedup"],
@@ -510,6 +526,7 @@ def bench_checkpoint(options: BenchConfig, config_path, overrides, out: Path) ->
     for a in result["actors"]:
         print(
             f"actor {a['backend']}: {a['tokens_per_s']:.0f} tokens/s, weight sync {a['weight_sync_s'] * 1e3:.1f} ms "
-            f"({a['weight_sync_pct_of_step']:.1f}% of the synchronous step)"
+            f"({a['weight_sync_pct_of_step']:.1f}% of the synchronous step), peak memory {a['peak_gib']:.2f} GiB"
         )
+    print(f"learner step: peak memory {result['summary']['learner_peak_gib']:.2f} GiB ({result['summary']['peak_memory']})")
     return 0

@@ -124,6 +124,8 @@ class PretrainConfig:
     """seed of the initialisation, the data and the evaluations"""
     threads: int | None = field(default=None, metadata={"minimum": 1})
     """torch CPU threads (null: all cores)"""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """where the model trains: auto is CUDA when torch sees a GPU, else the CPU"""
 
 
 CONFIG_CLASS = PretrainConfig
@@ -160,12 +162,13 @@ def supervised_batch(tokenizer, task, problems, template: str = "auto", system: 
         target = target + [tokenizer.eos_token_id]
         rows.append((prompt + target, [-100] * len(prompt) + target))
     width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)
-    labels = torch.full((len(rows), width), -100)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    cpu = torch.device("cpu")  # built on the host; the training loop moves it to its device
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, device=cpu)
+    labels = torch.full((len(rows), width), -100, device=cpu)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=cpu)
     for i, (ids, lab) in enumerate(rows):
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-        labels[i, : len(lab)] = torch.tensor(lab)
+        input_ids[i, : len(ids)] = torch.tensor(ids, device=cpu)
+        labels[i, : len(lab)] = torch.tensor(lab, device=cpu)
         mask[i, : len(ids)] = 1
     return input_ids, mask, labels
 
@@ -189,6 +192,13 @@ def heldout_eval_set(task, n: int, seed: int):
     return task.sample("heldout", n, np.random.default_rng(seed))
 
 
+def pretrain_device(cfg: PretrainConfig) -> torch.device:
+    """CUDA when it is there (``device: auto``), else the CPU; ``device: cuda`` without a GPU is an error."""
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device = 'cuda' but torch sees no CUDA device (use device: auto or cpu)")
+    return torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+
+
 def main(config_path: str | None, overrides: list[str], out: str) -> int:
     cfg = load_config(PretrainConfig, config_path, overrides)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
@@ -205,7 +215,10 @@ def main(config_path: str | None, overrides: list[str], out: str) -> int:
         resolve_template(tokenizer, cfg.prompt_template)
     except ValueError as err:  # template=chat for a tokenizer without one
         raise ConfigError(f"prompt_template: {err}") from err
-    actor = make_actor("hf", model, tokenizer, task, **prompt_format)
+    device = pretrain_device(cfg)
+    print(f"pretraining on {device}", flush=True)
+    model.to(device)
+    actor = make_actor("hf", model, tokenizer, task, device=device, **prompt_format)
     rng = np.random.default_rng(cfg.seed)
     eval_problems = task.sample("heldout", cfg.eval_problems, np.random.default_rng(cfg.seed + 1))
     optimizer = torch.optim.AdamW(
@@ -218,7 +231,9 @@ def main(config_path: str | None, overrides: list[str], out: str) -> int:
     while step < cfg.steps and not reached:
         model.train()
         problems = task.sample("train", cfg.batch_size, rng)
-        input_ids, mask, labels = supervised_batch(tokenizer, task, problems, **prompt_format)
+        input_ids, mask, labels = (
+            x.to(device) for x in supervised_batch(tokenizer, task, problems, **prompt_format)
+        )
         loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -44,6 +44,7 @@ from stalegrpo.config import ConfigError, load_config, to_dict
 from stalegrpo.engines import ActorDied, EngineSource
 from stalegrpo.learner import Learner, LearnerRankLost, bias_estimate, is_collective_failure
 from stalegrpo.logger import make_logger
+from stalegrpo.memory import PeakMemory
 from stalegrpo.policy import flat_params, load_policy, state_from_flat, weights_checksum
 from stalegrpo.schedules import FixedSource, SnapshotRing, minibatch, rng
 from stalegrpo.tasks import make_task
@@ -185,8 +186,9 @@ WALL_COLUMNS = (
     "gen_tokens_per_s",
     "train_tokens_per_s",
     "probe_s",
+    "train_peak_gib",
 )
-"""columns that measure wall time: excluded when runs are compared for determinism"""
+"""columns that measure the machine (wall time, memory): excluded when runs are compared for determinism"""
 MEAN_COLUMNS = (
     "gen_s",
     "train_s",
@@ -198,6 +200,8 @@ MEAN_COLUMNS = (
     "lag_mean",
 )
 """step columns whose run means go into summary.json"""
+INTERRUPTED = ("sigterm", "actor_died", "learner_rank_lost")
+"""how a run can stop before its end: the same command resumes it from its last checkpoint"""
 TEST_SIGNAL_ENV = "STALEGRPO_TEST_SIGNAL_AFTER_CHECKPOINT"
 """test hook, ``STEP:SIGNAL`` (e.g. ``4:SIGKILL``): the run signals itself right after writing
 checkpoint STEP, so kill and resume tests stop it at a known step without polling"""
@@ -492,6 +496,8 @@ class Run:
             if self.ranks.lead:
                 print(f"resuming {out} at step {self.learner.version}")
         else:
+            if self.ranks.lead and (out / "steps.parquet").is_file():  # an attempt that died before a checkpoint
+                print(f"{out} has no checkpoint of an earlier attempt: the run starts afresh from step 0")
             state = RunState(config=to_dict(cfg), monitor=CollapseMonitor(cfg.collapse), stop_at=cfg.steps)
             self.ring.push(0, flat_params(self.learner.model))
             if self.ranks.lead:
@@ -522,7 +528,8 @@ class Run:
         train_start = time.perf_counter()
         # this rank's whole groups of the minibatch; the metrics are reduced over the ranks
         shard = minibatch(batch, self.ranks.rank, self.ranks.size, cfg.group_size)
-        metrics = learner.step(shard) | {"rank_samples": len(shard)}
+        with PeakMemory(learner.device) as peak:
+            metrics = learner.step(shard) | {"rank_samples": len(shard)}
         train_s = time.perf_counter() - train_start
 
         book_start = time.perf_counter()  # staleness bookkeeping: lags, snapshots, admission check
@@ -565,6 +572,7 @@ class Run:
             "learner_wait_s": info["learner_wait_s"] if j == 0 else 0.0,
             "weight_sync_s": sync_s,
             "bookkeeping_s": book_s,
+            "train_peak_gib": peak.gib,
         }
         return row
 
@@ -602,7 +610,7 @@ class Run:
             "config": state.config,
             "steps_done": learner.version,
             "horizon": self.cfg.steps,
-            "finished": stopped not in ("sigterm", "actor_died"),
+            "finished": stopped not in INTERRUPTED,
             "stopped": stopped,
             "collapse_step": int(monitor.collapse_step[0]) if collapsed else None,
             "collapse_detector": monitor.detector_names()[0] if collapsed else None,
@@ -689,14 +697,23 @@ def run(cfg: TrainConfig, out: Path) -> dict:
     except RuntimeError as err:
         if ranks.size == 1 or not is_collective_failure(err):
             raise
-        if lead:
-            write_tables(out, state)
-        raise LearnerRankLost(
+        latest = out / "checkpoint" / "latest"
+        rerun = (
+            f"rerun the command to resume from the checkpoint at step {latest.read_text().strip().removeprefix('step')}"
+            if latest.is_file()
+            else f"no checkpoint was written yet (the first is due after step {cfg.checkpoint_every}), so a rerun "
+            "starts afresh from step 0"
+        )
+        message = (
             f"learner rank {ranks.rank} of {ranks.size}: a collective with the other learner ranks failed "
             f"({str(err).splitlines()[0]}); a rank has most likely died (its log says why). Collectives wait "
             f"at most collective_timeout_s = {cfg.collective_timeout_s:g} s. Tables up to step "
-            f"{learner.version} are in {out}; rerun the command to resume from the last checkpoint"
-        ) from err
+            f"{learner.version} are in {out}; {rerun}"
+        )
+        if lead:
+            summary = r.summary("learner_rank_lost") | {"run_seconds": time.perf_counter() - start_time}
+            write_tables(out, state, summary | {"error": message})
+        raise LearnerRankLost(message) from err
     finally:
         if r.source is not None:
             r.source.close()
@@ -705,7 +722,7 @@ def run(cfg: TrainConfig, out: Path) -> dict:
         signal.signal(signal.SIGTERM, previous_handler)
 
     exit_code = {"sigterm": 143, "actor_died": 1}.get(stopped, 0)
-    interrupted = stopped in ("sigterm", "actor_died")  # the same command resumes the run
+    interrupted = stopped in INTERRUPTED
     if not lead:
         r.checkpoint()
         return {"stopped": stopped, "exit_code": exit_code}
