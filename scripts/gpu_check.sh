@@ -10,27 +10,33 @@
 #            folder WHEELS, when python cannot import them; the repository itself is used in
 #            place (PYTHONPATH=code: no install, no dependencies resolved).
 #   tests    pytest -m cuda (tests/test_cuda.py): learner steps in fp32 and, for the Qwen2
-#            stand-in under ZeRO-2, in bf16; the bench at toy size; the NCCL weight broadcast and
-#            an async run with an hf actor engine on its own GPU (these two need 2 GPUs and are
-#            skipped on one).
-#   bench    stalegrpo bench lm on a randomly initialised model of Qwen2.5-0.5B's shape
-#            (bench.model=qwen2.5-0.5b: hidden 896, 24 layers, 14 heads, 2 key/value heads, MLP
-#            4864, tied embeddings; 494M parameters). Its embedding has Qwen's 151936 rows over
-#            the stand-in's 512-token BPE tokenizer: the full-vocabulary softmax costs what the
-#            real model's does, and a sampled id without a token decodes to nothing. Nothing is
-#            downloaded. bf16, ZeRO-2, the hf actor engine, countdown prompts in the ChatML
-#            template, B x G = 8 x 8, 128 new tokens.
-# At the end ONE table: each step's status, learner tokens/s (prompt + completion tokens per
-# second of a learner step), actor tokens/s (sampled tokens per second), weight-sync seconds per
-# step and the async speedup with A = 1 and 2 actor engines over the synchronous baseline
-# (docs/method.md §7). An async run needs a GPU per learner and per engine: on one GPU the
-# baseline is the synchronous loop in one process on that GPU, the weight sync is a copy on the
-# device, and the speedup rows say how many GPUs they need.
+#            stand-in under ZeRO-2, in bf16; a micro-batched step against the whole batch's; the
+#            memory of a step with Qwen's 151936-row vocabulary; the bench at toy size; the NCCL
+#            weight broadcast and an async run with an hf actor engine on its own GPU (these two
+#            need 2 GPUs and are skipped on one).
+#   bench    stalegrpo bench lm at the paper preset's batch on a randomly initialised model of
+#            Qwen2.5-0.5B's shape (bench.model=qwen2.5-0.5b: hidden 896, 24 layers, 14 heads, 2
+#            key/value heads, MLP 4864, tied embeddings; 494M parameters). Its embedding has
+#            Qwen's 151936 rows over the stand-in's 512-token BPE tokenizer: the full-vocabulary
+#            softmax costs what the real model's does, and a sampled id without a token decodes to
+#            nothing. Nothing is downloaded. bf16, ZeRO-2, micro-batches of MICRO sequences, the
+#            hf actor engine, countdown prompts in the ChatML template, B x G = 32 x 8, 256 new
+#            tokens (random weights rarely sample EOS: nearly every completion is 256 tokens long).
+#   train    stalegrpo train on the same shape along the paper preset's code path: fixed S = 2,
+#            10 steps, ZeRO-2 bf16, micro-batches, kl_ref every step, one bias probe (step 5), the
+#            held-out evaluation (32 prompts) at the start and the end, a checkpoint, TensorBoard.
+# At the end ONE table: each step's status and seconds, learner tokens/s (prompt + completion
+# tokens per second of a learner step), actor tokens/s (sampled tokens per second), the peak
+# memory of a learner step and of the actor, the memory target (a learner peak under 40 GB at
+# the paper batch, so that a 40 GB A100 runs the preset), weight-sync seconds per step, the async
+# speedup with A = 1 and 2 actor engines over the synchronous baseline (docs/method.md §7), and
+# the train run's seconds per step and peak. An async run needs a GPU per learner and per engine:
+# on one GPU the baseline is the synchronous loop in one process on that GPU, the weight sync is
+# a copy on the device, and the speedup rows say how many GPUs they need.
 #
-# Time: about 4 min on one GPU, 5 to 7 min with two or more (async runs add engine start-ups
-# and checkpoint writes); estimates within an 8-min budget, as the script has not yet run on a
-# GPU. Without CUDA it says so and runs the same steps at toy size (a 0.14M-parameter Qwen2,
-# 3 steps per run): 80 s on 2 shared CPU cores.
+# Time: budgeted at 6 min on one H200 (install 0.5, tests 1.5, bench 2, train 2); the table's
+# seconds column gives what each step took. Without CUDA it says so and runs the same steps at
+# toy size (a 0.14M-parameter Qwen2, 3 steps per run): about 2 min on 2 shared CPU cores.
 #
 # The wheel folder, filled on any machine with internet for the GPU machine's Python (3.12):
 #   pip wheel --no-deps -w wheels deepspeed==0.19.8
@@ -46,8 +52,9 @@
 #
 # Environment: WHEELS (default wheels/ in the repository), OUT (default results/gpu_check/<date-
 # time> in the repository; given paths are relative to the working directory), PYTHON (default
-# python3), SIZE (full or toy; default full with CUDA, toy without), BENCH_ARGS (more
-# `stalegrpo bench lm` overrides, e.g. "batch_prompts=16 bench.steps=12").
+# python3), SIZE (full or toy; default full with CUDA, toy without), MICRO (micro_batch_size of
+# the learner at full size, default 16), BENCH_ARGS and TRAIN_ARGS (more `stalegrpo bench lm` /
+# `stalegrpo train` overrides, e.g. "batch_prompts=16 bench.steps=12").
 # Exit status 0 when every step passed, else 1 with the failed steps named (2: bad arguments).
 set -uo pipefail
 
@@ -60,7 +67,9 @@ if [ -n "${WHEELS:-}" ]; then WHEELS=$(from_caller "$WHEELS"); else WHEELS=$REPO
 if [ -n "${OUT:-}" ]; then OUT=$(from_caller "$OUT"); else OUT=$REPO/results/gpu_check/$(date +%Y%m%d-%H%M%S); fi
 cd "$REPO" || exit 2
 BENCH_ARGS=${BENCH_ARGS:-}
-ALL_STEPS=(install tests bench)
+TRAIN_ARGS=${TRAIN_ARGS:-}
+MICRO=${MICRO:-16}
+ALL_STEPS=(install tests bench train)
 STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
 for step in "${STEPS[@]}"; do
@@ -72,7 +81,7 @@ done
 mkdir -p "$OUT" || exit 2
 export PYTHONPATH="$REPO/code${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
-declare -A STATUS NOTE
+declare -A STATUS NOTE SECONDS_OF
 FAILED=()
 say() { echo "gpu_check: $*"; }
 passed() { STATUS[$1]=ok; NOTE[$1]=$2; say "$1: ok ($2)"; }
@@ -169,13 +178,12 @@ tests_step() {
 bench_step() {
   local args
   if [ "$SIZE" = full ]; then
-    args=(bench.model=qwen2.5-0.5b task=countdown "task_options={max_new_tokens: 128}" deepspeed_zero=2 actor=hf
-          batch_prompts=8 group_size=8 "threads=$(nproc)" bench.steps=8 bench.skip=2 "bench.S=[1]"
-          "bench.engines=[1, 2]" bench.sampling_repeats=2 bench.sync_steps=3)
+    args=(bench.model=qwen2.5-0.5b "${PAPER_PATH[@]}" "micro_batch_size=$MICRO" batch_prompts=32 group_size=8
+          "threads=$(nproc)" bench.steps=3 bench.skip=1 "bench.S=[1]" "bench.engines=[1, 2]"
+          bench.sampling_repeats=1 bench.sync_steps=3)
   else
-    args=(bench.model=qwen2:64x2,heads=2,intermediate=128,vocab=1024 task=countdown "task_options={max_new_tokens: 8}"
-          deepspeed_zero=2 actor=hf batch_prompts=2 group_size=2 threads=2 bench.steps=3 bench.skip=1 "bench.S=[1]"
-          "bench.engines=[1, 2]" bench.sampling_repeats=1 bench.sync_steps=2)
+    args=(bench.model=$TOY_MODEL "${TOY_PATH[@]}" micro_batch_size=3 batch_prompts=2 group_size=2 threads=2
+          bench.steps=3 bench.skip=1 "bench.S=[1]" "bench.engines=[1, 2]" bench.sampling_repeats=1 bench.sync_steps=2)
   fi
   # shellcheck disable=SC2206  # BENCH_ARGS is a list of words
   args+=($BENCH_ARGS)
@@ -188,37 +196,88 @@ bench_step() {
   passed bench "$OUT/bench.json"
 }
 
+# -- train --------------------------------------------------------------------------------------
+train_step() {
+  local shape args
+  if [ "$SIZE" = full ]; then
+    shape=qwen2.5-0.5b
+    args=("${PAPER_PATH[@]}" "micro_batch_size=$MICRO" batch_prompts=32 group_size=8 steps=10 "threads=$(nproc)"
+          eta=1e-4 probe_time=5e-4 probe_prompts=8 eval_prompts=32)
+  else
+    shape=$TOY_MODEL
+    args=("${TOY_PATH[@]}" micro_batch_size=3 batch_prompts=2 group_size=2 steps=3 threads=2 eta=1e-4
+          probe_time=2e-4 probe_prompts=2 eval_prompts=4)
+  fi
+  args+=(schedule=fixed S=2 kl_ref_every=1 probe_every=0 eval_every=0 checkpoint_every=100 logger=tensorboard
+        progress=false)
+  # shellcheck disable=SC2206  # TRAIN_ARGS is a list of words
+  args+=($TRAIN_ARGS)
+  say "train ($SIZE size): stalegrpo train config/train.yaml ${args[*]}"
+  rm -rf "$OUT/train" "$OUT/model"
+  if ! "$PYTHON" -c "import sys; from pathlib import Path; from stalegrpo.bench import make_model; make_model(sys.argv[1], Path(sys.argv[2]))" \
+      "$shape" "$OUT/model" >"$OUT/train.log" 2>&1 ||
+     ! "$PYTHON" -m stalegrpo.cli train config/train.yaml "init_checkpoint=$OUT/model" "${args[@]}" --out "$OUT/train" \
+      >>"$OUT/train.log" 2>&1; then
+    failed train "stalegrpo train exited non-zero"
+    return 1
+  fi
+  rm -rf "$OUT/train/checkpoint" "$OUT/model"  # gigabytes at 0.5B; the tables and summary stay
+  passed train "$OUT/train/summary.json"
+}
+
+# the paper preset's LM keys (config/paper.yaml) with the hf actor (vLLM does not travel here),
+# and the same path at toy size
+PAPER_PATH=(task=countdown "task_options={numbers: 4, max_number: 50, max_target: 200, max_new_tokens: 256}"
+            prompt_template=chat deepspeed_zero=2 actor=hf)
+TOY_MODEL="qwen2:64x2,heads=2,intermediate=128,vocab=1024"
+TOY_PATH=(task=countdown "task_options={max_new_tokens: 8}" prompt_template=chat deepspeed_zero=2 actor=hf)
+
 for step in "${STEPS[@]}"; do
   if [ "$step" != install ] && [ "${STATUS[install]:-}" = FAILED ]; then
     STATUS[$step]="not run"; NOTE[$step]="the install failed"
     continue
   fi
+  started=$(date +%s)
   "${step}_step"
+  SECONDS_OF[$step]=$(( $(date +%s) - started ))
 done
 
 # -- the table ----------------------------------------------------------------------------------
 STATUS_LINES=""
-for step in "${STEPS[@]}"; do STATUS_LINES+="$step"$'\t'"${STATUS[$step]}"$'\t'"${NOTE[$step]}"$'\n'; done
+for step in "${STEPS[@]}"; do
+  STATUS_LINES+="$step"$'\t'"${STATUS[$step]}"$'\t'"${NOTE[$step]}"$'\t'"${SECONDS_OF[$step]:-0}"$'\n'
+done
 export STATUS_LINES SIZE GPUS DEVICE OUT
 "$PYTHON" - <<'EOF' | tee "$OUT/table.txt"
 import json, os
 from pathlib import Path
 
+TARGET_GIB = 40 * 1e9 / 2**30  # 40 GB: an A100 40GB
+out = Path(os.environ["OUT"])
 rows = [line.split("\t") for line in os.environ["STATUS_LINES"].splitlines() if line]
-names = {"install": "install", "tests": "pytest -m cuda", "bench": "stalegrpo bench lm"}
-table = [(names[step], status, note) for step, status, note in rows]
-path = Path(os.environ["OUT"]) / "bench.json"
-ran = any(step == "bench" for step, *_ in rows)
+names = {"install": "install", "tests": "pytest -m cuda", "bench": "stalegrpo bench lm", "train": "stalegrpo train"}
+table = [(names[step], status, f"{seconds} s; {note}") for step, status, note, seconds in rows]
+ran = {step for step, *_ in rows}
 title = f"GPU check on {os.environ['DEVICE']} x{os.environ['GPUS']}" if os.environ["GPUS"] != "0" else \
     "GPU check without CUDA (CPU fallback)"
 title += f", {os.environ['SIZE']} size"
-if path.is_file() and ran:
+path = out / "bench.json"
+if path.is_file() and "bench" in ran:
     s = json.loads(path.read_text())["summary"]
     title += (f"\nmodel {s['model']} ({s['parameters'] / 1e6:.1f}M parameters), {s['precision']}, ZeRO-{s['zero']}, "
-              f"{s['actor']} actor, {s['task']}, batch B x G = {s['batch']}")
+              f"{s['actor']} actor, {s['task']}, batch B x G = {s['batch']}, micro-batches of {s['micro_batch_size']}")
+    met = s["learner_peak_gib"] < TARGET_GIB
+    target = "met" if met else "NOT met"
+    if os.environ["SIZE"] != "full":
+        target += " (toy size: says nothing about the paper batch)"
+    actor_peak = s["actor_peak_gib"]
     table += [
         ("learner tokens/s", f"{s['learner_tokens_per_s']:.0f}", f"baseline: {s['baseline']}"),
         ("actor tokens/s", f"{s['actor_tokens_per_s']:.0f}", f"t_gen {s['t_gen']:.3f} s, t_train {s['t_train']:.3f} s"),
+        ("learner step peak GiB", f"{s['learner_peak_gib']:.2f}",
+         f"{s['peak_memory']}; under 40 GB ({TARGET_GIB:.2f} GiB): {target}"),
+        ("actor peak GiB", f"{actor_peak:.2f}" if actor_peak is not None else "n/a",
+         f"{s['peak_memory']}, the {s['actor']} actor's sampling in the bench process"),
         ("weight sync s", f"{s['weight_sync_s']:.4f}", s["weight_sync"]),
     ]
     for p in s["speedups"]:
@@ -228,8 +287,26 @@ if path.is_file() and ran:
         else:
             table.append((what, f"{p['speedup']:.2f}",
                           f"ideal {s['ideal_speedup']:.2f}, efficiency {p['efficiency']:.2f}"))
-elif ran:
+    (out / "memory_target.txt").write_text("met\n" if met else "not met\n")
+elif "bench" in ran:
     table.append(("learner, actor, weight sync, speedup", "n/a", "the bench did not finish"))
+summary = out / "train" / "summary.json"
+if summary.is_file() and "train" in ran:
+    import pandas as pd
+    t = json.loads(summary.read_text())
+    steps = pd.read_parquet(out / "train" / "steps.parquet")
+    steady = steps.iloc[1:] if len(steps) > 1 else steps
+    probed = steps.loc[steps["bias_sq"].notna(), "step"].tolist() if "bias_sq" in steps else []
+    table += [
+        ("train: steps done", f"{t['steps_done']}",
+         f"of {t['horizon']}, stopped: {t['stopped']}, fixed S=2, lag max {int(steps['lag_max'].max())}"),
+        ("train: s per step", f"{steady['step_time_s'].mean():.2f}",
+         f"gen {steady['gen_s'].mean():.2f} s, train {steady['train_s'].mean():.2f} s (after step 0); "
+         f"bias probe at step(s) {probed}"),
+        ("train: learner peak GiB", f"{steps['train_peak_gib'].max():.2f}", "the largest step of the run"),
+    ]
+elif "train" in ran:
+    table.append(("train", "n/a", "the run did not finish"))
 head = ("what", "value", "note")
 width = [max(len(r[i]) for r in [head, *table]) for i in range(2)]
 print(title)
@@ -238,6 +315,11 @@ print(f"|{'-' * (width[0] + 2)}|{'-' * (width[1] + 2)}|{'-' * 6}")
 for what, value, note in table:
     print(f"| {what:<{width[0]}} | {value:<{width[1]}} | {note}")
 EOF
+
+if [ "$SIZE" = full ] && [ "$(cat "$OUT/memory_target.txt" 2>/dev/null)" = "not met" ]; then
+  say "the learner step's peak is over 40 GB at the paper batch: lower MICRO"
+  FAILED+=("memory-target")
+fi
 
 if [ ${#FAILED[@]} -gt 0 ]; then
   say "FAILED step(s): ${FAILED[*]} (logs in $OUT)"

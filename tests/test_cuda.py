@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from test_engines import max_gap
-from test_learner import rollout_with_signal, tiny_setup
+from test_learner import assert_same_step, micro_batched_steps, rollout_with_signal, tiny_setup
 
 from stalegrpo.actors import make_actor
 from stalegrpo.config import load_config
@@ -153,3 +153,30 @@ def test_bench_on_cuda(tmp_path):
         assert summary["baseline"] == "async S=0, A=1" and speedup["speedup"] > 0
     else:
         assert summary["baseline"].startswith("colocated") and "placement needs 2 CUDA devices" in speedup["skipped"]
+
+
+def test_a_micro_batched_step_equals_the_whole_batch_step_on_cuda(fp32_deepspeed_dir):
+    """As tests/test_learner.py on the CPU: fp32 learner on cuda:0, ZeRO-2, micro-batches of 3."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    whole, micro = micro_batched_steps(2, "seq_mean", 3, "decoupled", deepspeed_dir=str(fp32_deepspeed_dir))
+    assert whole[2].device.type == "cuda" and whole[0]["grad_norm"] > 0
+    assert_same_step(whole, micro, rtol=1e-4, atol=1e-6)
+
+
+def test_a_wide_vocabulary_step_on_cuda_peaks_below_its_full_logits(tmp_path):
+    """tests/test_memory.py on the GPU: Qwen's 151,936-row vocabulary, hidden 64, 32 sequences of 160
+    tokens (3.1 GB of fp32 logits), bf16: the step's CUDA peak stays under half of that."""
+    from memory_step import batch
+    from test_memory import QWEN_VOCAB_TINY_BODY
+
+    from stalegrpo.bench import make_model
+    from stalegrpo.memory import PeakMemory
+
+    model, _ = load_policy(make_model(QWEN_VOCAB_TINY_BODY, tmp_path / "model"))
+    cfg = TrainConfig(batch_prompts=4, group_size=8, kl_ref_every=0, threads=2, micro_batch_size=8)
+    learner = Learner(model, None, cfg)
+    rollout = batch(32, model.config.vocab_size)
+    with PeakMemory(learner.device) as peak:
+        metrics = learner.step(rollout)
+    logits_bytes = 32 * 160 * model.config.vocab_size * 4
+    assert metrics["finite"] and peak.bytes < logits_bytes / 2, f"peak {peak.gib:.2f} GiB"

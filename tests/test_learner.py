@@ -231,11 +231,11 @@ def test_coupled_and_paired_probes_estimate_the_same_bias():
     assert 0 < se_c < se_p / 4
 
 
-def micro_batched_steps(stage: int, aggregation: str, micro: int, objective: str = "behavior"):
+def micro_batched_steps(stage: int, aggregation: str, micro: int, objective: str = "behavior", **options):
     """One step from the same weights on the same stale batch, whole and in micro-batches of ``micro``:
-    (metrics, update, gradient) of each."""
+    (metrics, update, gradient) of each. ``options`` set more config keys."""
     model, tokenizer, task, cfg = tiny_setup()
-    cfg = replace(cfg, deepspeed_zero=stage, aggregation=aggregation, objective=objective, kl_beta=0.1)
+    cfg = replace(cfg, deepspeed_zero=stage, aggregation=aggregation, objective=objective, kl_beta=0.1, **options)
     actor = make_actor("hf", copy.deepcopy(model), tokenizer, task)
     batch = rollout_with_signal(actor, task, cfg)
     steps = []
