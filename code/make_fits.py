@@ -16,7 +16,10 @@ experiment; ``lm`` runs :func:`stalegrpo.fits.lm.summarize_lm`. Each writes the 
 of its grid (:func:`stalegrpo.fits.report.grid_facts`) as JSON. ``macros`` turns those JSONs and
 the benchmark's table into LaTeX macros, prefixed with the experiment's name (``main`` →
 ``\\MainBiasSlope``), so that the paper types no number by hand. ``\\LMHasRuns`` and
-``\\BenchHasData`` are 0 or 1 for ``\\ifnum`` in the text.
+``\\BenchHasData`` are 0 or 1 for ``\\ifnum`` in the text, as are ``\\MainBiasHasVerdict``,
+``\\LMBiasHasVerdict``, ``\\LMTcHasVerdict`` and ``\\LMFrontierHasVerdict``: whether a claim's
+runs reach the minimum for a verdict (:mod:`stalegrpo.fits.verdicts`); below it the claim's text
+is an illustration that says what is missing.
 """
 
 from __future__ import annotations

@@ -1,14 +1,17 @@
 """Fits on synthetic data with known answers (docs/method.md §8)."""
 
+import argparse
 import json
 import math
 import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from stalegrpo.fits import laws, lm, report
+from stalegrpo.fits import laws, lm, report, verdicts
 
 # --- F1: bias slope ---------------------------------------------------------------------------
 
@@ -538,13 +541,253 @@ def test_frontier_shape_names_where_eta_star_rises_with_s():
 
 
 def test_per_seed_summary_groups_seeds_by_verdict():
+    """Each seed's two F1 verdicts and its F3 verdict, grouped; a seed below a claim's minimum is an
+    illustration and shows its estimate instead."""
+    enough = {"status": "ok", "n": 9, "n_x": 9, "x_min": 2.5e-5, "x_max": 4e-4}
     rows = [
-        {"seed": 0, "bias_sq_slope": {"status": "ok", "ci_low": 0.5, "ci_high": 1.5},
-         "frontier": {"status": "ok", "r2": 0.9, "pure_S": {"r2": 0.1}, "pure_T": {"r2": 0.2}}},
-        {"seed": 1, "bias_sq_slope": {"status": "ok", "ci_low": 1.3, "ci_high": 2.0}, "frontier": {"status": "too_few_points"}},
-        {"seed": 2, "bias_sq_slope": {"status": "ok", "ci_low": 0.6, "ci_high": 1.2}},
+        {"seed": 0, "bias_sq_slope": enough | {"slope": 1.0, "ci_low": 0.5, "ci_high": 1.5},
+         "frontier": {"status": "ok", "n": 5, "r2": 0.9, "pure_S": {"r2": 0.1}, "pure_T": {"r2": 0.2}}},
+        {"seed": 1, "bias_sq_slope": enough | {"slope": 1.6, "ci_low": 1.3, "ci_high": 2.0},
+         "frontier": {"status": "ok", "n": 3, "r2": 0.4}},
+        {"seed": 2, "bias_sq_slope": enough | {"slope": 0.9, "ci_low": 0.6, "ci_high": 1.2}},
     ]
     text = report.per_seed_summary(rows)
-    assert text == ("F1 consistent on seeds 0, 2 and inconsistent on seed 1; "
-                    "F3 supported on seed 0 and not tested on seed 1")
+    assert text == (
+        "F1 bound consistent on seeds 0, 2 and supported on seed 1; "
+        "F1 first-order law consistent on seeds 0, 2 and inconsistent on seed 1; "
+        "F3 supported on seed 0 and illustration on seed 1 (too few runs per seed for a verdict; "
+        "$R^2$ by seed: $0.400$)"
+    )
     assert report.per_seed_summary([{"seed": 0, "frontier": {}}]).startswith("no seed")
+    few = {"status": "ok", "n": 3, "n_x": 3, "slope": 1.29, "ci_low": 0.913, "ci_high": 1.45}
+    assert report.per_seed_summary([{"seed": 0, "bias_sq_slope": few}]) == (
+        "F1 illustration on seed 0 (too few runs per seed for a verdict; slope by seed: $1.29$ $[0.913, 1.45]$)"
+    )
+
+
+# --- the bias claim read twice: the bound and the first-order law ------------------------------
+
+ENOUGH = {"status": "ok", "n": 36, "n_x": 9, "x_min": 2.5e-5, "x_max": 4e-4}
+"""a bias fit over enough runs for a verdict (≥ 6 runs over ≥ 3 distinct S·η)"""
+
+
+@pytest.mark.parametrize(
+    "low, high, bound, first_order",
+    [
+        (1.38, 2.66, "supported", "inconsistent"),  # above 1: bias/(S·η) falls as S·η → 0, within the bound
+        (0.82, 1.86, "consistent", "consistent"),
+        (-0.5, 1.3, "consistent", "not resolved"),
+        (0.2, 0.8, "contradicted", "inconsistent"),  # only a CI entirely below 1 contradicts the bound
+        (-0.5, 0.7, "contradicted", "inconsistent"),
+        (-0.5, 1.0, "consistent", "not resolved"),
+    ],
+)
+def test_bias_bound_is_one_sided_and_the_first_order_law_two_sided(low, high, bound, first_order):
+    judged = verdicts.bias_verdicts(ENOUGH | {"slope": (low + high) / 2, "ci_low": low, "ci_high": high})
+    assert judged["bias_bound"]["verdict"] == bound
+    assert judged["bias_first_order"]["verdict"] == first_order
+    for verdict in judged.values():  # each names the S·η range it covers
+        assert r"over $S\eta$ from \ensuremath{2.50\times 10^{-5}} to \ensuremath{4.00\times 10^{-4}}" in verdict["text"]
+        assert verdict["text"].startswith(verdict["verdict"]) and verdict["text"].isascii()
+        assert (verdict["x_min"], verdict["x_max"], verdict["enough"]) == (2.5e-5, 4e-4, True)
+
+
+def test_below_its_minimum_a_claim_is_an_illustration_that_says_what_is_missing():
+    three = ENOUGH | {"n": 3, "n_x": 3, "slope": 1.45, "ci_low": 1.0004, "ci_high": 5.0}  # the default build's F1
+    for verdict in verdicts.bias_verdicts(three).values():
+        assert verdict["verdict"] == "illustration" and not verdict["enough"]
+        assert verdict["text"] == (
+            r"illustration: too few runs for a verdict (3 of the 6 runs needed, over 3 of the 3 distinct "
+            r"$S\eta$ needed; \texttt{config/lm\_full.yaml} tests it)"
+        )
+    ci = {"ci_low": 0.5, "ci_high": 1.5}
+    assert verdicts.bound_verdict(ENOUGH | ci | {"n": 6, "n_x": 2})["verdict"] == "illustration"  # 2 S·η only
+    assert verdicts.bound_verdict(ENOUGH | ci | {"n": 6, "n_x": 3})["verdict"] == "consistent"
+    assert verdicts.bound_verdict({"status": "too_few_points", "n": 2, "n_x": 1})["verdict"] == "illustration"
+
+    tc = {"exponent": {"status": "ok", "slope": -0.8, "ci_low": -0.9, "ci_high": -0.7},
+          "per_eta": [{"eta": eta, "n": 2} for eta in (1e-4, 2e-4, 4e-4)] + [{"eta": 8e-4, "n": 1}]}
+    short = verdicts.tc_verdict(tc)
+    assert short["verdict"] == "illustration" and "(3 of the 4 values of $\\eta$ with at least 2 collapses" in short["text"]
+    tc["per_eta"][-1]["n"] = 2
+    assert verdicts.tc_verdict(tc)["verdict"] == "inconsistent"
+
+    frontier = {"status": "ok", "n": 3, "r2": 0.9, "pure_S": {"r2": 0.1}, "pure_T": {"r2": 0.2}}
+    assert verdicts.lm_frontier_verdict(frontier, None)["verdict"] == "illustration"
+    assert verdicts.lm_frontier_verdict(frontier | {"n": 4}, None)["verdict"] == "supported"
+    assert "(3 of the 4 frontier cells" in verdicts.lm_frontier_verdict(frontier, None)["text"]
+
+
+def _parse(text: str) -> float:
+    """A number as format_number prints it, back to a float."""
+    match = re.fullmatch(r"\\ensuremath\{(-?[\d.]+)\\times 10\^\{(-?\d+)\}\}", text)
+    return float(match.group(1)) * 10 ** int(match.group(2)) if match else float(text)
+
+
+@pytest.mark.parametrize("reference", [1.0, -1.0, 0.0])
+def test_a_ci_bound_never_reads_as_the_value_it_is_held_against(reference):
+    """1.0004 printed as 1.00 beside "the CI excludes 1" reads as a contradiction: a bound prints
+    with as many digits as keep it apart from the value, on its own side of it."""
+    offsets = np.r_[10.0 ** -np.arange(1, 13), 3.7 * 10.0 ** -np.arange(2, 13)]
+    for value in np.r_[reference + offsets, reference - offsets]:
+        text = verdicts.format_bound(value, (reference, 0.0))
+        printed = _parse(text)
+        assert printed != reference, (value, text)
+        assert np.sign(printed - reference) == np.sign(value - reference), (value, text)
+    assert verdicts.format_bound(reference, (reference,)) == verdicts.format_number(reference)  # equal stays equal
+    assert verdicts.format_bound(1.45, (1.0, 0.0)) == "1.45"  # no extra digits where none are needed
+    assert verdicts.format_number(1.0004) == "1.00"  # what the old macros printed
+
+
+def test_the_default_builds_f1_macros_no_longer_read_as_a_contradiction():
+    """The issue's case: slope 1.45 with CI [1.0004, 5.00] from 3 runs printed "1.00--5.00: ...
+    (the CI excludes it)". Its bounds now keep their digits and its text is an illustration."""
+    fit = ENOUGH | {"n": 3, "n_x": 3, "slope": 1.45, "ci_low": 1.0004, "ci_high": 5.0, "n_nonpositive": 1}
+    lm_summary = {"bias_sq_slope": fit, "counts": {"n_runs": 3}}
+    values = report.lm_macros(lm_summary, pd.DataFrame())
+    assert values["LMBiasSqSlopeLow"] == "1.0004" and values["LMBiasSqSlopeHigh"] == "5.00"
+    assert values["LMIllustrationSummary"].startswith("For F1 (bias), F2 (collapse time) and F3 (frontier) this build")
+    assert values["LMAnyVerdict"] == 0 and values["LMTcHasVerdict"] == 0
+    lines = report.macro_lines(lm_summary | {"verdicts": verdicts.lm_verdicts(lm_summary)}, "LM")
+    assert r"\newcommand{\LMBiasHasVerdict}{0}" in lines
+    bound = next(line for line in lines if line.startswith(r"\newcommand{\LMBiasBoundVerdict}"))
+    assert "illustration: too few runs for a verdict (3 of the 6 runs needed" in bound and "excludes" not in bound
+
+
+def test_the_exact_testbeds_bias_fit_gets_both_verdicts(tmp_path):
+    steps, runs = _grid()
+    rng = np.random.default_rng(0)
+    tau = runs["S"] * runs["eta"]
+    runs["bias"] = 0.3 * tau**2 * np.exp(rng.normal(0, 0.05, len(runs)))  # slope 2
+    summary = laws.summarize_exact(steps, runs, {"n_boot": 200, "small_drift_max": 1.0})
+    judged = summary["verdicts"]
+    assert summary["bias_slope"]["slope"] == pytest.approx(2.0, abs=0.05)
+    assert judged["bias_bound"]["verdict"] == "supported" and judged["bias_first_order"]["verdict"] == "inconsistent"
+    assert judged["bias_bound"]["x_max"] == pytest.approx(tau[(runs["S"] >= 1) & (tau <= 1)].max())
+    empty = laws.summarize_exact(pd.DataFrame(), pd.DataFrame(), {})["verdicts"]["bias_bound"]
+    assert empty["verdict"] == "illustration" and r"\texttt{config/exact.yaml} tests it" in empty["text"]
+    text = report.write_macros(summary, tmp_path / "m.tex", prefix="Exact").read_text()
+    assert r"\newcommand{\ExactBiasHasVerdict}{1}" in text
+    assert r"\newcommand{\ExactBiasBoundVerdict}{supported by the data over $S\eta$ from" in text
+    assert r"\newcommand{\ExactBiasFirstOrderVerdict}{inconsistent with the data over $S\eta$ from" in text
+
+
+def test_verdict_title_note_states_both_verdicts_or_the_illustration():
+    fit = ENOUGH | {"slope": 1.69, "ci_low": 1.38, "ci_high": 2.66}
+    summary = {"bias_sq_slope": fit, "verdicts": verdicts.bias_verdicts(fit)}
+    assert verdicts.title_note(summary, "bias_sq_slope") == (
+        "slope 1.69 [1.38, 2.66]; bound (≤ C·S·η): supported; slope 1: inconsistent"
+    )
+    few = fit | {"n": 3, "n_x": 3, "ci_low": 1.0004, "ci_high": 5.0}
+    note = verdicts.title_note({"bias_sq_slope": few, "verdicts": verdicts.bias_verdicts(few)}, "bias_sq_slope")
+    assert note == "slope 1.69 [1.0004, 5.00]; illustration: too few runs for a verdict (3 of 6 runs, 3 of 3 S·η)"
+    assert verdicts.title_note({}, "bias_sq_slope") == "no fit"
+
+
+# --- seed-level uncertainty: the hierarchical bootstrap ---------------------------------------
+
+
+def _seeded_bias(offsets, rng_seed):
+    """9 S·η per seed; seed i's log-log slope is 1 + offsets[i], its lines crossing mid-range."""
+    rng = np.random.default_rng(rng_seed)
+    x0 = np.geomspace(2.5e-5, 4e-4, 9)
+    x, seed = np.tile(x0, len(offsets)), np.repeat(np.arange(len(offsets)), len(x0))
+    slope = 1 + np.repeat(np.asarray(offsets, dtype=float), len(x0))
+    return x, 0.1 * (x / math.sqrt(x0[0] * x0[-1])) ** slope * np.exp(rng.normal(0, 0.3, x.size)), seed
+
+
+def _width(fit):
+    return fit["ci_high"] - fit["ci_low"]
+
+
+def test_hierarchical_bootstrap_widens_the_interval_only_when_seeds_differ():
+    """Four seeds of nine runs. Alike (one slope): resampling seeds, then runs within each, keeps
+    the interval near the one over runs (about 1.3x: the within-seed variance enters at both
+    stages). Seeds whose slopes differ (0.4 to 1.6): the interval over runs misses that spread, and
+    the hierarchical one is about twice as wide."""
+    ratios = {}
+    for name, offsets in (("alike", [0, 0, 0, 0]), ("differ", [-0.6, -0.2, 0.2, 0.6])):
+        ratios[name] = []
+        for rng_seed in range(4):
+            x, y, seed = _seeded_bias(offsets, rng_seed)
+            over_runs = laws.fit_bias_slope(x, y, n_boot=2000)
+            over_seeds = laws.fit_bias_slope(x, y, n_boot=2000, clusters=seed)
+            assert over_runs["bootstrap"] == "points" and over_seeds["bootstrap"] == "seeds"
+            assert over_seeds["slope"] == over_runs["slope"]  # the estimate itself does not change
+            ratios[name].append(_width(over_seeds) / _width(over_runs))
+    assert all(0.9 < r < 1.5 for r in ratios["alike"]), ratios
+    assert all(r > 1.8 for r in ratios["differ"]), ratios
+    # the fit on the squares (the LM verdict's fit) resamples the same way
+    x, y, seed = _seeded_bias([-0.6, -0.2, 0.2, 0.6], 0)
+    squares = laws.fit_bias_sq_slope(x, y**2, 0.3 * y**2, n_boot=200, clusters=seed)
+    assert _width(squares) > 1.3 * _width(laws.fit_bias_sq_slope(x, y**2, 0.3 * y**2, n_boot=200))
+
+
+def test_hierarchical_bootstrap_draws_seeds_then_runs_and_flags_too_few_seeds():
+    draw = laws.bootstrap_indices(["a"] * 3 + ["b"] * 5, seed=0)
+    for _ in range(20):
+        idx = draw()
+        n_a, n_b = int((idx < 3).sum()), int((idx >= 3).sum())
+        assert (n_a, n_b) in {(6, 0), (3, 5), (0, 10)}  # two seeds drawn, each with all its run count
+    cells = laws.bootstrap_indices([0, 0, 0, 0], strata=[1, 1, 2, 2], seed=0)()
+    assert sorted(set(np.where(cells < 2, 1, 2))) == [1, 2]  # within a (seed, η) cell: no η is lost
+    x, y, seed = _seeded_bias([0, 0, 0, 0], 0)
+    assert laws.fit_bias_slope(x, y, n_boot=50, clusters=seed)["seed_variance"] is True
+    two = laws.fit_bias_slope(x[seed < 2], y[seed < 2], n_boot=50, clusters=seed[seed < 2])
+    assert two["bootstrap"] == "seeds" and two["n_seeds"] == 2 and two["seed_variance"] is False
+    assert "too few seeds for the interval to carry seed-to-seed variance" in verdicts.ci_note(two)
+    one = laws.fit_bias_slope(x[seed == 0], y[seed == 0], n_boot=50, clusters=seed[seed == 0])
+    assert one["bootstrap"] == "points" and one["seed_variance"] is False
+    assert one["ci_low"] == laws.fit_bias_slope(x[seed == 0], y[seed == 0], n_boot=50)["ci_low"]
+
+
+def test_summarize_lm_pools_over_seeds_and_judges_each_claim(tmp_path):
+    """Two seeds: the pooled bias and exponent CIs are hierarchical and flagged as unable to carry
+    seed variance; F1 and F2 have enough runs for a verdict, F3 (S = 0 only) does not."""
+    rng = np.random.default_rng(1)
+    rows, steps = [], []
+    for eta in (1e-4, 2e-4, 4e-4, 8e-4):
+        for seed in (0, 1):
+            tc = round(0.08 / eta * math.exp(rng.normal(0, 0.1)))
+            rows.append(_lm_run(f"h{eta}s{seed}", 0, eta, seed, collapse=tc, reward_hack="first_digit",
+                                final_eval_hack_rate=0.3))
+    for S in (1, 2, 4):
+        for eta in (2.5e-5, 5e-5, 1e-4):
+            for seed in (0, 1):
+                run = f"b{S}e{eta}s{seed}"
+                rows.append(_lm_run(run, S, eta, seed, reward_hack="none", probe_time=0.01))
+                bias_sq = (2 * S * eta) ** 2 * math.exp(rng.normal(0, 0.2))
+                steps.append({"run": run, "step": round(0.01 / eta), "probe_lag": S, "bias_sq": bias_sq})
+    summary = lm.summarize_lm(pd.DataFrame(steps), pd.DataFrame(rows), {"n_boot": 200, "small_drift_max": 4e-4})
+    squares, exponent = summary["bias_sq_slope"], summary["tc_eta"]["exponent"]
+    assert squares["bootstrap"] == "seeds" and squares["n_seeds"] == 2 and squares["seed_variance"] is False
+    assert exponent["bootstrap"] == "seeds" and summary["tc_eta"]["cv_bootstrap"]["n_seeds"] == 2
+    assert (squares["x_min"], squares["x_max"], squares["n_x"]) == (pytest.approx(2.5e-5), pytest.approx(4e-4), 5)
+    judged = summary["verdicts"]
+    assert judged["bias_bound"]["verdict"] in {"supported", "consistent"} and judged["bias_bound"]["enough"]
+    assert judged["bias_first_order"]["verdict"] == "consistent"
+    assert judged["tc"]["enough"] and judged["tc"]["verdict"] == "consistent"
+    assert judged["frontier"]["verdict"] == "illustration"
+    per_seed = {row["seed"]: row["verdicts"] for row in summary["per_seed"]}
+    assert per_seed[0]["tc"]["verdict"] == "illustration"  # one run per η on one seed
+    assert per_seed[0]["bias_bound"]["enough"]  # nine runs over six S·η
+    values = report.lm_macros(summary, pd.DataFrame())
+    assert (values["LMTcHasVerdict"], values["LMFrontierHasVerdict"], values["LMAnyVerdict"]) == (1, 0, 1)
+    assert values["LMIllustrationSummary"].startswith("For F3 (frontier) this build's runs are an illustration")
+    assert values["LMIllustrationSummary"].endswith(r"\texttt{config/lm\_full.yaml} tests it).")
+    assert values["LMBiasCINote"].startswith("bootstrap over the 2 seeds, then over runs within each: too few seeds")
+    json.dumps(summary, allow_nan=False)
+
+    # every macro of a build, once: make_fits writes the exact and the LM summaries' together
+    exact = laws.summarize_exact(*_grid(), {"n_boot": 20}) | {"grid": report.grid_facts(_grid()[1])}
+    (tmp_path / "main.json").write_text(json.dumps(exact))
+    (tmp_path / "lm.json").write_text(json.dumps(summary | {"grid": report.grid_facts(pd.DataFrame(rows))}))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "code"))
+    try:
+        import make_fits
+    finally:
+        sys.path.pop(0)
+    args = argparse.Namespace(exact=[f"main={tmp_path / 'main.json'}"], lm=tmp_path / "lm.json", throughput=None)
+    names = [re.match(r"\\newcommand\{\\(\w+)\}", line).group(1) for line in make_fits.write_macros(args)[1:]]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    assert {"MainBiasBoundVerdict", "MainBiasFirstOrderVerdict", "LMBiasBoundVerdict", "LMIllustrationSummary"} <= set(names)

@@ -3,8 +3,11 @@
 Three claims are tested, each by one fit:
 
 - **F1 bias**: the per-step surrogate-gradient bias grows as O(S·η). ``fit_bias_slope`` regresses
-  log bias on log(S·η) by ordinary least squares; the claim is a slope of 1 at small S·η. The 95%
-  CI is a percentile bootstrap over points.
+  log bias on log(S·η) by ordinary least squares. The claim is read twice (see
+  :mod:`stalegrpo.fits.verdicts`): as a bound (slope ≥ 1 at small S·η; contradicted only by a
+  CI entirely below 1) and as a first-order law (slope = 1). The 95% CI is a percentile
+  bootstrap over points, or, given each point's seed (``clusters``), a hierarchical bootstrap:
+  seeds with replacement, then runs within each drawn seed (:func:`bootstrap_indices`).
 - **F2 collapse**: in the horizon-limited regime T_c·η is constant across η (continuous time
   t = k·η, docs/method.md §9). ``tc_eta_cv`` reports the coefficient of variation of T_c·η across η.
 - **F3 stability frontier**: the largest stable learning rate obeys η* = min(a/S, b/T).
@@ -49,8 +52,64 @@ def _ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return float(slope), float(intercept), float(r2)
 
 
-def _bootstrap_slopes(x: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """OLS slopes of n_boot resamples of the points (vectorised); degenerate resamples dropped."""
+MIN_SEEDS_FOR_SEED_VARIANCE = 3
+"""a pooled interval over fewer seeds than this cannot carry seed-to-seed variance (with two seeds
+the resampled seeds are only {a, a}, {a, b} or {b, b}); the fits flag it (``seed_variance``)"""
+
+
+def bootstrap_indices(clusters, strata=None, seed: int = 0):
+    """A function that draws one hierarchical bootstrap resample, as an index array.
+
+    ``clusters`` labels each point with its seed. A resample draws as many seeds as there are,
+    with replacement, then, for each seed drawn, as many of that seed's points as it has, with
+    replacement; with ``strata`` (e.g. η), the points are drawn within each (seed, stratum) cell
+    instead, so that a fixed design level is never lost. Resampling at both stages counts the
+    within-seed variance twice when seeds do not differ, so the interval is then somewhat wider
+    than one over points (about 1.3× in tests/test_fits.py); when seeds differ it carries their
+    spread, which a bootstrap over points does not.
+    """
+    def codes(values) -> np.ndarray:
+        return pd.factorize(pd.Series(np.asarray(values).ravel()).astype(str))[0]
+
+    rng = np.random.default_rng(seed)
+    labels = codes(clusters)
+    cells = codes(strata) if strata is not None else labels * 0
+    members = [
+        [np.flatnonzero((labels == c) & (cells == k)) for k in np.unique(cells[labels == c])]
+        for c in range(labels.max() + 1 if len(labels) else 0)
+    ]
+
+    def draw() -> np.ndarray:
+        parts = []
+        for pick in rng.integers(0, len(members), size=len(members)):
+            parts += [cell[rng.integers(0, len(cell), size=len(cell))] for cell in members[pick]]
+        return np.concatenate(parts) if parts else np.array([], dtype=int)
+
+    return draw
+
+
+def _bootstrap_info(clusters) -> dict:
+    """``bootstrap`` ("points" or "seeds"), ``n_seeds`` and ``seed_variance`` of a fit's CI."""
+    if clusters is None:
+        return {"bootstrap": "points", "n_seeds": None, "seed_variance": False}
+    n_seeds = int(pd.Series(np.asarray(clusters).ravel()).astype(str).nunique())
+    return {
+        "bootstrap": "seeds" if n_seeds > 1 else "points",
+        "n_seeds": n_seeds,
+        "seed_variance": n_seeds >= MIN_SEEDS_FOR_SEED_VARIANCE,
+    }
+
+
+def _bootstrap_slopes(x: np.ndarray, y: np.ndarray, n_boot: int, seed: int, clusters=None) -> np.ndarray:
+    """OLS slopes of n_boot resamples of the points (vectorised), or of hierarchical resamples
+    when ``clusters`` (each point's seed) holds more than one seed; degenerate resamples dropped."""
+    if clusters is not None and len(np.unique(np.asarray(clusters).astype(str))) > 1:
+        draw, slopes = bootstrap_indices(clusters, seed=seed), []
+        for _ in range(n_boot):
+            idx = draw()
+            if len(np.unique(x[idx])) >= 2:
+                slopes.append(_ols(x[idx], y[idx])[0])
+        return np.array(slopes)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(x), size=(n_boot, len(x)))
     xb, yb = x[idx], y[idx]
@@ -61,18 +120,29 @@ def _bootstrap_slopes(x: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> n
     return (xc * yc).sum(axis=1)[keep] / var[keep]
 
 
-def fit_bias_slope(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
+def _x_range(x: np.ndarray) -> dict:
+    """The range and number of distinct values of a fit's x (S·η for F1): what a verdict covers."""
+    if not len(x):
+        return {"x_min": float("nan"), "x_max": float("nan"), "n_x": 0}
+    return {"x_min": float(x.min()), "x_max": float(x.max()), "n_x": int(len(np.unique(x)))}
+
+
+def fit_bias_slope(x, y, n_boot: int = 1000, seed: int = 0, clusters=None) -> dict:
     """Fit log y = intercept + slope · log x, with x = S·η and y = the bias (docs/method.md §8 F1).
 
     Points with a non-positive or non-finite x or y are dropped (the bias probe reports the square
     root of a positive part, so an exact zero carries no slope information). ``ci_low``/``ci_high``
-    are the 2.5/97.5 percentiles of the slope over ``n_boot`` bootstrap resamples of the points.
-    Fewer than 3 usable points, or fewer than 2 distinct x, gives ``status="too_few_points"``.
+    are the 2.5/97.5 percentiles of the slope over ``n_boot`` bootstrap resamples of the points,
+    or, with ``clusters`` (each point's seed), of hierarchical resamples (:func:`bootstrap_indices`;
+    ``bootstrap``, ``n_seeds`` and ``seed_variance`` say which). ``x_min``, ``x_max`` and ``n_x``
+    describe the usable x. Fewer than 3 usable points, or fewer than 2 distinct x, gives
+    ``status="too_few_points"``.
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     usable = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
     lx, ly = np.log(x[usable]), np.log(y[usable])
+    clusters = None if clusters is None else np.asarray(clusters).ravel()[usable]
     n, dropped = int(usable.sum()), int((~usable).sum())
     nan = float("nan")
     result = {
@@ -83,7 +153,7 @@ def fit_bias_slope(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
         "r2": nan,
         "n": n,
         "n_dropped": dropped,
-    }
+    } | _x_range(x[usable]) | _bootstrap_info(clusters)
     if n < 3 or len(np.unique(lx)) < 2:
         return result | {
             "status": TOO_FEW,
@@ -91,7 +161,7 @@ def fit_bias_slope(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
         }
 
     slope, intercept, r2 = _ols(lx, ly)
-    boots = _bootstrap_slopes(lx, ly, n_boot, seed)
+    boots = _bootstrap_slopes(lx, ly, n_boot, seed, clusters)
     if len(boots) > 0:
         result["ci_low"], result["ci_high"] = (float(v) for v in np.percentile(boots, [2.5, 97.5]))
     message = f"OLS of log bias on log(S*eta) over {n} points"
@@ -119,24 +189,28 @@ def _fit_squares(lx: np.ndarray, y: np.ndarray, w: np.ndarray, start: tuple[floa
     return np.array([fit[0], fit[1] + math.log(scale)])
 
 
-def fit_bias_sq_slope(x, bias_sq, se=None, n_boot: int = 1000, seed: int = 0) -> dict:
+def fit_bias_sq_slope(x, bias_sq, se=None, n_boot: int = 1000, seed: int = 0, clusters=None) -> dict:
     """Fit bias² = c·x^(2·slope), x = S·η, on the unbiased bias² readings themselves.
 
     The log-log fit of :func:`fit_bias_slope` must drop readings ≤ 0, which at small drift are
     most of them (a small bias² under noise). This fit keeps every reading: weighted least
     squares with weights 1/se² (the readings' standard errors, when all are given and positive;
     else equal weights), the slope bounded to :data:`SLOPE_RANGE`. ``ci_low``/``ci_high`` are the
-    2.5/97.5 percentiles of the slope over ``n_boot`` bootstrap resamples of the points; a slope
+    2.5/97.5 percentiles of the slope over ``n_boot`` bootstrap resamples of the points (with
+    ``clusters``, each reading's seed, hierarchical resamples: :func:`bootstrap_indices`); a slope
     or bound that sits on the edge of :data:`SLOPE_RANGE` means the data do not constrain it.
+    ``x_min``, ``x_max`` and ``n_x`` describe the S·η of the readings.
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(bias_sq, dtype=np.float64).ravel()
     se = np.full_like(x, np.nan) if se is None else np.asarray(se, dtype=np.float64).ravel()
     usable = np.isfinite(x) & np.isfinite(y) & (x > 0)
     x, y, se = x[usable], y[usable], se[usable]
+    clusters = None if clusters is None else np.asarray(clusters).ravel()[usable]
     n, nan = len(x), float("nan")
     result = {"slope": nan, "log_c": nan, "ci_low": nan, "ci_high": nan, "n": n,
               "n_nonpositive": int((y <= 0).sum()), "weighted": False}
+    result |= _x_range(x) | _bootstrap_info(clusters)
     if n < 3 or len(np.unique(x)) < 2:
         return result | {"status": TOO_FEW, "message": f"{n} usable readings (need >= 3 with >= 2 distinct S*eta)"}
     weighted = bool(np.isfinite(se).all() and (se > 0).all())
@@ -151,9 +225,14 @@ def fit_bias_sq_slope(x, bias_sq, se=None, n_boot: int = 1000, seed: int = 0) ->
         start = (1.0, float(np.log(max(np.abs(y).mean(), 1e-300)) - 2 * lx.mean()))
     slope, log_c = _fit_squares(lx, y, w, start)
     rng = np.random.default_rng(seed)
+    if result["bootstrap"] == "seeds":
+        draw = bootstrap_indices(clusters, seed=seed)
+    else:
+        def draw():
+            return rng.integers(0, n, size=n)
     boots = []
     for _ in range(n_boot):
-        idx = rng.integers(0, n, size=n)
+        idx = draw()
         if len(np.unique(lx[idx])) < 2:
             continue
         boots.append(_fit_squares(lx[idx], y[idx], w[idx], (slope, log_c))[0])
@@ -539,6 +618,17 @@ def bias_points(steps: pd.DataFrame, runs: pd.DataFrame, config: dict) -> tuple[
     )
 
 
+def eta_ratio(runs: pd.DataFrame) -> float | None:
+    """The largest ratio of consecutive η at one S (how finely the grid resolves η*)."""
+    ratios = []
+    if not _has(runs, ["S", "eta"]):
+        return None
+    for _, group in runs.groupby("S"):
+        etas = sorted(group["eta"].astype(float).unique())
+        ratios += [b / a for a, b in zip(etas, etas[1:])]
+    return max(ratios, default=None)
+
+
 def _horizon_regime(runs: pd.DataFrame, config: dict) -> tuple[pd.DataFrame, str]:
     """Runs in the horizon-limited regime: S·η ≤ horizon_regime_max_tau if configured, else the
     synchronous runs (S = 0), where no staleness constraint can bind."""
@@ -566,7 +656,8 @@ def summarize_exact(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None
 
     Keys: ``bias_slope`` (F1), ``tc_eta`` (F2, over the horizon-limited runs), ``eta_star`` (per
     seed records) and ``eta_star_summary`` (per (S, T)), ``frontier`` (F3, at horizons
-    ``frontier_horizons`` or T/4, T/2, T with T the longest horizon), ``counts``, ``warnings``.
+    ``frontier_horizons`` or T/4, T/2, T with T the longest horizon), ``verdicts`` (F1's two,
+    :func:`stalegrpo.fits.verdicts.bias_verdicts`), ``counts``, ``warnings``.
     If the tables hold several (objective, eps, optimizer) variants, the top-level fits pool them
     (with a warning) and ``by_variant`` holds one summary per variant.
     """
@@ -605,8 +696,11 @@ def summarize_exact(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None
             sub_steps = steps[steps["run"].isin(sub_runs["run"])] if linked else steps
             by_variant[name] = summarize_exact(sub_steps, sub_runs.drop(columns=variants), config)
 
+    from stalegrpo.fits import verdicts  # it imports this module's constants
+
     summary = {
         "bias_slope": bias_slope,
+        "verdicts": verdicts.bias_verdicts(bias_slope, verdicts.FULL_TEST["exact"]),
         "tc_eta": tc_eta,
         "eta_star": table,
         "eta_star_summary": summary_table,

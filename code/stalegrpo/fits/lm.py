@@ -20,10 +20,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from stalegrpo.fits import verdicts
 from stalegrpo.fits.laws import (
+    _bootstrap_info,
     _counts,
     _has,
-    bias_points,
+    bootstrap_indices,
+    eta_ratio,
     fit_bias_slope,
     fit_bias_sq_slope,
     jsonable,
@@ -278,25 +281,45 @@ def _hack_collapse(runs: pd.DataFrame) -> pd.Series:
 def tc_over_optimisation(runs: pd.DataFrame, n_boot: int, seed: int) -> dict:
     """F2 on a hack grid: the CV of T_c·η across η over the S = 0 runs whose collapse was the hack
     taking over (:func:`_hack_collapse`; a fast instability at large η is another mechanism and
-    another law), with a bootstrap CI (runs resampled within each η), and the exponent b of
-    T_c ∝ η^b over the same runs (:func:`stalegrpo.fits.laws.fit_bias_slope` on log-log; the T·η
-    law is b = −1). Stable runs are censored and excluded, as in :func:`tc_eta_cv`."""
+    another law), with a bootstrap CI, and the exponent b of T_c ∝ η^b over the same runs
+    (:func:`stalegrpo.fits.laws.fit_bias_slope` on log-log; the T·η law is b = −1). Stable runs
+    are censored and excluded, as in :func:`tc_eta_cv`.
+
+    Both CIs are hierarchical over seeds when the collapses come from several
+    (:func:`stalegrpo.fits.laws.bootstrap_indices`): seeds with replacement, then, for the
+    exponent, runs within each drawn seed, and, for the CV, runs within each of its (seed, η)
+    cells, since the η are the design (a resample that holds fewer than 2 η is skipped). From one
+    seed, runs are resampled within each η (``cv_bootstrap`` says which)."""
     sync = runs[runs["S"] == 0]
     chosen = sync[_hack_collapse(sync) | sync["censored"].astype(bool)]
     result = tc_eta_cv(chosen["eta"], chosen["collapse_step"], chosen["censored"])
     collapsed = chosen[~chosen["censored"].astype(bool)]
     result["regime"] = f"S == 0, hack collapses (final hack rate >= {HACK_TAKEOVER})"
     result["n_other_mechanism"] = int((~sync["censored"].astype(bool) & ~_hack_collapse(sync)).sum())
-    rng = np.random.default_rng(seed)
-    groups = [g["collapse_step"].to_numpy(float) * eta for eta, g in collapsed.groupby("eta")]
+    seeds = collapsed["seed"] if "seed" in collapsed else None
+    result["cv_bootstrap"] = _bootstrap_info(seeds)
+    tc_eta = collapsed["collapse_step"].to_numpy(float) * collapsed["eta"].to_numpy(float)
     cvs = []
-    for _ in range(n_boot if len(groups) >= 2 else 0):
-        means = np.array([rng.choice(g, size=len(g)).mean() for g in groups])
-        cvs.append(means.std(ddof=1) / means.mean())
+    if result["cv_bootstrap"]["bootstrap"] == "seeds":
+        eta = collapsed["eta"].to_numpy(float)
+        draw = bootstrap_indices(seeds, strata=eta, seed=seed)
+        for _ in range(n_boot if collapsed["eta"].nunique() >= 2 else 0):
+            idx = draw()
+            means = pd.Series(tc_eta[idx]).groupby(eta[idx]).mean().to_numpy()
+            if len(means) >= 2:
+                cvs.append(means.std(ddof=1) / means.mean())
+    else:
+        rng = np.random.default_rng(seed)
+        groups = [g["collapse_step"].to_numpy(float) * eta for eta, g in collapsed.groupby("eta")]
+        for _ in range(n_boot if len(groups) >= 2 else 0):
+            means = np.array([rng.choice(g, size=len(g)).mean() for g in groups])
+            cvs.append(means.std(ddof=1) / means.mean())
     result["cv_ci_low"], result["cv_ci_high"] = (
         (float(v) for v in np.percentile(cvs, [2.5, 97.5])) if cvs else (float("nan"), float("nan"))
     )
-    result["exponent"] = fit_bias_slope(collapsed["eta"], collapsed["collapse_step"], n_boot=n_boot, seed=seed)
+    result["exponent"] = fit_bias_slope(
+        collapsed["eta"], collapsed["collapse_step"], n_boot=n_boot, seed=seed, clusters=seeds
+    )
     return result
 
 
@@ -317,7 +340,9 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
 
     Top level, as :func:`summarize_exact` gives for an exact grid: ``tc_eta`` (F2), ``eta_star``,
     ``eta_star_summary`` and ``frontier`` (F3 at truncated horizons) from :func:`lm_claim_grid`;
-    ``bias_slope`` and ``relative_bias`` (F1) from the probes of :func:`lm_bias_grid`. Also
+    ``bias_slope`` and ``relative_bias`` (F1) from the probes of :func:`lm_bias_grid`, their CIs
+    bootstrapped over seeds and then runs within each; ``verdicts`` (F1's bound and first-order
+    law, F2, F3: :func:`stalegrpo.fits.verdicts.lm_verdicts`). Also
     ``claim_grid`` and ``bias_grid`` (what each selection holds), per-(S, η) collapse ``cells`` of the
     claim grid, ``well_specified`` (the main grid's own fits, when the claim grid is the hack
     grid), and the comparisons: ``schedules`` (per lr_schedule at each point that ran more than
@@ -336,19 +361,25 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
 
     bias_grid = lm_bias_grid(runs)
     probed = lm_run_bias(_steps_of(steps, bias_grid), bias_grid)
-    x, y, _ = bias_points(None, probed, config)
     n_boot, seed = int(config.get("n_boot", 1000)), int(config.get("seed", 0))
     timed = _setting(bias_grid, "probe_time")
-    summary["bias_slope"] = fit_bias_slope(x, y, n_boot=n_boot, seed=seed) | {
+    # the runs of laws.bias_points: S >= 1 and S·η within the fit range; each run's seed clusters
+    # the bootstrap (seeds, then runs within each)
+    drift_max = config.get("small_drift_max", np.inf)
+    in_range = probed[(probed["S"] >= 1) & (probed["S"] * probed["eta"] <= drift_max)]
+    clusters = in_range["seed"] if "seed" in in_range else None
+    summary["bias_slope"] = fit_bias_slope(
+        in_range["S"] * in_range["eta"], in_range["bias"], n_boot=n_boot, seed=seed, clusters=clusters
+    ) | {
         "source": f"probe at t = k·η = {timed}" if timed is not None else "mean of the runs' periodic probes",
         "small_drift_max": config.get("small_drift_max"),
     }
     # the same runs' mean bias² readings, ≤ 0 included (laws.fit_bias_sq_slope)
-    in_range = probed[(probed["S"] >= 1) & (probed["S"] * probed["eta"] <= config.get("small_drift_max", np.inf))]
     in_range = in_range.dropna(subset=["bias_sq_mean"])
     se = in_range["bias_sq_mean_se"] if "bias_sq_mean_se" in in_range else None
     summary["bias_sq_slope"] = fit_bias_sq_slope(
-        in_range["S"] * in_range["eta"], in_range["bias_sq_mean"], se, n_boot=n_boot, seed=seed
+        in_range["S"] * in_range["eta"], in_range["bias_sq_mean"], se, n_boot=n_boot, seed=seed,
+        clusters=in_range["seed"] if "seed" in in_range else None,
     )
     relative = probed.loc[probed["S"] >= 1, "relative_bias"].dropna()
     summary["relative_bias"] = {
@@ -395,6 +426,8 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
     summary["vary_s"] = jsonable(compare_lm_groups(lm_vary_s_runs(runs), ["lr_schedule", "S"]))
     summary["counts"] = _counts(steps, runs) | {"n_main": len(main), "n_claims": len(claims)}
     summary["seeds"] = seed_counts(summary, claims, bias_grid)
+    # each claim's verdict, or why the data cannot carry one (stalegrpo.fits.verdicts)
+    summary["verdicts"] = verdicts.lm_verdicts(jsonable(summary), eta_ratio(claims))
     if per_seed:
         summary["per_seed"] = per_seed_fits(steps, claims, bias_grid, config)
     return jsonable(summary)
@@ -402,29 +435,34 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
 
 def _trimmed(fit: dict) -> dict:
     """What a verdict reads from a fit (:mod:`stalegrpo.fits.report`)."""
-    keep = {k: fit.get(k) for k in ("status", "slope", "ci_low", "ci_high", "r2", "n", "points")}
+    keys = ("status", "slope", "ci_low", "ci_high", "r2", "n", "n_x", "x_min", "x_max", "points")
+    keep = {k: fit.get(k) for k in keys if k in fit}
     return keep | {k: {"r2": (fit.get(k) or {}).get("r2")} for k in ("pure_S", "pure_T") if k in fit}
 
 
 def per_seed_fits(steps: pd.DataFrame, claims: pd.DataFrame, bias_grid: pd.DataFrame, config: dict) -> list[dict]:
     """Each claim's fit on one seed's runs alone: the exponent of T_c ∝ η^b and the frontier from
     that seed's runs of the claim grid, the bias slope on the squares from its runs of the bias
-    grid. Whether a verdict holds seed by seed says whether the seeds behind it are enough."""
+    grid, and ``verdicts``: each claim's verdict on that seed alone, under the same minimums as the
+    pooled one (so one seed's F2, one run per η, is an illustration). Whether a verdict holds seed
+    by seed says whether the seeds behind it are enough."""
     rows = []
     seeds = set()
     for runs in (claims, bias_grid):
         seeds |= set(runs["seed"].dropna()) if "seed" in runs else set()
     for seed in sorted(seeds):
-        row = {"seed": int(seed)}
+        row = {"seed": int(seed), "verdicts": {}}
         own = claims[claims["seed"] == seed]
         if len(own):
             fits = summarize_lm(_steps_of(steps, own), own, config, per_seed=False)
             row["tc_exponent"] = _trimmed(fits["tc_eta"].get("exponent") or {})
             row["frontier"] = _trimmed(fits["frontier"])
+            row["verdicts"] |= {key: fits["verdicts"][key] for key in ("tc", "frontier")}
         own = bias_grid[bias_grid["seed"] == seed]
         if len(own):
             fits = summarize_lm(_steps_of(steps, own), own, config, per_seed=False)
             row["bias_sq_slope"] = _trimmed(fits["bias_sq_slope"])
+            row["verdicts"] |= {key: fits["verdicts"][key] for key in ("bias_bound", "bias_first_order")}
         rows.append(row)
     return rows
 

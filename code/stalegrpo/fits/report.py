@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stalegrpo.fits.laws import OK, SLOPE_RANGE
+from stalegrpo.fits import verdicts
+from stalegrpo.fits.laws import OK, eta_ratio
 from stalegrpo.fits.lm import HACK_TAKEOVER
+from stalegrpo.fits.verdicts import format_bound, format_number, frontier_verdict, slope_verdict  # noqa: F401
 
 _DIGITS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
 
@@ -26,24 +28,6 @@ _DIGITS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight
 def _spell(number) -> str:
     """A number as letters for a macro name, digit by digit: 500 → FiveZeroZero."""
     return "".join(_DIGITS[int(d)] for d in str(round(float(number))))
-
-
-def format_number(value) -> str:
-    """3 significant digits; scientific notation as ×10^k outside [1e-3, 1e4); n/a for missing."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return r"\textrm{n/a}"
-    if isinstance(value, (bool, np.bool_)):
-        return str(value)
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    value = float(f"{float(value):.3g}")  # round first, so 9.996 becomes 10.0 and not 10.00
-    if value == 0:
-        return "0"
-    exponent = math.floor(math.log10(abs(value)))
-    if -3 <= exponent < 4:
-        return f"{round(value, 2 - exponent):.{max(0, 2 - exponent)}f}"
-    mantissa = value / 10**exponent
-    return rf"\ensuremath{{{mantissa:.2f}\times 10^{{{exponent}}}}}"
 
 
 def _macro_values(summary: dict) -> dict:
@@ -54,12 +38,21 @@ def _macro_values(summary: dict) -> dict:
     def val(part, key, okay):
         return part.get(key) if okay else None
 
+    # the F1 verdicts: the summary's own (an LM summary's rest on its fit on the squares), else
+    # those of its log-log fit, for the exact testbed
+    judged = summary.get("verdicts") or verdicts.bias_verdicts(bias, verdicts.FULL_TEST["exact"])
+    bound, first = judged.get("bias_bound") or {}, judged.get("bias_first_order") or {}
     values = {
         "BiasSlope": val(bias, "slope", ok["bias"]),
-        "BiasSlopeLow": val(bias, "ci_low", ok["bias"]),
-        "BiasSlopeHigh": val(bias, "ci_high", ok["bias"]),
+        "BiasSlopeLow": _bound(val(bias, "ci_low", ok["bias"]), 1.0),
+        "BiasSlopeHigh": _bound(val(bias, "ci_high", ok["bias"]), 1.0),
         "BiasSlopeRsq": val(bias, "r2", ok["bias"]),
         "BiasSlopeN": bias.get("n"),
+        "BiasSEtaMin": bound.get("x_min"),
+        "BiasSEtaMax": bound.get("x_max"),
+        "BiasHasVerdict": int(bound.get("verdict", verdicts.ILLUSTRATION) != verdicts.ILLUSTRATION),
+        "BiasBoundVerdict": bound.get("text", r"	extrm{n/a}"),
+        "BiasFirstOrderVerdict": first.get("text", r"	extrm{n/a}"),
         "TcEtaCV": val(tc, "cv", ok["tc"]),
         "TcEtaMean": val(tc, "mean", ok["tc"]),
         "TcEtaN": tc.get("n"),
@@ -77,6 +70,12 @@ def _macro_values(summary: dict) -> dict:
     for key, count in (summary.get("counts") or {}).items():
         values["Count" + "".join(part.capitalize() for part in key.split("_"))] = count
     return values
+
+
+def _bound(value, predicted: float) -> str:
+    """A CI bound as the paper prints it: with the digits that keep it apart from the predicted
+    value and from 0, the values the verdicts hold it against (:func:`verdicts.format_bound`)."""
+    return format_bound(value, (predicted, 0.0))
 
 
 def macro_lines(summary: dict, prefix: str = "") -> list[str]:
@@ -112,15 +111,6 @@ def write_summary(summary: dict, path) -> Path:
 DETECTOR_NAMES = ("reward", "kl", "nonfinite", "entropy")
 
 
-def _eta_ratio(runs: pd.DataFrame) -> float | None:
-    """The largest ratio of consecutive η at one S (how finely the grid resolves η*)."""
-    ratios = []
-    for _, group in runs.groupby("S"):
-        etas = sorted(group["eta"].astype(float).unique())
-        ratios += [b / a for a, b in zip(etas, etas[1:])]
-    return max(ratios, default=None)
-
-
 def grid_facts(runs: pd.DataFrame) -> dict:
     """What one grid holds, for the text: its S values, η range, seeds, objectives, horizon and
     how many runs each collapse detector ended. Stored in the fits JSON so that the macros need
@@ -133,7 +123,7 @@ def grid_facts(runs: pd.DataFrame) -> dict:
             "eta_max": float(runs["eta"].max()),
             "n_seeds": int(runs["seed"].nunique()),
             "eta_per_S": int(runs.groupby("S")["eta"].nunique().max()),
-            "eta_ratio": _eta_ratio(runs),
+            "eta_ratio": eta_ratio(runs),
         }
         if "objective" in runs:
             facts["objectives"] = sorted(runs["objective"].astype(str).unique())
@@ -194,7 +184,7 @@ def experiment_row(experiment: str, facts: dict, summary: dict) -> str:
     tc, front = summary.get("tc_eta") or {}, summary.get("frontier") or {}
     ok = {name: part.get("status") == OK for name, part in (("b", bias), ("t", tc), ("f", front))}
     slope = (
-        f"{format_number(bias['slope'])} [{format_number(bias['ci_low'])}, {format_number(bias['ci_high'])}]"
+        f"{format_number(bias['slope'])} [{_bound(bias['ci_low'], 1.0)}, {_bound(bias['ci_high'], 1.0)}]"
         if ok["b"]
         else r"\textrm{n/a}"
     )
@@ -316,49 +306,6 @@ def _vary_s_rows(vary: list[dict]) -> str:
     return _rows(vary, cells, 10, "no vary-S test in this build")
 
 
-def slope_verdict(fit: dict, predicted: float) -> str:
-    """What a fitted slope's 95% CI says about the predicted slope, in words for the paper."""
-    low, high = fit.get("ci_low"), fit.get("ci_high")
-    if low is None or high is None or low != low or high != high:
-        return "not tested (too few usable points for a fit)"
-    if not low <= predicted <= high:
-        return f"inconsistent with the predicted {format_number(predicted)} (the CI excludes it)"
-    if low <= 0 <= high:
-        return f"not resolved (the CI holds both 0 and the predicted {format_number(predicted)})"
-    verdict = f"consistent with the predicted {format_number(predicted)} (the CI holds it and excludes 0)"
-    if high >= SLOPE_RANGE[1] - 1e-9 or low <= SLOPE_RANGE[0] + 1e-9:
-        verdict += ", but one end of the CI is the fit's bound on the slope, so the data do not limit it on that side"
-    return verdict
-
-
-def frontier_verdict(frontier: dict, ratio: float | None = None) -> str:
-    """Whether the min(a/S, b/T) law fits better than either branch alone, in words. Where every
-    exact cell has the same η* there is no variance for R²: the fitted law is then held against
-    the η grid's ratio ``ratio`` (a change by more than it would have been resolved)."""
-    if frontier.get("status") != OK:
-        return "not tested (too few frontier points for a fit)"
-    r2 = frontier.get("r2")
-    pure = [(frontier.get(k) or {}).get("r2") for k in ("pure_S", "pure_T")]
-    pure = [v for v in pure if v is not None and v == v]
-    if r2 is None or r2 != r2:
-        exact = [p for p in frontier.get("points") or [] if p.get("bound") == "none"]
-        observed = [p["eta_star"] for p in exact]
-        if len(observed) >= 2 and max(observed) <= min(observed) * (1 + 1e-9):
-            fitted = max(p["fit"] for p in exact) / min(p["fit"] for p in exact)
-            text = (
-                rf"$\eta^\ast$ is the same in every exact cell (so $R^2$ is undefined), while the fitted law "
-                rf"varies by a factor {format_number(fitted)} across them"
-            )
-            resolved = ratio is not None and fitted > ratio
-            return ("not supported: " if resolved else "not distinguished from a constant: ") + text
-        return r"not tested (no $R^2$ for the fit)"
-    if r2 <= 0:
-        return r"not supported: the fit explains none of the variance of $\log\eta^\ast$"
-    if pure and r2 > max(pure) + 0.05:
-        return "supported: the two-branch law fits better than either branch alone"
-    return r"not distinguished from a single branch (its $R^2$ is within 0.05 of the better branch alone)"
-
-
 def frontier_shape(eta_star: list[dict], ratio: float | None) -> str:
     """Whether η* at the longest horizon falls with S, as min(a/S, b/T) requires (it cannot rise),
     in LaTeX: the steps between consecutive S where the median η* rises by more than the η grid
@@ -451,33 +398,95 @@ def seeds_summary(seeds: dict) -> str:
     return "; ".join(parts) or "no LM comparison in this build"
 
 
-def _verdict_class(text: str) -> str:
-    """The verdict of a sentence of :func:`slope_verdict` or :func:`frontier_verdict` without its
-    reasons: "consistent", "inconsistent", "not resolved", "not tested", "supported", ..."""
-    return re.split(r" with| \(|:| from", text, maxsplit=1)[0]
+PER_SEED_CLAIMS = (
+    ("F1 bound", "bias_bound", "bias_sq_slope", "slope"),
+    ("F1 first-order law", "bias_first_order", "bias_sq_slope", "slope"),
+    ("F2", "tc", "tc_exponent", "$b$"),
+    ("F3", "frontier", "frontier", "$R^2$"),
+)
+"""per-seed summary: label, verdict key, fit key and what its number is"""
+
+
+def _row_verdicts(row: dict) -> dict:
+    """A per-seed row's verdicts: its own (:func:`stalegrpo.fits.lm.per_seed_fits`), else those of
+    its fits under the same minimums."""
+    if row.get("verdicts"):
+        return row["verdicts"]
+    judged = {}
+    if "bias_sq_slope" in row:
+        judged |= verdicts.bias_verdicts(row["bias_sq_slope"])
+    if "tc_exponent" in row:
+        judged["tc"] = verdicts.tc_verdict({"exponent": row["tc_exponent"], "per_eta": row.get("per_eta")})
+    if "frontier" in row:
+        judged["frontier"] = verdicts.lm_frontier_verdict(row["frontier"], None)
+    return judged
+
+
+def _seed_number(fit: dict, what: str) -> str | None:
+    """One seed's estimate for an illustration, in LaTeX: a slope with its CI, or an R²."""
+    if (fit or {}).get("status") != OK:
+        return None
+    if what == "$R^2$":
+        return f"${format_number(fit.get('r2'))}$"
+    ci = f"[{format_number(fit.get('ci_low'))}, {format_number(fit.get('ci_high'))}]"
+    return f"${format_number(fit.get('slope'))}$ ${ci}$"
 
 
 def per_seed_summary(per_seed: list[dict]) -> str:
-    """Per claim, which seeds' own fits give which verdict, e.g. "F1 consistent on seeds 0, 3 and
-    inconsistent on seeds 1, 2", in LaTeX; claims that no seed could fit alone are left out."""
-    claims = (
-        ("F1", "bias_sq_slope", lambda fit: slope_verdict(fit if fit.get("status") == OK else {}, 1.0)),
-        ("F2", "tc_exponent", lambda fit: slope_verdict(fit if fit.get("status") == OK else {}, -1.0)),
-        ("F3", "frontier", frontier_verdict),
-    )
+    """Per claim, which seeds' own fits give which verdict, e.g. "F1 bound supported on seeds 1,
+    2 and consistent on seeds 0, 3", in LaTeX. A seed whose runs are below the claim's minimum
+    is an illustration, and its estimate is given instead; claims that no seed could fit alone
+    are left out."""
     parts = []
-    for name, key, verdict in claims:
-        groups: dict[str, list[int]] = {}
+    for name, key, fit_key, what in PER_SEED_CLAIMS:
+        groups: dict[str, list[dict]] = {}
         for row in per_seed:
-            if key in row:
-                groups.setdefault(_verdict_class(verdict(row[key])), []).append(row["seed"])
-        if set(groups) - {"not tested"}:
-            items = [
-                f"{label} on seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-                for label, seeds in groups.items()
-            ]
-            parts.append(f"{name} " + " and ".join(items))
+            judged = _row_verdicts(row).get(key)
+            if judged:
+                groups.setdefault(judged["verdict"], []).append(row)
+        fitted = [(row.get(fit_key) or {}).get("status") == OK for rows in groups.values() for row in rows]
+        if not any(fitted):  # no seed could fit this claim alone
+            continue
+        if key == "bias_first_order":  # F1's illustrations are listed once, under the bound
+            groups.pop(verdicts.ILLUSTRATION, None)
+            if not groups:
+                continue
+        if key == "bias_bound" and set(groups) == {verdicts.ILLUSTRATION}:
+            name = "F1"
+        items = []
+        for label, rows in groups.items():
+            seeds = ", ".join(str(r["seed"]) for r in rows)
+            item = f"{label} on seed{'s' if len(rows) > 1 else ''} {seeds}"
+            numbers = [_seed_number(r.get(fit_key), what) for r in rows]
+            if label == verdicts.ILLUSTRATION and any(numbers):
+                listed = ", ".join(n or "n/a" for n in numbers)
+                item += f" (too few runs per seed for a verdict; {what} by seed: {listed})"
+            items.append(item)
+        parts.append(f"{name} " + " and ".join(items))
     return "; ".join(parts) or "no seed has enough runs for a fit of its own"
+
+
+CLAIM_NAMES = {"bias_bound": "F1 (bias)", "tc": "F2 (collapse time)", "frontier": "F3 (frontier)"}
+
+
+def illustration_summary(judged: dict) -> str:
+    r"""One sentence for the claims whose runs are below their minimum, e.g. "For F1 (bias) this
+    build's runs are an illustration: too few runs for a verdict (3 of the 6 runs needed, ...;
+    \texttt{config/lm\_full.yaml} tests it)."; empty when every claim has enough."""
+    short = [(name, judged[key]) for key, name in CLAIM_NAMES.items()
+             if (judged.get(key) or {}).get("verdict") == verdicts.ILLUSTRATION]
+    if not short:
+        return ""
+    names = [name for name, _ in short]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    reasons = "; ".join(
+        (f"{name.split()[0]}: " if len(short) > 1 else "") + verdict["support"] for name, verdict in short
+    )
+    it = "it" if len(short) == 1 else "them"
+    return (
+        f"For {listed} this build's runs are an illustration: too few runs for a verdict ({reasons}; "
+        f"{verdicts.FULL_TEST['lm']} tests {it})."
+    )
 
 
 def _claim_macros(lm: dict) -> dict:
@@ -501,8 +510,9 @@ def _claim_macros(lm: dict) -> dict:
         "LMBiasProbeEstimator": _texttt([estimator if isinstance(estimator, str) else "paired"]),
         "LMBiasRange": (lm.get("bias_slope") or {}).get("small_drift_max"),
         "LMBiasSqSlope": squares.get("slope") if ok else None,
-        "LMBiasSqSlopeLow": squares.get("ci_low") if ok else None,
-        "LMBiasSqSlopeHigh": squares.get("ci_high") if ok else None,
+        "LMBiasSqSlopeLow": _bound(squares.get("ci_low") if ok else None, 1.0),
+        "LMBiasSqSlopeHigh": _bound(squares.get("ci_high") if ok else None, 1.0),
+        "LMBiasCINote": verdicts.ci_note(squares),
         "LMBiasSqSlopeN": squares.get("n"),
         "LMBiasSqSlopeNNonpos": squares.get("n_nonpositive"),
         "LMHasObjectives": int(bool(lm.get("objectives"))),
@@ -517,19 +527,27 @@ def _claim_macros(lm: dict) -> dict:
     tc = lm.get("tc_eta") or {}
     exponent = tc.get("exponent") or {}
     tc_ok, exp_ok = tc.get("status") == OK, exponent.get("status") == OK
+    # F1's two verdicts are macro_lines' (LMBiasBoundVerdict, LMBiasFirstOrderVerdict); F2, F3 here
+    judged = lm.get("verdicts") or verdicts.lm_verdicts(lm, (lm.get("grid") or {}).get("eta_ratio"))
+    has = {key: int(judged[key]["verdict"] != verdicts.ILLUSTRATION) for key in CLAIM_NAMES}
     values |= {
         "LMTcEtaCVLow": tc.get("cv_ci_low") if tc_ok else None,
         "LMTcEtaCVHigh": tc.get("cv_ci_high") if tc_ok else None,
         "LMTcNOther": tc.get("n_other_mechanism", 0),
         "LMTcExponent": exponent.get("slope") if exp_ok else None,
-        "LMTcExponentLow": exponent.get("ci_low") if exp_ok else None,
-        "LMTcExponentHigh": exponent.get("ci_high") if exp_ok else None,
+        "LMTcExponentLow": _bound(exponent.get("ci_low") if exp_ok else None, -1.0),
+        "LMTcExponentHigh": _bound(exponent.get("ci_high") if exp_ok else None, -1.0),
+        "LMTcCINote": verdicts.ci_note(exponent),
+        "LMTcCVCINote": verdicts.ci_note(tc.get("cv_bootstrap") or {}),
         "LMNumHackCollapses": (lm.get("mechanisms") or {}).get("n_hack", 0),
         "LMClaimNumCollapsed": (lm.get("mechanisms") or {}).get("n_collapsed", 0),
         "LMHackTakeover": 100 * HACK_TAKEOVER,
-        "LMBiasVerdict": slope_verdict(squares if ok else {}, 1.0),
-        "LMTcVerdict": slope_verdict(exponent if exp_ok else {}, -1.0),
-        "LMFrontierVerdict": frontier_verdict(lm.get("frontier") or {}, (lm.get("grid") or {}).get("eta_ratio")),
+        "LMTcVerdict": judged["tc"]["text"],
+        "LMTcHasVerdict": has["tc"],
+        "LMFrontierVerdict": judged["frontier"]["text"],
+        "LMFrontierHasVerdict": has["frontier"],
+        "LMAnyVerdict": int(any(has.values())),
+        "LMIllustrationSummary": illustration_summary(judged),
         "LMFrontierShape": frontier_shape(lm.get("eta_star_summary") or [], (lm.get("grid") or {}).get("eta_ratio")),
     }
     well = (lm.get("well_specified") or {}).get("counts") or {}
