@@ -20,7 +20,7 @@ import seaborn as sns
 from matplotlib.ticker import NullFormatter
 
 import figures_common as fc
-from stalegrpo.fits import laws, lm
+from stalegrpo.fits import laws, lm, verdicts
 
 
 def bias_frame(steps: pd.DataFrame, runs: pd.DataFrame, options: dict) -> tuple[pd.DataFrame, str]:
@@ -73,13 +73,14 @@ def draw(ax, points: pd.DataFrame, fit: dict, ylabel: str, title: str) -> None:
 
 
 def _squares_note(fit: dict) -> str:
-    """The fit on the bias² readings themselves (readings ≤ 0 included), for the LM panel's title."""
+    """The fit on the bias² readings themselves (readings ≤ 0 included), which the LM verdicts rest
+    on, with its two verdicts (the bound, the first-order law), for the LM panel's title."""
     squares = fit.get("bias_sq_slope") or {}
     if squares.get("status") != "ok":
         return ""
     return (
-        f"\nfit on bias² itself, all {squares['n']} runs ({squares['n_nonpositive']} ≤ 0): slope "
-        f"{squares['slope']:.2f} [{squares['ci_low']:.2f}, {squares['ci_high']:.2f}]"
+        f"\nfit on bias² itself, all {squares['n']} runs ({squares['n_nonpositive']} ≤ 0): "
+        + verdicts.title_note(fit, "bias_sq_slope", sep="\n")
     )
 
 
@@ -109,16 +110,20 @@ def main() -> None:
         points,
         summary.get("bias_slope", {}),
         "bias ‖E g(θ; μ_stale) − E g(θ; π_θ)‖",
-        f"exact testbed, {args.experiment} ({source})",
+        f"exact testbed, {args.experiment} ({source})\nlog-log fit: "
+        + verdicts.title_note(summary, "bias_slope", sep="\n"),
     )
     if len(lm_points):
+        # the log-log line uses the runs with bias² > 0 only; the fit on the squares uses them all
         n = lm_fit.get("bias_slope", {}).get("n", len(lm_points))
+        total = (lm_fit.get("bias_sq_slope") or {}).get("n", n)
         draw(
             axes[0, 1],
             lm_points,
             lm_fit.get("bias_slope", {}),
             "probe bias (root of mean unbiased bias²)",
-            f"language model, §3.2 probe ({n} runs; η = Adam step size)" + _squares_note(lm_fit),
+            f"language model, §3.2 probe (η = Adam step size)\nlog-log line: the {n} of {total} runs with "
+            "bias² > 0" + _squares_note(lm_fit),
         )
     fig.suptitle("F1: surrogate-gradient bias vs S·η", fontsize=9)
     fc.save(fig, args)
