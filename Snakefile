@@ -3,8 +3,8 @@
 #
 #   snakemake --cores 2                                   # CPU default preset (config/config.yaml)
 #   snakemake --cores 2 --configfile config/smoke.yaml    # smoke preset, a few minutes
-#   snakemake --profile profiles/slurm --configfile config/paper.yaml   # GPU cluster
-#   snakemake figures/bias.pdf                            # one figure from the runs on disk
+#   snakemake --profile profiles/slurm --configfile config/paper.yaml   # GPU cluster (docs/cluster.md)
+#   snakemake --cores 1 figures/bias.pdf                  # one figure from the runs on disk
 #   snakemake --report report.html                        # every figure with its caption
 #
 # Rules live in rules/*.smk; rules/common.smk validates the config against
@@ -25,21 +25,11 @@ include: "rules/figures.smk"
 include: "rules/paper.smk"
 
 
+# Only `all` (no command) runs where Snakemake runs. Every other job, light ones included
+# (tables, fits, figures, paper), is a job of its own on a cluster, with the resources the
+# profile gives it (profiles/slurm, docs/cluster.md); locally all of them run on this machine.
 localrules:
     all,
-    aggregate_exact,
-    aggregate_lm,
-    aggregate_bench,
-    fits_exact,
-    fits_lm,
-    macros,
-    figure_bias,
-    figure_collapse,
-    figure_frontier,
-    figure_dashboard,
-    figure_schedules,
-    figure_throughput,
-    paper,
 
 
 rule all:

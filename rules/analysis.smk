@@ -1,7 +1,7 @@
 # Analysis: each source's runs become tidy tables, each source's tables its fits, and the fits
 # the paper's macros. A figure or fit depends only on the tables it reads, so a plot tweak or a
 # fit setting never reruns a simulation, and the benchmark's figure needs no exact grid.
-# All of these are light CPU jobs that run where Snakemake runs (localrules in the Snakefile).
+# All of these are light CPU jobs: one thread, the profile's default resources on a cluster.
 
 
 rule aggregate_exact:

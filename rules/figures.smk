@@ -1,7 +1,7 @@
 # Figures: one rule per figure of docs/method.md §8 (figure_bias, ..., figure_throughput), each
 # running code/plot_<name>.py on the tables and fits it reads (FIGURE_READS in rules/common.smk)
 # and nothing else. Each writes figures/<name>.pdf and .png; the PNG goes into
-# `snakemake --report` with the caption in report/<name>.rst. Light CPU jobs, run locally.
+# `snakemake --report` with the caption in report/<name>.rst. Light CPU jobs (one thread).
 
 for _name in FIGURES:
 
