@@ -297,6 +297,14 @@ def train_threads(wildcards):
     return int(LM_SPACE.instance(wildcards)["threads"])
 
 
+def bench_threads(wildcards):
+    """The threads Snakemake reserves for the benchmark job: in a local run every core it was
+    given (--cores), so that no other job runs beside the benchmark and skews its timings; on a
+    cluster, where the job has its CPUs to itself, lm.bench.threads (the CPUs it asks for). The
+    benchmark itself always runs on lm.bench.threads (the rule's params.threads)."""
+    return workflow.cores if workflow.local_exec else LM["bench"]["threads"]
+
+
 # -- devices: each job's GPUs, derived from the placement keys of the train config -------------
 def _train_setting(key: str, default, overrides: dict):
     """A `stalegrpo train` key as a job gets it: its overrides, else the train config file, else

@@ -8,7 +8,7 @@
 # 1. pretrain the base policy once per base (task + model; from the stand-in if there is one),
 #    unless lm.checkpoint names one: one process, on the job's GPU on CUDA;
 # 2. train one job per point of the Paramspace over S x eta x seed x objective x LR schedule;
-# 3. benchmark sync vs async throughput.
+# 3. benchmark sync vs async throughput, alone on the machine in a local run.
 
 
 rule standin:
@@ -88,9 +88,12 @@ rule bench:
         out=output_dir,
         overrides=bench_overrides,
         stalegrpo=STALEGRPO,
+        threads=LM["bench"]["threads"],
     log:
         PATHS["bench_log"],
-    threads: LM["bench"]["threads"]
+    # the benchmark runs on lm.bench.threads (params.threads); Snakemake reserves bench_threads:
+    # locally every core, so that no other job runs beside it and skews its timings
+    threads: bench_threads
     resources:
         mem_mb=LM["resources"]["mem_mb"],
         runtime=LM["resources"]["runtime"],
@@ -98,4 +101,4 @@ rule bench:
     conda:
         "../envs/train.yaml"
     shell:
-        "{params.stalegrpo} bench lm {input.config} {params.overrides} threads={threads} --out {params.out} > {log} 2>&1"
+        "{params.stalegrpo} bench lm {input.config} {params.overrides} threads={params.threads} --out {params.out} > {log} 2>&1"
