@@ -317,13 +317,22 @@ def _train_setting(key: str, default, overrides: dict):
 
 def _gpus(overrides: dict, schedule: str, engines: int | None = None) -> int:
     """GPUs of one LM job: one per learner rank, plus actors × actor_devices for the actor engines
-    of the async schedule (the placement stalegrpo.train checks). 0 on CPU."""
+    of the async schedule, unless they are colocated on the learners' GPUs (``colocate: true``, or
+    ``auto`` where L + A·t would not fit on one node of lm.resources.gpus_per_node), as
+    stalegrpo.train.check_placement places them. 0 on CPU."""
     if LM["resources"]["device"] != "cuda":
         return 0
     if engines is None:
         engines = _train_setting("actors", 1, overrides)
     learners = _train_setting("learners", 1, overrides)
-    return learners + (engines * _train_setting("actor_devices", 1, overrides) if schedule == "async" else 0)
+    if schedule != "async":
+        return learners
+    separate = learners + engines * _train_setting("actor_devices", 1, overrides)
+    colocate = _train_setting("colocate", "auto", overrides)
+    limit = LM["resources"]["gpus_per_node"]
+    if colocate is True or (colocate == "auto" and limit is not None and separate > limit):
+        return learners
+    return separate
 
 
 def train_gpus(wildcards):
@@ -424,7 +433,8 @@ def _check_placement() -> None:
         if limit is not None and gpus > limit:
             raise WorkflowError(
                 f"a {job} needs {gpus} GPUs (learners + actors x actor_devices, from lm.train_overrides "
-                f"and {LM['train_config']}), more than lm.resources.gpus_per_node = {limit}"
+                f"and {LM['train_config']}; colocate: true needs only the learners'), more than "
+                f"lm.resources.gpus_per_node = {limit}"
             )
 
 

@@ -260,17 +260,21 @@ def test_sigterm_checkpoints_and_resumes(policy, tmp_path):
     assert pd.read_parquet(tmp_path / "steps.parquet")["step"].tolist() == list(range(12))
 
 
-def test_a_dead_actor_stops_the_learner_with_a_checkpoint_and_the_rerun_resumes(policy, tmp_path):
+@pytest.mark.parametrize("transport", ["gloo", "ipc"])
+def test_a_dead_actor_stops_the_learner_with_a_checkpoint_and_the_rerun_resumes(policy, tmp_path, transport):
     from stalegrpo.engines import TEST_KILL_ENV
 
     args = train_command(
-        policy, "schedule=async", "S=2", "actors=2", "steps=8", "threads=2", "probe_every=0", "eval_every=0"
+        policy, "schedule=async", "S=2", "actors=2", "steps=8", "threads=2", "probe_every=0", "eval_every=0",
+        f"weight_transport={transport}",
     )
-    args += ["--out", str(tmp_path)]
-    env = os.environ | {TEST_KILL_ENV: "1:5"}  # engine 1 is killed (SIGKILL) before its batch 5
-    start = time.perf_counter()
+    out, stamp = tmp_path / "run", tmp_path / "killed_at"
+    args += ["--out", str(out)]
+    env = os.environ | {TEST_KILL_ENV: f"1:5@{stamp}"}  # engine 1 is killed (SIGKILL) before its batch 5
     died = subprocess.run(args, env=env, check=False, capture_output=True, text=True, timeout=120)
-    assert died.returncode == 1 and time.perf_counter() - start < 90, died.stderr[-2000:]
+    assert died.returncode == 1, died.stderr[-2000:]
+    assert time.time() - float(stamp.read_text()) < 30  # the learner stopped within 30 s of the death
+    tmp_path = out
     assert "actor engine 1" in died.stderr and "exit code -9" in died.stderr, died.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["stopped"] == "actor_died" and not summary["finished"]
@@ -286,8 +290,11 @@ def test_a_dead_actor_stops_the_learner_with_a_checkpoint_and_the_rerun_resumes(
     assert json.loads((tmp_path / "summary.json").read_text())["admission_violations"] == 0
 
 
-@pytest.mark.parametrize("S,m,A", [(0, 1, 1), (2, 1, 1), (1, 2, 1), (2, 1, 2)])
-def test_async_lags_stay_within_the_bound(policy, tmp_path, S, m, A):
+@pytest.mark.parametrize(
+    "S,m,A,transport", [(0, 1, 1, "gloo"), (2, 1, 1, "gloo"), (1, 2, 1, "gloo"), (2, 1, 2, "gloo"), (2, 1, 1, "ipc"),
+                        (2, 1, 2, "ipc")]
+)
+def test_async_lags_stay_within_the_bound(policy, tmp_path, S, m, A, transport):
     cfg = config(
         policy,
         "schedule=async",
@@ -297,6 +304,7 @@ def test_async_lags_stay_within_the_bound(policy, tmp_path, S, m, A):
         "steps=8",
         "threads=2",
         "probe_every=4",
+        f"weight_transport={transport}",
     )
     summary = run(cfg, tmp_path)
     lags = pd.read_parquet(tmp_path / "lags.parquet")
@@ -418,13 +426,36 @@ def test_a_rank_dead_before_the_first_checkpoint_says_so_and_the_rerun_starts_af
 
 
 def test_placement_errors_name_the_keys(policy):
-    from stalegrpo.train import check_placement
+    from stalegrpo.placement import check_placement
 
     with pytest.raises(ConfigError, match="actor_devices = 2 is vLLM tensor parallelism"):
         check_placement(config(policy, "actor_devices=2"), 0)
     with pytest.raises(ConfigError, match=r"needs 5 CUDA devices \(learners = 1 \+ actors = 2 x actor_devices = 2\)"):
         check_placement(config(policy, "schedule=async", "S=1", "actor=vllm", "actors=2", "actor_devices=2"), 4)
     check_placement(config(policy, "schedule=async", "S=1", "actor=vllm", "actors=2", "actor_devices=2"), 5)
+
+
+def test_engines_share_the_learners_gpu_where_there_are_too_few_and_take_the_weights_by_ipc(policy):
+    from stalegrpo.placement import check_placement, colocated, weight_transport
+
+    def config(policy, *overrides):  # not checked against this machine (which has no GPU)
+        return load_config(TrainConfig, SMOKE, [f"init_checkpoint={policy}", "digits=1", *overrides])
+
+    one_gpu = config(policy, "schedule=async", "S=2", "actors=2")
+    assert colocated(one_gpu, 1) and weight_transport(one_gpu, 1) == "ipc"
+    check_placement(one_gpu, 1)  # two hf engines beside one learner on one GPU
+    assert not colocated(one_gpu, 3) and weight_transport(one_gpu, 3) == "nccl"  # a GPU each
+    assert not colocated(one_gpu, 0) and weight_transport(one_gpu, 0) == "gloo"  # CPU: as before
+    assert weight_transport(config(policy, "schedule=async", "S=2", "weight_transport=ipc"), 0) == "ipc"
+    assert not colocated(config(policy, "schedule=fixed", "S=2"), 1)
+    with pytest.raises(ConfigError, match="NCCL refuses two ranks of one group on one GPU"):
+        check_placement(config(policy, "schedule=async", "S=2", "weight_transport=nccl"), 1)
+    with pytest.raises(ConfigError, match="needs 2 CUDA devices"):
+        check_placement(config(policy, "schedule=async", "S=2", "colocate=false"), 1)
+    with pytest.raises(ConfigError, match="'ipc' is not available with actor = 'vllm'"):
+        check_placement(config(policy, "schedule=async", "S=2", "actor=vllm", "colocate=true"), 1)
+    with pytest.raises(ConfigError, match="'nccl' needs CUDA devices"):
+        check_placement(config(policy, "schedule=async", "S=2", "weight_transport=nccl"), 0)
 
 
 @pytest.mark.vllm

@@ -276,9 +276,11 @@ def test_a_bad_checkpoint_or_an_oversized_placement_stops_before_any_job(fresh, 
     (tmp_path / "one").mkdir()
     result = snakemake("--cores", "1", "--configfile", str(paper_preset(tmp_path / "one", no_tokenizer)), cwd=fresh)
     assert result.returncode != 0 and "lm.checkpoint" in result.stderr and "tokenizer" in result.stderr, result.stderr[-2000:]
-    # the paper preset's nodes: a 2 + 2 x 2 = 6-GPU async job does not fit 4 GPUs per node
+    # the paper preset's nodes: a 2 + 2 x 2 = 6-GPU async job does not fit 4 GPUs per node when its
+    # engines may not share the learners' GPUs
     (tmp_path / "two").mkdir()
-    preset = paper_preset(tmp_path / "two", standin_checkpoint, gpus_per_node=4, learners=2, actors=2, actor_devices=2)
+    preset = paper_preset(tmp_path / "two", standin_checkpoint, gpus_per_node=4, learners=2, actors=2, actor_devices=2,
+                          colocate=False)
     result = snakemake("--profile", "profiles/slurm", "--jobs", "10", "--configfile", str(preset), cwd=fresh)
     assert result.returncode != 0
     assert "needs 6 GPUs" in result.stderr and "lm.resources.gpus_per_node = 4" in result.stderr, result.stderr[-2000:]
@@ -312,5 +314,13 @@ def test_gpu_jobs_ask_for_their_placement(fresh, tmp_path, standin_checkpoint):
             schedule = "async" if "schedule~async" in block else "fixed"
             gpus.setdefault(schedule, set()).add(int(block.split(" gpu=")[1].split(",")[0].split()[0]))
     assert gpus == {"async": {6}, "fixed": {2}}, gpus
+    # on one-GPU nodes the async engines share the learner's GPU (colocate: auto): 1 GPU, and the check accepts it
+    (tmp_path / "one").mkdir()
+    preset = paper_preset(tmp_path / "one", standin_checkpoint, gpus_per_node=1, learners=1, actors=2, actor_devices=1,
+                          actor="hf")
+    result = snakemake("-n", "--profile", "profiles/slurm", "--jobs", "10", "--configfile", str(preset), cwd=fresh)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    asked = {int(part.split(",")[0].split()[0]) for part in result.stdout.split(" gpu=")[1:]}
+    assert asked == {1}, asked
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     assert not any("tasks" in resources for resources in profile["set-resources"].values()), profile

@@ -39,13 +39,17 @@ import torch
 import torch.distributed as dist
 
 from stalegrpo.actors import make_actor
+from stalegrpo.placement import colocated, weight_transport
 from stalegrpo.policy import flat_params, load_policy
 from stalegrpo.schedules import admission_version, make_batch
 from stalegrpo.tasks import make_task
-from stalegrpo.weights import STOP, TIMEOUT, WeightReceiver, receivers, weight_group
+from stalegrpo.weights import STOP, TIMEOUT, IpcReceiver, IpcWeights, WeightReceiver, receivers, weight_group
 
+ENGINE_DEVICE_ENV = "STALEGRPO_ENGINE_DEVICE"
+"""set by :func:`placement` for a colocated engine: the CUDA device it works on"""
 TEST_KILL_ENV = "STALEGRPO_TEST_KILL_ACTOR_AT_BATCH"
-"""test hook, ``ENGINE:BATCH``: that engine kills itself (SIGKILL) before generating that batch"""
+"""test hook, ``ENGINE:BATCH`` or ``ENGINE:BATCH@FILE``: that engine kills itself (SIGKILL) before
+generating that batch (first writing the time to FILE)"""
 
 
 class ActorDied(RuntimeError):
@@ -53,21 +57,38 @@ class ActorDied(RuntimeError):
 
 
 def placement(cfg, engine: int) -> dict:
-    """The environment that pins ``engine`` to its devices, and its CPU threads."""
+    """The environment that pins ``engine`` to its devices, and its CPU threads.
+
+    On its own GPUs an engine sees only them (``CUDA_VISIBLE_DEVICES``). Colocated, it sees what
+    the learner sees and works on learner rank (engine mod L)'s GPU, so that the CUDA IPC buffers
+    of rank 0 open on the same device numbers in both processes."""
     threads = max(1, cfg.threads // (cfg.learners + cfg.actors))
     env = {"OMP_NUM_THREADS": str(threads)}
-    if torch.cuda.is_available():
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if colocated(cfg, cuda):
+        env[ENGINE_DEVICE_ENV] = str(engine % cfg.learners)
+    elif cuda:
         first = cfg.learners + engine * cfg.actor_devices  # devices 0..L-1 are the learner ranks'
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(cfg.actor_devices))
     return env
 
 
+def engine_device(env: dict) -> torch.device:
+    """The device an engine works on (see :func:`placement`)."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(env.get(ENGINE_DEVICE_ENV, 0)))
+
+
 # -- the engine's side ------------------------------------------------------------------------
-def engine_main(cfg, engine: int, port: int, start_batch: int, env: dict) -> None:
-    """An actor engine: wait for admission, take the newest weights, generate, hand the batch over."""
+def engine_main(cfg, engine: int, port: int, start_batch: int, env: dict, ipc=None, parent_pid: int = 0) -> None:
+    """An actor engine: wait for admission, take the newest weights, generate, hand the batch over.
+    ``ipc``: the :meth:`~stalegrpo.weights.IpcWeights.handle` of ``weight_transport: ipc``."""
     os.environ.update(env)  # before anything initialises CUDA or sizes a thread pool
     torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = engine_device(env)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=TIMEOUT)
     model, tokenizer = load_policy(cfg.init_checkpoint)
     task = make_task(cfg)
@@ -83,16 +104,22 @@ def engine_main(cfg, engine: int, port: int, start_batch: int, env: dict) -> Non
         receiver = EngineWeights(actor, port, engine)
     else:
         actor = make_actor(cfg.actor, model, tokenizer, task, device=device, **prompts)
-        receiver = WeightReceiver(weight_group(store, engine, 1, device), flat_params(model).numel(), device)
+        if ipc is not None:
+            receiver = IpcReceiver(ipc, engine, parent_pid)
+        else:
+            receiver = WeightReceiver(weight_group(store, engine, 1, device), flat_params(model).numel(), device)
     actor.version = -1
     n = start_batch + (engine - start_batch) % cfg.actors  # this engine's first batch
-    kill_at = os.environ.get(TEST_KILL_ENV)
+    kill_at, _, stamp = os.environ.get(TEST_KILL_ENV, "").partition("@")
     while not receiver.stopped:
         start = time.perf_counter()
         # admission; and no batch before the learner's weights have arrived (version 0 at least)
         if not receiver.wait_for(max(0, admission_version(n, cfg.updates_per_batch, cfg.S))):
             break
         if kill_at == f"{engine}:{n}":
+            if stamp:  # when it died, for tests that time the learner's reaction
+                with open(stamp, "w") as f:
+                    f.write(repr(time.time()))
             os.kill(os.getpid(), signal.SIGKILL)
         admitted = time.perf_counter()
         checksum = receiver.load_into(actor)
@@ -118,16 +145,21 @@ class EngineSource:
 
     poll_s = 2.0
 
-    def __init__(self, cfg, flat: torch.Tensor, version: int, start_batch: int):
+    def __init__(self, cfg, flat: torch.Tensor, version: int, start_batch: int, device=None):
         self.cfg = cfg
-        self.device = flat.device
+        self.device = torch.device(device) if device is not None else flat.device
+        """the learner's device, where the weights are sent from"""
+        cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        self.transport = weight_transport(cfg, cuda)
+        self.ipc = IpcWeights(flat.numel(), self.device, cfg.actors) if self.transport == "ipc" else None
         self.fault: BaseException | None = None
         self.store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=TIMEOUT)
         context = torch.multiprocessing.get_context("spawn")
+        ipc = self.ipc.handle() if self.ipc is not None else None
         self.engines = [
             context.Process(
                 target=engine_main,
-                args=(cfg, e, self.store.port, start_batch, placement(cfg, e)),
+                args=(cfg, e, self.store.port, start_batch, placement(cfg, e), ipc, os.getpid()),
                 # not a daemon: a vLLM engine with TP > 1 starts worker processes of its own;
                 # close() (always called) ends the engines
                 daemon=False,
@@ -138,9 +170,10 @@ class EngineSource:
         for process in self.engines:
             process.start()
         self.groups = []
-        for e in range(cfg.actors):
+        for e in range(cfg.actors if self.ipc is None else 0):
             try:  # the rendezvous waits until the engine has loaded its model
-                self.groups.append(weight_group(self.store, e, 0, self.device, 1 + receivers(cfg)))
+                group_device = torch.device("cpu") if self.transport == "gloo" else self.device
+                self.groups.append(weight_group(self.store, e, 0, group_device, 1 + receivers(cfg)))
             except RuntimeError as err:
                 raise self._fault(e, err) from err
         self.publish(flat, version)
@@ -176,8 +209,16 @@ class EngineSource:
         """Send version ``version`` to every engine; the seconds it took. A dead engine is kept
         in ``fault`` and raised by the next :meth:`next`, so that the step under way completes."""
         start = time.perf_counter()
-        header = torch.tensor([version], dtype=torch.long, device=self.device)
-        flat = flat.to(self.device)
+        if self.ipc is not None:
+            if self.fault is None:
+                try:
+                    self.ipc.publish(flat, version, lambda e: self.engines[e].is_alive())
+                except TimeoutError as err:  # an engine stalled, or the table's lock was never released
+                    self.fault = self._fault(getattr(err, "engine", 0), err)
+            return time.perf_counter() - start
+        device = torch.device("cpu") if self.transport == "gloo" else self.device
+        header = torch.tensor([version], dtype=torch.long, device=device)
+        flat = flat.to(device)
         for e, group in enumerate(self.groups):
             if self.fault is not None:
                 break
@@ -192,6 +233,8 @@ class EngineSource:
         return time.perf_counter() - start
 
     def close(self) -> None:
+        if self.ipc is not None:
+            self.ipc.stop()
         header = torch.tensor([STOP], dtype=torch.long, device=self.device)
         for e, group in enumerate(self.groups):
             if self.engines[e].is_alive():

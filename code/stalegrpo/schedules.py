@@ -51,14 +51,17 @@ def admission_version(batch_index: int, updates_per_batch: int, max_lag: int) ->
 
 
 class SnapshotRing:
-    """The flat weights of the last ``capacity`` versions, keyed by version."""
+    """The flat weights of the last ``capacity`` versions, keyed by version, held on the CPU.
+
+    A run keeps S + m + 1 versions: on a GPU, 33 fp32 copies of a 0.5B model at S = 32 would take
+    65 GB beside the learner. Host memory holds them; the device keeps only the live weights."""
 
     def __init__(self, capacity: int):
         self.capacity = max(1, capacity)
         self.snapshots: dict[int, torch.Tensor] = {}
 
     def push(self, version: int, flat: torch.Tensor) -> None:
-        self.snapshots[version] = flat.clone()
+        self.snapshots[version] = flat.detach().to("cpu", copy=True)
         for old in [v for v in self.snapshots if v <= version - self.capacity]:
             del self.snapshots[old]
 

@@ -7,12 +7,18 @@ of the group is the learner's rank 0; the receivers are the engine process (``hf
 its tensor-parallel workers (``vllm``, :mod:`stalegrpo.vllm_worker`). A receiver thread takes
 every version into a staging buffer as it arrives, so the learner never waits while an engine
 generates; the engine loads the staged weights between batches.
+
+On one host the weights can skip the network (``weight_transport: ipc``, :class:`IpcWeights`):
+the engines read them from two buffers the learner shares with them, which is also the only
+transport when engines share the learner's GPU (NCCL refuses two ranks of one group on one GPU).
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 import threading
+import time
 
 import torch
 import torch.distributed as dist
@@ -86,3 +92,132 @@ class WeightReceiver:
             if actor.version != self.version:
                 actor.load_weights(state_from_flat(actor.model, self.staging), self.version)
             return weights_checksum(self.staging)
+
+
+# -- one host: the learner's weights handed over as shared tensors ------------------------------
+IPC_WAIT_S = 30.0
+"""longest wait of the learner for an engine to finish reading a buffer (a dead engine is skipped)"""
+
+
+class EngineStalled(TimeoutError):
+    """An engine kept a weight buffer marked for longer than :data:`IPC_WAIT_S`."""
+
+    def __init__(self, engine: int, message: str):
+        super().__init__(message)
+        self.engine = engine
+
+
+class IpcWeights:
+    """The learner's side of ``weight_transport: ipc``: two flat weight buffers on the learner's
+    device, shared with the engine processes (``torch.multiprocessing``: CUDA IPC on a GPU, shared
+    memory on the CPU; one code path), and a small shared control table.
+
+    Double buffering: the learner writes a new version into the buffer that does not hold the
+    newest one, and waits only while a live engine is still copying out of that buffer. An engine
+    marks the buffer it reads under a lock that is held for a few table writes, never during a
+    copy; every wait is a poll that checks the other side is alive and gives up after
+    :data:`IPC_WAIT_S`, so no one blocks on a peer that has died.
+
+    Control table (int64, shared): [0] newest buffer (-1 none), [1] stop flag, [2:4] the version
+    in each buffer (-1 while written), [4 + e] the buffer engine e is reading (-1 none).
+    """
+
+    def __init__(self, numel: int, device: torch.device, engines: int):
+        import torch.multiprocessing as mp
+
+        self.device = torch.device(device)
+        self.buffers = [torch.zeros(numel, device=self.device) for _ in range(2)]
+        if self.device.type == "cpu":
+            for b in self.buffers:
+                b.share_memory_()
+        self.control = torch.full((4 + engines,), -1, dtype=torch.long, device="cpu").share_memory_()
+        self.control[1] = 0
+        self.lock = mp.get_context("spawn").Lock()
+
+    def handle(self) -> tuple:
+        """What an engine process needs to build its :class:`IpcReceiver` (picklable for spawn)."""
+        return self.buffers, self.control, self.lock
+
+    def publish(self, flat: torch.Tensor, version: int, alive) -> None:
+        """Write ``version`` into the free buffer and make it the newest. ``alive(e)`` says whether
+        engine e still runs; raises TimeoutError naming the engine that held the buffer too long."""
+        c = self.control
+        deadline = time.monotonic() + IPC_WAIT_S
+        while True:
+            with _held(self.lock):
+                w = 1 - int(c[0]) if int(c[0]) >= 0 else 0
+                readers = [e for e in range(len(c) - 4) if int(c[4 + e]) == w and alive(e)]
+                if not readers:
+                    c[2 + w] = -1  # no engine takes this buffer while it is written
+                    break
+            if time.monotonic() > deadline:
+                raise EngineStalled(readers[0], f"actor engine {readers[0]} held weight buffer {w} for over "
+                                                f"{IPC_WAIT_S:g} s")
+            time.sleep(0.001)
+        self.buffers[w].copy_(flat.detach().reshape(-1))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the copy is complete before an engine may read it
+        with _held(self.lock):
+            c[2 + w] = version
+            c[0] = w
+
+    def stop(self) -> None:
+        self.control[1] = 1
+
+
+class IpcReceiver:
+    """The engine's side of :class:`IpcWeights`, with :class:`WeightReceiver`'s interface."""
+
+    poll_s = 0.001
+
+    def __init__(self, handle: tuple, engine: int, parent_pid: int):
+        self.buffers, self.control, self.lock = handle
+        self.engine, self.parent_pid = engine, parent_pid
+        self.stopped = False
+
+    @property
+    def version(self) -> int:
+        newest = int(self.control[0])
+        return int(self.control[2 + newest]) if newest >= 0 else -1
+
+    def _learner_gone(self) -> bool:
+        return bool(self.control[1]) or os.getppid() != self.parent_pid
+
+    def wait_for(self, version: int) -> bool:
+        """Poll until a version ≥ ``version`` is published; False once the learner stops or dies."""
+        while self.version < version:
+            if self._learner_gone():
+                self.stopped = True
+                return False
+            time.sleep(self.poll_s)
+        return True
+
+    def load_into(self, actor) -> float:
+        """Copy the newest weights into the actor, tagged with their version; their checksum."""
+        c, mark = self.control, 4 + self.engine
+        with _held(self.lock):
+            slot = int(c[0])
+            version = int(c[2 + slot])
+            c[mark] = slot
+        try:
+            flat = self.buffers[slot]
+            if actor.version != version:
+                actor.load_weights(state_from_flat(actor.model, flat), version)
+            return weights_checksum(flat)
+        finally:
+            c[mark] = -1
+
+
+class _held:
+    """``with _held(lock):`` a multiprocessing lock, acquired within :data:`IPC_WAIT_S` or an error
+    (its holder died inside a few table writes)."""
+
+    def __init__(self, lock):
+        self.lock = lock
+
+    def __enter__(self):
+        if not self.lock.acquire(timeout=IPC_WAIT_S):
+            raise TimeoutError(f"the weight table's lock was not released within {IPC_WAIT_S:g} s")
+
+    def __exit__(self, *exc):
+        self.lock.release()

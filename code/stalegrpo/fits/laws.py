@@ -28,7 +28,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-OK = "ok"
+from stalegrpo.fits import verdicts
+from stalegrpo.fits.verdicts import MIN_SEEDS_FOR_SEED_VARIANCE, OK, SLOPE_RANGE
+
 TOO_FEW = "too_few_points"
 
 EXACT, LOWER, UPPER, BOTH = "none", "lower", "upper", "both"
@@ -52,9 +54,6 @@ def _ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return float(slope), float(intercept), float(r2)
 
 
-MIN_SEEDS_FOR_SEED_VARIANCE = 3
-"""a pooled interval over fewer seeds than this cannot carry seed-to-seed variance (with two seeds
-the resampled seeds are only {a, a}, {a, b} or {b, b}); the fits flag it (``seed_variance``)"""
 
 
 def bootstrap_indices(clusters, strata=None, seed: int = 0):
@@ -170,8 +169,6 @@ def fit_bias_slope(x, y, n_boot: int = 1000, seed: int = 0, clusters=None) -> di
     return result | {"slope": slope, "intercept": intercept, "r2": r2, "status": OK, "message": message}
 
 
-SLOPE_RANGE = (-3.0, 5.0)
-"""bounds on the slope of :func:`fit_bias_sq_slope` (a pure-noise fit would otherwise run away)"""
 
 
 def _fit_squares(lx: np.ndarray, y: np.ndarray, w: np.ndarray, start: tuple[float, float]) -> np.ndarray:
@@ -696,7 +693,6 @@ def summarize_exact(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None
             sub_steps = steps[steps["run"].isin(sub_runs["run"])] if linked else steps
             by_variant[name] = summarize_exact(sub_steps, sub_runs.drop(columns=variants), config)
 
-    from stalegrpo.fits import verdicts  # it imports this module's constants
 
     summary = {
         "bias_slope": bias_slope,

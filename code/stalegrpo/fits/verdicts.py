@@ -25,7 +25,13 @@ import math
 
 import numpy as np
 
-from stalegrpo.fits.laws import MIN_SEEDS_FOR_SEED_VARIANCE, OK, SLOPE_RANGE  # noqa: F401 (re-exported)
+OK = "ok"
+"""the status of a fit that succeeded"""
+MIN_SEEDS_FOR_SEED_VARIANCE = 3
+"""a pooled interval over fewer seeds than this cannot carry seed-to-seed variance (with two seeds
+the resampled seeds are only {a, a}, {a, b} or {b, b}); the fits flag it (``seed_variance``)"""
+SLOPE_RANGE = (-3.0, 5.0)
+"""bounds on the slope of :func:`fit_bias_sq_slope` (a pure-noise fit would otherwise run away)"""
 
 MINIMUMS = {
     "bias": {"runs": 6, "s_eta": 3},
