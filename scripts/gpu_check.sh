@@ -295,14 +295,15 @@ if summary.is_file() and "train" in ran:
     import pandas as pd
     t = json.loads(summary.read_text())
     steps = pd.read_parquet(out / "train" / "steps.parquet")
-    steady = steps.iloc[1:] if len(steps) > 1 else steps
     probed = steps.loc[steps["bias_sq"].notna(), "step"].tolist() if "bias_sq" in steps else []
+    steady = steps[(steps["step"] > 0) & ~steps["step"].isin(probed)]  # no start-up, no probe
+    steady = steady if len(steady) else steps
     table += [
         ("train: steps done", f"{t['steps_done']}",
          f"of {t['horizon']}, stopped: {t['stopped']}, fixed S=2, lag max {int(steps['lag_max'].max())}"),
         ("train: s per step", f"{steady['step_time_s'].mean():.2f}",
-         f"gen {steady['gen_s'].mean():.2f} s, train {steady['train_s'].mean():.2f} s (after step 0); "
-         f"bias probe at step(s) {probed}"),
+         f"gen {steady['gen_s'].mean():.2f} s, train {steady['train_s'].mean():.2f} s (steps after 0 without a "
+         f"probe); bias probe at step(s) {probed}: {steps['probe_s'].max():.1f} s" if probed else "no probe"),
         ("train: learner peak GiB", f"{steps['train_peak_gib'].max():.2f}", "the largest step of the run"),
     ]
 elif "train" in ran:
