@@ -25,6 +25,10 @@
 #   train    stalegrpo train on the same shape along the paper preset's code path: fixed S = 2,
 #            10 steps, ZeRO-2 bf16, micro-batches, kl_ref every step, one bias probe (step 5), the
 #            held-out evaluation (32 prompts) at the start and the end, a checkpoint, TensorBoard.
+#   async    (only when named: `bash scripts/gpu_check.sh install async`) stalegrpo bench lm at
+#            B x G = 8 x 8 and 128 new tokens on the same shape: the async schedule with its actor
+#            engine placed as `colocate: auto` places it (on one GPU: beside the learner, weights
+#            by CUDA IPC), S = 0 (the synchronous baseline) and S = 2, and the speedup.
 # At the end ONE table: each step's status and seconds, learner tokens/s (prompt + completion
 # tokens per second of a learner step), actor tokens/s (sampled tokens per second), the peak
 # memory of a learner step and of the actor, the memory target (a learner peak under 40 GB at
@@ -69,9 +73,10 @@ cd "$REPO" || exit 2
 BENCH_ARGS=${BENCH_ARGS:-}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 MICRO=${MICRO:-16}
-ALL_STEPS=(install tests bench train)
+ALL_STEPS=(install tests bench train async)
+DEFAULT_STEPS=(install tests bench train)
 STEPS=("$@")
-[ ${#STEPS[@]} -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
+[ ${#STEPS[@]} -gt 0 ] || STEPS=("${DEFAULT_STEPS[@]}")
 for step in "${STEPS[@]}"; do
   case " ${ALL_STEPS[*]} " in
     *" $step "*) ;;
@@ -178,8 +183,10 @@ tests_step() {
 bench_step() {
   local args
   if [ "$SIZE" = full ]; then
+    # colocate=false: at this batch the engines' async runs would take minutes; the async step below
+    # measures them at a smaller one
     args=(bench.model=qwen2.5-0.5b "${PAPER_PATH[@]}" "micro_batch_size=$MICRO" batch_prompts=32 group_size=8
-          "threads=$(nproc)" bench.steps=3 bench.skip=1 "bench.S=[1]" "bench.engines=[1, 2]"
+          colocate=false "threads=$(nproc)" bench.steps=3 bench.skip=1 "bench.S=[1]" "bench.engines=[1, 2]"
           bench.sampling_repeats=1 bench.sync_steps=3)
   else
     args=(bench.model=$TOY_MODEL "${TOY_PATH[@]}" micro_batch_size=3 batch_prompts=2 group_size=2 threads=2
@@ -225,6 +232,28 @@ train_step() {
   passed train "$OUT/train/summary.json"
 }
 
+# -- async ----------------------------------------------------------------------------------------
+async_step() {
+  local args
+  if [ "$SIZE" = full ]; then
+    args=(bench.model=qwen2.5-0.5b "${PAPER_PATH[@]}" "micro_batch_size=$MICRO" batch_prompts=8 group_size=8
+          "task_options={numbers: 4, max_number: 50, max_target: 200, max_new_tokens: 128}" "threads=$(nproc)"
+          bench.steps=6 bench.skip=2 "bench.S=[2]" "bench.engines=[1]" bench.sampling_repeats=1 bench.sync_steps=3)
+  else
+    args=(bench.model=$TOY_MODEL "${TOY_PATH[@]}" micro_batch_size=3 batch_prompts=2 group_size=2 threads=2
+          bench.steps=4 bench.skip=1 "bench.S=[2]" "bench.engines=[1]" bench.sampling_repeats=1 bench.sync_steps=2)
+  fi
+  # shellcheck disable=SC2206  # BENCH_ARGS is a list of words
+  args+=($BENCH_ARGS)
+  say "async ($SIZE size): stalegrpo bench lm ${args[*]}"
+  if ! "$PYTHON" -m stalegrpo.cli bench lm "${args[@]}" --out "$OUT/async" >"$OUT/async.log" 2>&1; then
+    failed async "stalegrpo bench lm exited non-zero"
+    return 1
+  fi
+  cp "$OUT/async/bench.json" "$OUT/async.json"
+  passed async "$OUT/async.json"
+}
+
 # the paper preset's LM keys (config/paper.yaml) with the hf actor (vLLM does not travel here),
 # and the same path at toy size
 PAPER_PATH=(task=countdown "task_options={numbers: 4, max_number: 50, max_target: 200, max_new_tokens: 256}"
@@ -255,7 +284,8 @@ from pathlib import Path
 TARGET_GIB = 40 * 1e9 / 2**30  # 40 GB: an A100 40GB
 out = Path(os.environ["OUT"])
 rows = [line.split("\t") for line in os.environ["STATUS_LINES"].splitlines() if line]
-names = {"install": "install", "tests": "pytest -m cuda", "bench": "stalegrpo bench lm", "train": "stalegrpo train"}
+names = {"install": "install", "tests": "pytest -m cuda", "bench": "stalegrpo bench lm", "train": "stalegrpo train",
+         "async": "bench: async colocated"}
 table = [(names[step], status, f"{seconds} s; {note}") for step, status, note, seconds in rows]
 ran = {step for step, *_ in rows}
 title = f"GPU check on {os.environ['DEVICE']} x{os.environ['GPUS']}" if os.environ["GPUS"] != "0" else \
@@ -290,6 +320,22 @@ if path.is_file() and "bench" in ran:
     (out / "memory_target.txt").write_text("met\n" if met else "not met\n")
 elif "bench" in ran:
     table.append(("learner, actor, weight sync, speedup", "n/a", "the bench did not finish"))
+path = out / "async.json"
+if path.is_file() and "async" in ran:
+    s = json.loads(path.read_text())["summary"]
+    table.append(("async: model, batch", s["model"], f"{s['precision']}, batch {s['batch']}, baseline {s['baseline']}"))
+    for p in s["speedups"]:
+        what = f"async: speedup A={p['A']}, S={p['S']}"
+        if "skipped" in p:
+            table.append((what, "n/a", p["skipped"]))
+        else:
+            table.append((what, f"{p['speedup']:.2f}", f"ideal {s['ideal_speedup']:.2f}, efficiency {p['efficiency']:.2f}, "
+                                                       f"t_gen {s['t_gen']:.3f} s, t_train {s['t_train']:.3f} s"))
+    table.append(("async: weight sync s", f"{s['weight_sync_s']:.4f}", s["weight_sync"]))
+    for mode, rate in (s.get("actor_tokens_per_s_by_mode") or {}).items():
+        table.append((f"actor tokens/s {mode}", f"{rate:.0f}", "hf actor, the async step's batch"))
+elif "async" in ran:
+    table.append(("async", "n/a", "the bench did not finish"))
 summary = out / "train" / "summary.json"
 if summary.is_file() and "train" in ran:
     import pandas as pd
