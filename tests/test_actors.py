@@ -167,3 +167,189 @@ def test_completions_end_at_the_first_stop_string():
     assert rollout.completion_mask.sum(1).tolist() == [3, 4, 1, 0]
     rollout.cut_at_stop(tok, ())
     assert rollout.completion_mask.sum(1).tolist() == [3, 4, 1, 0]
+
+
+# -- precision and the static / compiled decode -------------------------------------------------
+def test_dtype_resolves_against_the_device():
+    from stalegrpo.actors import resolve_dtype
+
+    assert resolve_dtype("auto", "cpu") == torch.float32 and resolve_dtype("auto", "cuda") == torch.bfloat16
+    assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+    assert resolve_dtype("float32", "cuda") == torch.float32
+    assert resolve_dtype(torch.bfloat16, "cpu") == torch.bfloat16
+    for bad in ("float16", "fp32", torch.float16):
+        with pytest.raises(ValueError, match="expected"):
+            resolve_dtype(bad, "cpu")
+
+
+def static_decoder(actor):
+    """The actor's model decoded with a static KV cache, eagerly."""
+    return actors.Decoder(actor.model, static=True)
+
+
+@pytest.mark.parametrize("kind", ["static", "compiled"])
+def test_static_and_compiled_decode_equal_the_eager_loop(actor, kind):
+    """The static-cache decode, eager or compiled (inductor on the CPU), samples the eager loop's
+    tokens for the same seed, with its behavior log-probs to 1e-5 in fp32, also after a weight
+    load into the compiled model."""
+    tok = actor.tokenizer
+    decoder = static_decoder(actor) if kind == "static" else actors.Decoder(actor.model, compile=True)
+    ids, mask = actor.encode(MIXED, 8)
+    assert decoder.width(ids.shape[1], 12) == actors.STATIC_BUCKET  # 8 + 12 positions, rounded up
+
+    def both(temperature, seed):
+        out = []
+        for d in (None, decoder):
+            g = torch.Generator().manual_seed(seed)
+            out.append(actors.sample(actor.model, ids, mask, 12, tok.eos_token_id, tok.pad_token_id,
+                                     temperature, g, decoder=d))
+        return out
+
+    for temperature, seed in [(1.0, 3), (0.7, 4), (1.0, 5)]:  # the last reuses the static cache, reset
+        (e_ids, e_mask, e_lp), (s_ids, s_mask, s_lp) = both(temperature, seed)
+        assert torch.equal(s_ids, e_ids) and torch.equal(s_mask, e_mask)
+        assert e_mask.sum(1).min() < e_mask.sum(1).max()  # rows end at different steps
+        gap = float((s_lp - e_lp).abs().max())
+        assert gap < TOL, f"{kind}: max |log mu_static - log mu_eager| = {gap:.2e}"
+    # weights loaded in place reach the compiled step (no stale constants); a modest change, so
+    # that the logits stay in the range where fp32 rounding is below 1e-5
+    g = torch.Generator().manual_seed(0)
+    new = {n: p.detach() + 0.1 * torch.randn(p.shape, generator=g) for n, p in actor.model.named_parameters()}
+    actor.load_weights(new, 1)
+    (e_ids, e_mask, e_lp), (s_ids, s_mask, s_lp) = both(1.0, 3)
+    assert torch.equal(s_ids, e_ids) and float((s_lp - e_lp).abs().max()) < TOL
+    with torch.no_grad():
+        learner = sequence_logprobs(actor.model, ids, mask, s_ids, s_mask)
+    assert float((learner - s_lp).abs().max()) < TOL
+
+
+def test_compiled_actor_rollouts(actor):
+    """``make_actor(..., compile=True)``: the rollout of the eager actor, batch after batch and for a
+    batch of another shape (a new static cache)."""
+    compiled = make_actor("hf", actor.model, actor.tokenizer, actor.task, compile=True)
+    assert compiled.mode == "float32/compiled" and actor.mode == "float32/eager"
+    for problems, G, seed in [(MIXED, 8, 1), (MIXED[:3], 2, 2)]:
+        a, b = actor.generate(problems, G, seed=seed), compiled.generate(problems, G, seed=seed)
+        assert torch.equal(a.completion_ids, b.completion_ids)
+        assert torch.equal(a.completion_mask, b.completion_mask)
+        assert float((a.behavior_logprobs - b.behavior_logprobs).abs().max()) < TOL
+        assert torch.equal(a.rewards, b.rewards) and b.behavior_logprobs.device.type == "cpu"
+
+
+def test_checking_for_the_end_less_often_gives_the_same_sample(actor):
+    """On CUDA the loop asks whether any row is alive only every few steps; the extra padding
+    columns are cut, so the sample is the one of checking every step."""
+    tok = actor.tokenizer
+    ids, mask = actor.encode(MIXED, 4)
+
+    def run(eos, every):
+        g = torch.Generator().manual_seed(11)
+        return actors.sample(actor.model, ids, mask, 100, eos, tok.pad_token_id, 1.0, g, check_every=every)
+
+    # the untrained policy seldom emits EOS: its most frequent token stands in for it
+    eos = int(run(-1, 1)[0].flatten().mode().values)
+    out = {every: run(eos, every) for every in (1, 3, 5, 50)}
+    lengths = out[1][1].sum(1)
+    assert out[1][1].shape[1] < 100 and len(set(lengths.tolist())) > 1  # rows end early, at various steps
+    for every in (3, 5, 50):
+        assert all(torch.equal(a, b) for a, b in zip(out[1], out[every]))
+
+
+def test_bf16_actor_samples_with_fp32_logprobs():
+    """A bf16 actor: the model copy is cast, weights are cast on load, the sampling distribution
+    and the log-probs are fp32, and μ stays close to (not equal to) the fp32 learner's π."""
+    tokenizer = build_tokenizer()
+    learner_model = build_model(tokenizer, seed=0)
+    task = get_task("addition")
+    actor = make_actor("hf", build_model(tokenizer, seed=0), tokenizer, task, dtype="bfloat16")
+    assert actor.mode == "bfloat16/eager"
+    assert all(p.dtype == torch.bfloat16 for p in actor.model.parameters())
+    assert actor.model.model.rotary_emb.inv_freq.dtype == torch.float32  # buffers keep their precision
+    assert actor.model.lm_head.weight is actor.model.model.embed_tokens.weight  # still tied
+    r = actor.generate(MIXED, 8, seed=3)
+    assert r.behavior_logprobs.dtype == torch.float32
+    with torch.no_grad():
+        learner = sequence_logprobs(learner_model, r.prompt_ids, r.prompt_mask, r.completion_ids,
+                                    r.completion_mask)
+    gap = (learner - r.behavior_logprobs).abs()[r.completion_mask]
+    assert 0 < float(gap.max()) < 0.1  # bf16 rounding, far below a policy change
+    state = {n: p.detach() + 0.01 for n, p in learner_model.named_parameters()}  # fp32 weights
+    actor.load_weights(state, 2)
+    assert torch.equal(actor.model.model.norm.weight, state["model.norm.weight"].to(torch.bfloat16))
+    assert actor.generate(MIXED, 2, seed=3).version.tolist() == [2] * 8
+    with pytest.raises(ValueError, match="float16"):
+        make_actor("hf", learner_model, tokenizer, task, dtype="float16")
+
+
+def test_actor_options_of_a_train_config():
+    from stalegrpo.actors import actor_options
+    from stalegrpo.train import TrainConfig
+
+    cfg = TrainConfig(prompt_template="plain", system_prompt="be brief", actor_dtype="bfloat16",
+                      actor_compile=True)
+    assert actor_options(cfg) == {"template": "plain", "system": "be brief", "dtype": "bfloat16",
+                                  "compile": True}
+    # vLLM has no compile option of ours (its own CUDA graphs are its engine's business)
+    assert actor_options(cfg, "vllm") == {"template": "plain", "system": "be brief", "dtype": "bfloat16"}
+    default = actor_options(TrainConfig())
+    assert default["dtype"] == "auto" and default["compile"] is False
+    tokenizer = build_tokenizer()
+    hf = make_actor("hf", build_model(tokenizer), tokenizer, get_task("addition"), **default)
+    assert hf.mode == "float32/eager"  # auto on the CPU
+
+
+def test_benchmark_modes_times_each_actor_on_the_same_batch(actor, monkeypatch):
+    from stalegrpo.actors import benchmark_modes
+
+    one_token = CountingTask(max_new_tokens=1)
+    tokenizer = actor.tokenizer
+    fp32 = make_actor("hf", actor.model, tokenizer, one_token)
+    bf16 = make_actor("hf", build_model(tokenizer, seed=0), tokenizer, one_token, dtype="bfloat16")
+    result = benchmark_modes([fp32, bf16], MIXED, 2, repeats=1)
+    assert set(result) == {"float32/eager", "bfloat16/eager"}
+    assert all(r["tokens_per_s"] > 0 and r["tokens_per_batch"] == 8 for r in result.values())
+    # a fake clock: untimed first batches of 5 and 7 s, then fp32 2, 4, 9 s and bf16 1, 1, 3 s
+    # (alternating); medians 4 s → 2 tokens/s and 1 s → 8 tokens/s
+    durations = [5, 7, 2, 1, 4, 1, 9, 3]
+    ticks = [t for d in durations for t in (0.0, float(d))]
+    clock = iter(ticks)
+    monkeypatch.setattr(actors, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    timed = benchmark_modes([fp32, bf16], MIXED, 2, repeats=3)
+    assert timed["float32/eager"] == {"tokens_per_s": 2.0, "seconds_per_batch": 4.0, "tokens_per_batch": 8.0,
+                                      "first_batch_s": 5.0}
+    assert timed["bfloat16/eager"]["tokens_per_s"] == 8.0 and timed["bfloat16/eager"]["first_batch_s"] == 7.0
+    with pytest.raises(ValueError, match="two actors"):
+        benchmark_modes([fp32, fp32], MIXED, 2)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_decode_equals_the_eager_loop_on_cuda(monkeypatch):
+    """On CUDA the compiled step is a CUDA-graph replay: in fp32 it samples the eager loop's tokens
+    with its log-probs (to the 1e-4 of the CUDA tests), batch after batch and after a weight load;
+    bf16 (``auto`` there) stays close to the fp32 learner and follows loaded weights too."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)  # fp32 comparisons
+    tokenizer, task = build_tokenizer(), get_task("addition")
+    eager = make_actor("hf", build_model(tokenizer, seed=0), tokenizer, task, device="cuda")
+    compiled = make_actor("hf", build_model(tokenizer, seed=0), tokenizer, task, device="cuda", compile=True)
+    bf16 = make_actor("hf", build_model(tokenizer, seed=0), tokenizer, task, device="cuda", dtype="auto",
+                      compile=True)
+    assert bf16.mode == "bfloat16/compiled"
+    g = torch.Generator().manual_seed(0)
+    params = eager.model.named_parameters()
+    new = {n: p.detach().cpu() + 0.1 * torch.randn(p.shape, generator=g) for n, p in params}
+    for version, seeds in [(0, (1, 2, 3)), (1, (4, 5))]:
+        if version:
+            for actor in (eager, compiled, bf16):
+                actor.load_weights(new, version)
+        for seed in seeds:
+            a, b = eager.generate(MIXED, 8, seed=seed), compiled.generate(MIXED, 8, seed=seed)
+            assert torch.equal(a.completion_ids, b.completion_ids)
+            assert torch.equal(a.completion_mask, b.completion_mask)
+            assert float((a.behavior_logprobs - b.behavior_logprobs).abs().max()) < 1e-4
+            r = bf16.generate(MIXED, 8, seed=seed)
+            with torch.no_grad():
+                learner = sequence_logprobs(eager.model, *(x.cuda() for x in (
+                    r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask))).cpu()
+            assert r.version.tolist() == [version] * 32
+            assert float((learner - r.behavior_logprobs).abs()[r.completion_mask].max()) < 0.1

@@ -2,15 +2,56 @@
 
 docs/method.md §1-§2: every sample carries the behavior version v of the weights that generated it
 and the log-prob log μ(y_t | x, y_<t) of each sampled token, at the sampling temperature. The
-learner's ratio ρ = π_θ / μ uses exactly these numbers, so they must equal the learner's own
-computation (:func:`stalegrpo.policy.sequence_logprobs`) at the same weights: the sampler uses
-the same left padding and position ids ``cumsum(mask) - 1``, and the gap is tested to 1e-5.
+learner's ratio ρ = π_θ / μ uses exactly these numbers, so in fp32 they must equal the learner's
+own computation (:func:`stalegrpo.policy.sequence_logprobs`) at the same weights: the sampler
+uses the same left padding and position ids ``cumsum(mask) - 1``, and the gap is tested to 1e-5.
 
 Backends implement the contract of :mod:`stalegrpo.rollout` (:class:`~stalegrpo.rollout.Actor`
-returning a :class:`~stalegrpo.rollout.Rollout`) and are built by :func:`make_actor`: ``hf`` is a
-hand-written KV-cache sampling loop over a transformers model (CPU or CUDA), which is at least
-as fast as ``model.generate`` and yields the log-probs as it goes; ``vllm`` is
-:mod:`stalegrpo.actors_vllm`.
+returning a :class:`~stalegrpo.rollout.Rollout`) and are built by :func:`make_actor` (with the
+options of a train config from :func:`actor_options`): ``hf`` is a hand-written KV-cache sampling
+loop over a transformers model (CPU or CUDA), which is at least as fast as ``model.generate`` and
+yields the log-probs as it goes; ``vllm`` is :mod:`stalegrpo.actors_vllm`.
+
+Precision (``dtype``; the train key ``actor_dtype``)
+----------------------------------------------------
+log μ is whatever the sampler computed. Sampling in fp32 makes it the learner's own log π_{θ_v}
+to float rounding (on the CPU, where the learner is fp32 too): at lag 0 the ratio is 1 and every
+deviation of ρ from 1 is staleness. On a GPU that exactness is expensive (an fp32 decode step
+moves twice the bytes of a bf16 one and gets no bf16 tensor cores) and not even exact: the
+learner's forward runs in bf16 there (DeepSpeed ``bf16: auto``). So ``auto`` samples in bf16 on
+CUDA, as other asynchronous RL systems do, and in fp32 on the CPU, where bf16 matmuls are several
+times slower than fp32 ones. The actor's copy of the model is cast to its dtype (the parameters;
+buffers such as the rotary frequencies stay fp32, as in DeepSpeed's bf16 learner), the learner's
+weights are cast as they are copied in (``copy_``), and the sampling distribution, the softmax
+and the recorded log-probs are computed in fp32 from the (bf16) logits.
+
+With a bf16 sampler μ is a slightly different policy from the learner's π at the same version: an
+fp32 learner's weights are rounded to bf16's 8-bit mantissa, and even against a bf16 learner the
+incremental decode rounds differently from the learner's full forward (other kernels, other orders
+of summation). The learner still divides by the μ the tokens were drawn from, which is the right
+denominator for an importance weight, and reports the gap as ``mismatch_kl``, KL(μ‖π) on the lag-0
+samples, where the versions agree and only the sampler differs. What the gap does depends on the
+objective. ``behavior`` clips ρ = π_θ/μ around μ, so the mismatch uses up part of the clip range
+as staleness would. ``decoupled`` clips around the learner's own proximal policy π_prox and weighs
+each token by w = π_prox/μ, which corrects staleness and precision mismatch together, but a token
+the sampler under-rated by chance then carries a large weight. ``tis`` (truncated importance
+sampling) caps w at C = ``tis_cap``: the variance of those tokens is bounded at the price of a
+small bias, the usual correction for a low-precision sampler. Evaluation and the bias probe always
+sample in fp32 (the scratch actor of :mod:`stalegrpo.train`).
+
+Decoding (``compile``; the train key ``actor_compile``)
+-------------------------------------------------------
+:func:`sample` takes one Python step per new token through a :class:`Decoder`. By default the KV
+cache is transformers' ``DynamicCache``, which grows by one column per step, and every step
+launches the model's kernels one by one. With ``compile=True`` the cache is a ``StaticCache``
+preallocated for prompt + ``max_new_tokens`` positions (rounded up to a multiple of
+:data:`STATIC_BUCKET`, so that batches of nearby prompt lengths share one compiled graph), the
+prompt's prefill runs eagerly into it, and the single-token forward is ``torch.compile``d: with
+``mode="reduce-overhead"`` on CUDA, so that a step is one CUDA-graph replay, and with inductor's
+default mode on the CPU (C++ kernels; the first batch of a new shape pays the compilation, about
+ten seconds for the tiny policy on two cores). Each step sees the full-width attention mask (zero
+beyond the last token) and the same positions ``cumsum(mask) - 1`` as the eager loop, so both give
+the same log-probs (tested to 1e-5 in fp32 on the CPU, the same tokens for the same seed).
 """
 
 from __future__ import annotations
@@ -19,13 +60,116 @@ import time
 
 import numpy as np
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, StaticCache
 
 from stalegrpo.policy import encode_prompts, load_policy, position_ids
 from stalegrpo.rollout import Actor, Rollout, copy_weights
 from stalegrpo.tasks import Problem, Task
 
 BACKENDS = ("hf", "vllm")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+"""the sampling precisions of an actor; ``"auto"`` is :func:`resolve_dtype`'s choice for the device"""
+STATIC_BUCKET = 64
+"""a static KV cache holds a multiple of this many positions (fewer distinct shapes to compile)"""
+CUDA_CHECK_EVERY = 8
+"""on CUDA, :func:`sample` asks whether any row is still alive every this many steps (each question
+waits for the device); on the CPU it asks every step"""
+
+
+def resolve_dtype(dtype, device) -> torch.dtype:
+    """The torch dtype of ``dtype`` ("auto", "float32", "bfloat16" or a torch dtype) on ``device``:
+    ``auto`` is bf16 on CUDA and fp32 elsewhere (bf16 matmuls are slow on the CPU)."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise ValueError(f"actor dtype {dtype}: expected one of {list(DTYPES)}")
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"actor dtype {dtype!r}: expected auto or one of {list(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def cast_parameters(model, dtype: torch.dtype):
+    """``model`` with its parameters cast to ``dtype`` in place (tied ones stay tied) and its buffers
+    as they are: the rotary ``inv_freq`` stays fp32, as DeepSpeed's bf16 learner keeps it (rounded
+    to bf16 it would shift the angles of positions in the hundreds by tenths of a radian)."""
+    for p in model.parameters():
+        if p.dtype != dtype:
+            p.data = p.data.to(dtype)
+    return model
+
+
+class Decoder:
+    """The model calls of :func:`sample`: the prompt's prefill, then one single-token step per token.
+
+    ``static=False`` (the eager loop): a fresh ``DynamicCache`` per batch, which grows by one column
+    per step; each call sees the attention mask up to its last column. ``static=True``: a
+    ``StaticCache`` of :meth:`width` positions, kept for the next batch of the same shape (and
+    reset), and the full-width mask, zero beyond the last token. ``compile=True`` (implies static):
+    the step is ``torch.compile``d, with ``mode="reduce-overhead"`` (CUDA graphs) on CUDA and
+    inductor's default mode on the CPU; the prefill stays eager (its shape changes with every
+    prompt length). The model's parameters are read in place at every call, so weights copied into
+    them (:meth:`HFActor.load_weights`) need no recompilation.
+    """
+
+    def __init__(self, model, static: bool = False, compile: bool = False):
+        self.model = model
+        self.compile = bool(compile)
+        self.static = bool(static) or self.compile
+        self.cache = None
+        self._shape = None
+        self._compiled = None
+
+    def width(self, prompt_len: int, max_new_tokens: int) -> int:
+        """Columns of the batch's attention mask: prompt + budget (static: rounded up to STATIC_BUCKET)."""
+        width = prompt_len + max_new_tokens
+        return -(-width // STATIC_BUCKET) * STATIC_BUCKET if self.static else width
+
+    def _forward(self, input_ids, attention_mask, position_ids, **kw):
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=self.cache,
+            use_cache=True,
+            **kw,
+        ).logits[:, -1]
+
+    def prefill(self, prompt_ids, mask, positions) -> torch.Tensor:
+        """Logits after the prompts ([n, V]); ``mask`` is the batch's [n, width] attention mask."""
+        lp = prompt_ids.shape[1]
+        if not self.static:
+            self.cache = DynamicCache(config=self.model.config)
+            return self._forward(prompt_ids, mask[:, :lp], positions, logits_to_keep=1)
+        shape = (*mask.shape, self.model.dtype, mask.device)
+        if shape == self._shape:
+            self.cache.reset()  # zeroed in place: the compiled step keeps its static addresses
+        else:
+            self.cache = None  # the old cache's memory first
+            self.cache = StaticCache(config=self.model.config, max_cache_len=mask.shape[1])
+            self._shape = shape
+        return self._forward(prompt_ids, mask, positions, logits_to_keep=1)
+
+    def step(self, tokens, mask, positions, seen: int) -> torch.Tensor:
+        """Logits after one more token per row ([n, V]); ``seen``: the columns of ``mask`` so far."""
+        if not self.static:
+            return self._forward(tokens[:, None], mask[:, :seen], positions)
+        if not self.compile:
+            return self._forward(tokens[:, None], mask, positions)
+        if self._compiled is None:
+            cuda = mask.device.type == "cuda"
+            mode = "reduce-overhead" if cuda else None
+            self._compiled = torch.compile(self._forward, mode=mode, dynamic=False, isolate_recompiles=True)
+        if mask.device.type == "cuda":
+            # a new step of the CUDA graph: the previous step's logits (already consumed) may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
+        return self._compiled(tokens[:, None], mask, positions)
+
+    def finish(self) -> None:
+        """After a batch: a dynamic cache is dropped; a static one is kept for the next batch."""
+        if not self.static:
+            self.cache = None
 
 
 @torch.no_grad()
@@ -38,29 +182,33 @@ def sample(
     pad_token_id,
     temperature=1.0,
     generator=None,
+    decoder: Decoder | None = None,
+    check_every: int | None = None,
 ):
     """KV-cache sampling with per-token log-probs: (completion_ids, completion_mask, logprobs).
 
     Each step feeds only the newest token; the attention mask grows by one column per step
     (False once a row has emitted EOS) and the position of a new token is one past its row's
     last one, i.e. ``cumsum(mask) - 1`` as in :func:`stalegrpo.policy.sequence_logprobs`.
-    ``temperature = 0`` is greedy decoding, with log-probs of the untempered softmax.
+    ``temperature = 0`` is greedy decoding, with log-probs of the untempered softmax. The logits
+    (bf16 in a bf16 model) are turned into the sampling distribution and the log-probs in fp32.
+
+    ``decoder`` makes the model calls (:class:`Decoder`; default: the eager ``DynamicCache``
+    loop over ``model``). Sampling stops once every row has emitted EOS, checked every
+    ``check_every`` steps (default: every step on the CPU, every :data:`CUDA_CHECK_EVERY` on CUDA,
+    so that the host does not wait for the device at every token); the all-padding columns of
+    the steps after the last row ended are cut off, so the result does not depend on it.
     """
+    decoder = decoder if decoder is not None else Decoder(model)
     n, lp = prompt_ids.shape
     device = prompt_ids.device
+    if check_every is None:
+        check_every = CUDA_CHECK_EVERY if device.type == "cuda" else 1
     # the attention mask of the whole sequence, filled one column per step (no per-step cat)
-    mask = torch.zeros(n, lp + max_new_tokens, dtype=torch.long, device=device)
+    mask = torch.zeros(n, decoder.width(lp, max_new_tokens), dtype=torch.long, device=device)
     mask[:, :lp] = prompt_mask
     positions = position_ids(mask[:, :lp])
-    cache = DynamicCache(config=model.config)
-    logits = model(
-        input_ids=prompt_ids,
-        attention_mask=mask[:, :lp],
-        position_ids=positions,
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    ).logits[:, -1]
+    logits = decoder.prefill(prompt_ids, mask, positions)
     next_pos = positions[:, -1:] + 1
     alive = torch.ones(n, dtype=torch.bool, device=device)
     tokens, logprobs, masks = [], [], []
@@ -75,46 +223,58 @@ def sample(
         logprobs.append(torch.where(alive, logp.gather(-1, tok[:, None]).squeeze(-1), 0.0))
         masks.append(alive)
         alive = alive & (tok != eos_token_id)
-        if t == max_new_tokens - 1 or not alive.any():
+        if t == max_new_tokens - 1 or ((t + 1) % check_every == 0 and not alive.any()):
             break
         mask[:, lp + t] = alive
-        logits = model(
-            input_ids=tok[:, None],
-            attention_mask=mask[:, : lp + t + 1],
-            position_ids=next_pos,
-            past_key_values=cache,
-            use_cache=True,
-        ).logits[:, -1]
+        logits = decoder.step(tok, mask, next_pos, lp + t + 1)
         next_pos = next_pos + 1
-    return torch.stack(tokens, 1), torch.stack(masks, 1), torch.stack(logprobs, 1)
+    decoder.finish()
+    completion_mask = torch.stack(masks, 1)
+    if check_every > 1:  # the columns after the step where every row had ended hold only padding
+        width = int(completion_mask.any(0).nonzero().max()) + 1
+        completion_mask = completion_mask[:, :width]
+        return torch.stack(tokens, 1)[:, :width], completion_mask, torch.stack(logprobs, 1)[:, :width]
+    return torch.stack(tokens, 1), completion_mask, torch.stack(logprobs, 1)
 
 
 class HFActor:
-    """The ``hf`` backend: a transformers causal LM sampled by :func:`sample`."""
+    """The ``hf`` backend: a transformers causal LM sampled by :func:`sample`.
 
-    def __init__(self, model, tokenizer, task: Task, device="cpu", version: int = 0, template="auto", system=None):
-        self.model = model.to(device).eval()
+    ``dtype`` (:func:`resolve_dtype`: "auto", "float32" or "bfloat16") is the precision of the
+    actor's model, which is moved and cast in place (:func:`cast_parameters`; the default keeps
+    fp32, as the scratch actor of evaluation and the probe needs); ``compile`` decodes with a
+    static KV cache and a compiled step (:class:`Decoder`).
+    """
+
+    def __init__(
+        self, model, tokenizer, task: Task, device="cpu", version: int = 0, template="auto", system=None,
+        dtype="float32", compile: bool = False,
+    ):
+        self.device = torch.device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = cast_parameters(model.to(self.device), self.dtype).eval()
+        self.decoder = Decoder(self.model, compile=compile)
         self.tokenizer = tokenizer
         self.template, self.system = template, system
         """prompt format (:func:`stalegrpo.policy.encode_prompts`)"""
         self.task = task
-        self.device = torch.device(device)
         self.version = version
         self.weight_sync_s = 0.0
         """seconds the last :meth:`load_weights` took (docs/method.md §3 ``weight_sync_s``)"""
+
+    @property
+    def mode(self) -> str:
+        """``"float32/eager"``, ``"bfloat16/compiled"``, ...: the precision and decoding of this actor."""
+        return f"{str(self.dtype).removeprefix('torch.')}/{'compiled' if self.decoder.compile else 'eager'}"
 
     def encode(self, problems: list[Problem], group_size: int):
         """Prompt ids and mask, each prompt repeated ``group_size`` times (rows of a group contiguous)."""
         ids, mask = encode_prompts(self.tokenizer, [p.prompt for p in problems], self.template, self.system)
         return tuple(x.repeat_interleave(group_size, 0).to(self.device) for x in (ids, mask))
 
-    def generate(self, problems, group_size, temperature=1.0, seed=None, max_new_tokens=None) -> Rollout:
-        start = time.perf_counter()
-        prompt_ids, prompt_mask = self.encode(problems, group_size)
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(seed)
-        completion_ids, completion_mask, logprobs = sample(
+    def sample(self, prompt_ids, prompt_mask, temperature=1.0, generator=None, max_new_tokens=None):
+        """:func:`sample` with this actor's model, decoder and tokenizer (tensors on its device)."""
+        return sample(
             self.model,
             prompt_ids,
             prompt_mask,
@@ -123,6 +283,17 @@ class HFActor:
             self.tokenizer.pad_token_id,
             temperature,
             generator,
+            decoder=self.decoder,
+        )
+
+    def generate(self, problems, group_size, temperature=1.0, seed=None, max_new_tokens=None) -> Rollout:
+        start = time.perf_counter()
+        prompt_ids, prompt_mask = self.encode(problems, group_size)
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+        completion_ids, completion_mask, logprobs = self.sample(
+            prompt_ids, prompt_mask, temperature, generator, max_new_tokens
         )
         n = len(problems) * group_size
         cpu = torch.device("cpu")
@@ -146,8 +317,9 @@ class HFActor:
     def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None:
         """Copy the learner's weights into the model in place and tag later samples with ``version``.
 
-        Accepts a ``module.``-prefixed state dict (DDP/DeepSpeed wrappers) and one without the
-        tied ``lm_head.weight``.
+        The weights (fp32 or bf16) are cast to the actor's dtype as they are copied. Accepts a
+        ``module.``-prefixed state dict (DDP/DeepSpeed wrappers) and one without the tied
+        ``lm_head.weight``.
         """
         start = time.perf_counter()
         copy_weights(self.model, state_dict)
@@ -158,7 +330,10 @@ class HFActor:
 
 
 def make_actor(backend: str, model_path_or_model, tokenizer, task: Task, device="cpu", **kw) -> Actor:
-    """An actor of ``backend`` over a model object or a local checkpoint directory."""
+    """An actor of ``backend`` over a model object or a local checkpoint directory.
+
+    ``kw`` are the backend's options (:class:`HFActor`, :class:`stalegrpo.actors_vllm.VLLMActor`);
+    a behavior actor of a training run gets them from :func:`actor_options`."""
     if backend == "hf":
         if isinstance(model_path_or_model, (str, bytes)) or hasattr(model_path_or_model, "__fspath__"):
             model, saved_tokenizer = load_policy(model_path_or_model)
@@ -173,10 +348,26 @@ def make_actor(backend: str, model_path_or_model, tokenizer, task: Task, device=
     raise ValueError(f"unknown actor backend {backend!r}; choose from {list(BACKENDS)}")
 
 
+def actor_options(cfg, backend: str | None = None) -> dict:
+    """The :func:`make_actor` keyword arguments of a behavior actor of the train config ``cfg``
+    (backend ``backend``, default ``cfg.actor``): the prompt format, the sampling precision
+    (``actor_dtype``, resolved against the actor's device by the actor) and, for ``hf``, the
+    compiled decode (``actor_compile``).
+
+    Evaluation and the bias probe do not use these: their scratch actor samples in fp32 eagerly.
+    """
+    backend = backend or cfg.actor
+    options = {"template": cfg.prompt_template, "system": cfg.system_prompt, "dtype": cfg.actor_dtype}
+    if backend == "hf":
+        options["compile"] = cfg.actor_compile
+    return options
+
+
 def benchmark_sampling(
     actor: HFActor, problems: list[Problem], G: int, repeats: int = 3, temperature: float = 1.0
 ) -> dict:
-    """Sampled tokens per second of :func:`sample` and of ``model.generate`` on the same batch.
+    """Sampled tokens per second of :func:`sample` (the actor's decoder) and of ``model.generate``
+    (over the same model, in the actor's dtype) on the same batch.
 
     Both sample at ``temperature`` up to the task's budget and stop when every row has emitted
     EOS; only ``sample`` also returns log-probs. Each is warmed up once, then timed ``repeats``
@@ -188,9 +379,7 @@ def benchmark_sampling(
     tok = actor.tokenizer
 
     def run_loop():
-        _, mask, _ = sample(
-            actor.model, prompt_ids, prompt_mask, max_new, tok.eos_token_id, tok.pad_token_id, temperature
-        )
+        _, mask, _ = actor.sample(prompt_ids, prompt_mask, temperature, max_new_tokens=max_new)
         return int(mask.sum())
 
     @torch.no_grad()
@@ -215,7 +404,7 @@ def benchmark_sampling(
 
     # the two samplers alternate and the medians are reported, so that a load spike on a shared
     # machine neither favours one sampler nor dominates the result
-    result = {"batch": prompt_ids.shape[0], "max_new_tokens": max_new, "repeats": repeats}
+    result = {"batch": prompt_ids.shape[0], "max_new_tokens": max_new, "repeats": repeats, "mode": actor.mode}
     timings = {"loop": [], "generate": []}
     run_loop(), run_generate()  # warm-up
     for _ in range(repeats):
@@ -230,3 +419,43 @@ def benchmark_sampling(
         result[f"{name}_tokens_per_s"] = float(np.median([n / sec for sec, n in runs]))
     result["ratio"] = result["loop_tokens_per_s"] / result["generate_tokens_per_s"]
     return result
+
+
+
+def benchmark_modes(
+    actors: list[HFActor], problems: list[Problem], G: int, repeats: int = 3, temperature: float = 1.0
+) -> dict[str, dict]:
+    """Sampled tokens per second of each actor's :meth:`HFActor.sample` on the same batch, by
+    :attr:`HFActor.mode` (e.g. ``"float32/eager"`` against ``"bfloat16/compiled"``).
+
+    Each actor samples the batch once untimed (``first_batch_s``: a compiled decoder compiles
+    then), then ``repeats`` times with a seeded generator, the actors alternating so that a load
+    spike on a shared machine favours none; tokens up to and including EOS, medians over repeats.
+    """
+    runs = {}
+    for actor in actors:
+        if actor.mode in runs:
+            raise ValueError(f"two actors of mode {actor.mode!r}")
+        runs[actor.mode] = []
+
+    def run(actor, seed):
+        ids, mask = actor.encode(problems, G)
+        generator = torch.Generator(device=actor.device).manual_seed(seed)
+        start = time.perf_counter()
+        _, completion_mask, _ = actor.sample(ids, mask, temperature, generator)
+        n_tokens = int(completion_mask.sum())  # waits for the device
+        return time.perf_counter() - start, n_tokens
+
+    first = {actor.mode: run(actor, 0)[0] for actor in actors}
+    for repeat in range(repeats):
+        for actor in actors:
+            runs[actor.mode].append(run(actor, repeat + 1))
+    return {
+        mode: {
+            "tokens_per_s": float(np.median([n / sec for sec, n in timed])),
+            "seconds_per_batch": float(np.median([sec for sec, _ in timed])),
+            "tokens_per_batch": float(np.median([n for _, n in timed])),
+            "first_batch_s": first[mode],
+        }
+        for mode, timed in runs.items()
+    }

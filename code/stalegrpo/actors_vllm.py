@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stalegrpo.actors import resolve_dtype
 from stalegrpo.policy import encode_prompts, flat_params, load_policy
 from stalegrpo.rollout import Rollout, copy_weights
 from stalegrpo.tasks import Problem, Task
@@ -133,12 +134,14 @@ class VLLMActor:
     then saved to a temporary directory for the engine. ``self.model`` is the transformers model
     kept in step with the engine's weights: it names and shapes the parameters (the training
     loop builds state dicts from it) and lets tests recompute log-probs at the actor's version.
-    Extra keyword arguments go to ``vllm.LLM``.
+    ``dtype`` is the engine's precision ("auto", "float32" or "bfloat16", resolved against
+    ``device`` by :func:`stalegrpo.actors.resolve_dtype`; None: the model's). Extra keyword
+    arguments go to ``vllm.LLM``.
     """
 
     def __init__(
         self, model_path_or_model, tokenizer, task: Task, device="cpu", version: int = 0, template="auto",
-        system=None, **engine_kwargs
+        system=None, dtype=None, **engine_kwargs
     ):
         self._remove_tmpdir = lambda: None
         if isinstance(model_path_or_model, (str, os.PathLike)):
@@ -171,7 +174,7 @@ class VLLMActor:
                 f"vLLM's CPU attention supports head dims {CPU_HEAD_DIMS}; this model has {head_dim} "
                 f"(hidden {config.hidden_size} / {config.num_attention_heads} heads): use the hf actor"
             )
-        dtype = next(self.model.parameters()).dtype
+        dtype = next(self.model.parameters()).dtype if dtype is None else resolve_dtype(dtype, self.device)
         options = {
             "model": str(path),
             "dtype": str(dtype).removeprefix("torch."),
