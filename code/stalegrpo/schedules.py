@@ -32,7 +32,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from stalegrpo.actors import make_actor
+from stalegrpo.actors import actor_options, make_actor
 from stalegrpo.policy import state_from_flat, weights_checksum
 
 
@@ -113,9 +113,7 @@ class FixedSource:
 
     def __init__(self, cfg, task, model, tokenizer, ring, device="cpu"):
         self.cfg, self.task, self.ring = cfg, task, ring
-        self.actor = make_actor(
-            cfg.actor, model, tokenizer, task, device=device, template=cfg.prompt_template, system=cfg.system_prompt
-        )
+        self.actor = make_actor(cfg.actor, model, tokenizer, task, device=device, **actor_options(cfg))
         self.actor.version = -1
 
     def next(self, n: int):
