@@ -45,6 +45,9 @@ def test_bench_lm_reports_speedup_against_the_ideal_bound(policy, tmp_path):
     assert async_1["speedup"] > 0 and async_1["efficiency"] > 0
     assert all(r["admission_violations"] == 0 and 0 < r["bookkeeping_pct"] < 100 for r in result["runs"])
     assert result["sampling"]["loop_tokens_per_s"] > 0 and result["sampling"]["generate_tokens_per_s"] > 0
+    # on the CPU the hf actor's modes default to fp32 eager alone
+    assert list(result["actor_modes"]) == ["float32/eager"] and result["sampling"]["mode"] == "float32/eager"
+    assert result["summary"]["actor_tokens_per_s_by_mode"]["float32/eager"] > 0
     (hf,) = result["actors"]
     assert hf["backend"] == "hf" and hf["tokens_per_s"] > 0 and hf["weight_sync_s"] > 0
     assert 0 < hf["weight_sync_pct_of_step"] < 100  # loading a tiny model's weights is part of a step
@@ -65,7 +68,7 @@ def test_bench_ratios_from_known_component_times(policy, tmp_path, monkeypatch):
 
     monkeypatch.setattr(stalegrpo.bench, "measure", fake_measure)
     overrides = [f"init_checkpoint={policy}", "batch_prompts=2", "group_size=2", "threads=2", "bench.S=[1]",
-                 "bench.sampling_repeats=1"]
+                 "bench.sampling_repeats=1", "bench.actor_modes=[float32/eager, bfloat16/eager]"]
     assert bench(None, overrides, tmp_path) == 0
     result = json.loads((tmp_path / "bench.json").read_text())
     # ideal = (0.3 + 0.1) / max(0.3, 0.1) = 4/3: a perfect overlap would take max(t_gen, t_train) = 0.3 s
@@ -83,6 +86,10 @@ def test_bench_ratios_from_known_component_times(policy, tmp_path, monkeypatch):
     summary = result["summary"]
     assert (summary["learner_tokens_per_s"], summary["actor_tokens_per_s"]) == (1000.0, 500.0)
     assert summary["weight_sync_s"] == 0.02 and summary["baseline"] == "async S=0, A=1"
+    # the hf actor's sampling tokens/s by mode, measured on the same batch (not faked)
+    by_mode = summary["actor_tokens_per_s_by_mode"]
+    assert list(by_mode) == ["float32/eager", "bfloat16/eager"] and all(v > 0 for v in by_mode.values())
+    assert by_mode == {mode: m["tokens_per_s"] for mode, m in result["actor_modes"].items()}
     assert summary["speedups"] == [{"S": 1, "A": 1, "speedup": pytest.approx(1.2), "efficiency": pytest.approx(0.9)}]
     assert summary["precision"] == "fp32" and summary["device"] == "cpu"  # bf16 "auto" is fp32 on CPU
     assert summary["learner_peak_gib"] == 3.0  # the baseline's largest learner step
@@ -120,9 +127,9 @@ def test_a_padded_vocabulary_decodes_sampled_ids_without_a_token(tmp_path):
 
 
 def test_one_device_benches_the_colocated_loop(tmp_path, monkeypatch):
-    """A machine with one CUDA device has none for an actor engine: the async points are left out
-    with the placement's reason and the baseline is the synchronous loop in one process (here
-    on CPU, with the device count of a one-GPU machine)."""
+    """A machine with one CUDA device has none for an actor engine of its own (with colocate off):
+    the async points are left out with the placement's reason and the baseline is the synchronous
+    loop in one process (here on CPU, with the device count of a one-GPU machine)."""
     monkeypatch.setattr(stalegrpo.bench, "cuda_devices", lambda: 1)
     overrides = [
         "bench.model=qwen2:64x2,heads=2,intermediate=128,vocab=1000",
@@ -137,6 +144,7 @@ def test_one_device_benches_the_colocated_loop(tmp_path, monkeypatch):
         "bench.S=[1]",
         "bench.engines=[1, 2]",
         "bench.sampling_repeats=1",
+        "colocate=false",  # colocate: auto would place hf engines beside the learner on the one GPU
     ]
     assert bench(None, overrides, tmp_path) == 0
     result = json.loads((tmp_path / "bench.json").read_text())

@@ -10,7 +10,9 @@ In one process, one after the other on the same machine:
 2. ``async`` runs with S in ``bench.S``: their measured speedup over (1) and its efficiency
    measured / ideal;
 3. the staleness bookkeeping (lags, snapshots, admission check) as a % of the step time;
-4. sampling tokens/s of the actor's KV-cache loop against ``transformers``' ``generate``;
+4. sampling tokens/s of the actor's KV-cache loop against ``transformers``' ``generate``, and the
+   ``hf`` actor's tokens/s by precision and decode (``bench.actor_modes``: fp32 against bf16,
+   the eager loop against the static-cache compiled one, on the same batch);
 5. per actor backend in ``bench.actors`` (``hf``, ``vllm``): generation tokens/s on the same batch
    and the in-process weight-load time as a % of the synchronous step. ``actor=vllm`` runs steps
    1-3 with vLLM actors;
@@ -31,7 +33,9 @@ synchronous loop in one process on one device (:func:`colocated`), with no speed
 
 Overrides ``bench.KEY=VALUE`` set :class:`BenchConfig`; all others set the train config.
 The ratios are printed and written to OUT/bench.json, whose ``summary`` holds the headline
-numbers: learner and actor tokens/s, weight-sync seconds and the async speedups.
+numbers: learner and actor tokens/s (the latter also by mode), weight-sync seconds and the async
+speedups. The actors of the bench get the train config's ``actor_dtype``/``actor_compile``
+(:func:`stalegrpo.actors.actor_options`); the by-mode benchmark sets its own.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ import torch
 from stalegrpo.config import ConfigError, load_config, to_dict
 from stalegrpo.memory import PeakMemory
 
+ACTOR_MODES = ("float32/eager", "bfloat16/eager", "float32/compiled", "bfloat16/compiled")
+"""the ``hf`` actor's precisions and decodes that ``bench.actor_modes`` can measure"""
 MODELS = {"qwen2.5-0.5b": "qwen2:896x24,heads=14,kv_heads=2,intermediate=4864,vocab=151936"}
 """named shapes of ``bench.model``: Qwen2.5-0.5B (494M parameters, tied embeddings, grouped-query
 attention with 2 key/value heads, its 151936-row embedding)"""
@@ -73,6 +79,10 @@ class BenchConfig:
     """staleness bounds S of the async runs"""
     sampling_repeats: int = field(default=5, metadata={"minimum": 1})
     """timed repeats of the sampling benchmark"""
+    actor_modes: list[Literal[ACTOR_MODES]] | None = None
+    """hf actor modes DTYPE/DECODE whose sampling tokens/s are measured on the same batch. None: all
+    four on CUDA; on the CPU float32/eager alone (bf16 matmuls are several times slower there, and a
+    compiled decode first compiles for tens of seconds)"""
     actors: list[Literal["hf", "vllm"]] = field(default_factory=lambda: ["hf"])
     """actor backends whose generation tokens/s and weight-sync time are measured on the same batch"""
     engines: list[int] = field(default_factory=lambda: [1], metadata={"minimum": 1, "minItems": 1})
@@ -233,19 +243,18 @@ def colocated(cfg, steps: int, skip: int) -> dict:
     The baseline where the machine has no device left for an actor engine (one GPU): t_gen,
     t_train and their tokens/s as :func:`measure` gives them; its weight sync is the copy on
     the device, not a broadcast. ``actors`` = 0: the actor lives in the learner's process."""
-    from stalegrpo.actors import make_actor
+    from stalegrpo.actors import actor_options, make_actor
     from stalegrpo.learner import Learner
     from stalegrpo.policy import load_policy
     from stalegrpo.schedules import make_batch, minibatch
     from stalegrpo.tasks import make_task
-    from stalegrpo.train import prompt_format
 
     torch.set_num_threads(cfg.threads)
     task = make_task(cfg)
     model, tokenizer = load_policy(cfg.init_checkpoint)
     actor_model = copy.deepcopy(model)  # before DeepSpeed takes the model
     learner = Learner(model, None, cfg)
-    actor = make_actor("hf", actor_model, tokenizer, task, device=learner.device, **prompt_format(cfg))
+    actor = make_actor("hf", actor_model, tokenizer, task, device=learner.device, **actor_options(cfg, "hf"))
     m, rows, start = cfg.updates_per_batch, [], time.perf_counter()
     for n in range(-(-steps // m)):
         with PeakMemory(learner.device) as gen_peak:
@@ -322,17 +331,47 @@ def actor_device() -> str:
 
 
 def sampling(cfg, repeats: int) -> dict:
-    from stalegrpo.actors import benchmark_sampling, make_actor
+    """The ``hf`` actor's KV-cache loop (in the config's actor_dtype/actor_compile) against
+    ``generate`` (:func:`stalegrpo.actors.benchmark_sampling`)."""
+    from stalegrpo.actors import actor_options, benchmark_sampling, make_actor
     from stalegrpo.policy import load_policy
     from stalegrpo.tasks import make_task
-    from stalegrpo.train import prompt_format
 
     torch.set_num_threads(max(1, cfg.threads // 2))  # the actor's share in async runs
     task = make_task(cfg)
     model, tokenizer = load_policy(cfg.init_checkpoint)
-    actor = make_actor(cfg.actor, model, tokenizer, task, device=actor_device(), **prompt_format(cfg))
+    actor = make_actor("hf", model, tokenizer, task, device=actor_device(), **actor_options(cfg, "hf"))
     problems = task.sample("train", cfg.batch_prompts, np.random.default_rng(cfg.seed))
     return benchmark_sampling(actor, problems, cfg.group_size, repeats=repeats, temperature=cfg.temperature)
+
+
+def default_actor_modes(cuda: bool) -> list[str]:
+    """``bench.actor_modes`` unset: every mode on CUDA, fp32 eager alone on the CPU."""
+    return list(ACTOR_MODES) if cuda else ["float32/eager"]
+
+
+def actor_modes(cfg, modes: list[str], repeats: int) -> dict[str, dict]:
+    """The ``hf`` actor's sampling tokens/s in each mode DTYPE/DECODE of ``modes``, on the bench's
+    batch (:func:`stalegrpo.actors.benchmark_modes`: the decode loop alone, without scoring; a
+    compiled mode's compilation is in its ``first_batch_s``, not in its tokens/s)."""
+    from stalegrpo.actors import actor_options, benchmark_modes, make_actor
+    from stalegrpo.policy import load_policy
+    from stalegrpo.tasks import make_task
+
+    torch.set_num_threads(max(1, cfg.threads // 2))  # the actor's share in async runs
+    task = make_task(cfg)
+    model, tokenizer = load_policy(cfg.init_checkpoint)
+    actors = []
+    for mode in modes:
+        dtype, decode = mode.split("/")
+        options = actor_options(cfg, "hf") | {"dtype": dtype, "compile": decode == "compiled"}
+        actors.append(make_actor("hf", copy.deepcopy(model), tokenizer, task, actor_device(), **options))
+    problems = task.sample("train", cfg.batch_prompts, np.random.default_rng(cfg.seed))
+    result = benchmark_modes(actors, problems, cfg.group_size, repeats=repeats, temperature=cfg.temperature)
+    del actors
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return result
 
 
 def actor_throughput(cfg, backend: str, repeats: int, step_s: float) -> dict:
@@ -343,12 +382,12 @@ def actor_throughput(cfg, backend: str, repeats: int, step_s: float) -> dict:
     own weights as a new version, as the learner does after every step; its share is given
     against ``step_s``, the synchronous step time of the bench's hf runs.
     """
-    from stalegrpo.actors import make_actor
+    from stalegrpo.actors import actor_options, make_actor
     from stalegrpo.tasks import make_task
-    from stalegrpo.train import prompt_format
 
     task = make_task(cfg)
-    actor = make_actor(backend, cfg.init_checkpoint, None, task, device=actor_device(), **prompt_format(cfg))
+    options = actor_options(cfg, backend)
+    actor = make_actor(backend, cfg.init_checkpoint, None, task, device=actor_device(), **options)
     problems = task.sample("train", cfg.batch_prompts, np.random.default_rng(cfg.seed))
     actor.generate(problems, cfg.group_size, cfg.temperature, seed=0)  # warm-up
     seconds, tokens = [], []
@@ -402,6 +441,7 @@ def summary(cfg, options: BenchConfig, result: dict) -> dict:
         "baseline": "async S=0, A=1" if engines else "colocated (the actor in the learner's process)",
         "learner_tokens_per_s": base["train_tokens_per_s"],
         "actor_tokens_per_s": base["gen_tokens_per_s"],
+        "actor_tokens_per_s_by_mode": {mode: r["tokens_per_s"] for mode, r in result["actor_modes"].items()},
         "weight_sync_s": base["weight_sync_s"],
         "weight_sync": f"{'nccl' if cuda else 'gloo'} broadcast + copy" if engines else "copy on the device",
         "learner_peak_gib": base["train_peak_gib"],
@@ -489,6 +529,8 @@ def bench_checkpoint(options: BenchConfig, config_path, overrides, out: Path) ->
         "skipped": skipped,
         "bookkeeping_pct_max": max(r["bookkeeping_pct"] for r in runs),
         "sampling": sampling(cfg, options.sampling_repeats),
+        "actor_modes": actor_modes(cfg, options.actor_modes or default_actor_modes(torch.cuda.is_available()),
+                                   options.sampling_repeats),
         # learner runs before the in-process actors: a vLLM engine claims torch.distributed's
         # default group in this process, and a DeepSpeed engine built after it cannot start
         "weight_sync": [
@@ -512,9 +554,11 @@ def bench_checkpoint(options: BenchConfig, config_path, overrides, out: Path) ->
         )
     s = result["sampling"]
     print(
-        f"sampling: KV-cache loop {s['loop_tokens_per_s']:.0f} tokens/s vs generate {s['generate_tokens_per_s']:.0f} "
-        f"tokens/s (ratio {s['ratio']:.2f})"
+        f"sampling ({s['mode']}): KV-cache loop {s['loop_tokens_per_s']:.0f} tokens/s vs generate "
+        f"{s['generate_tokens_per_s']:.0f} tokens/s (ratio {s['ratio']:.2f})"
     )
+    for mode, m in result["actor_modes"].items():
+        print(f"hf actor {mode}: {m['tokens_per_s']:.0f} tokens/s (first batch {m['first_batch_s']:.1f} s)")
     for w in result["weight_sync"]:
         if "skipped" in w:
             print(f"weight sync, {w['model']}: left out, {w['skipped']}")
