@@ -19,8 +19,8 @@ to float rounding (on the CPU, where the learner is fp32 too): at lag 0 the rati
 deviation of ρ from 1 is staleness. On a GPU that exactness is expensive (an fp32 decode step
 moves twice the bytes of a bf16 one and gets no bf16 tensor cores) and not even exact: the
 learner's forward runs in bf16 there (DeepSpeed ``bf16: auto``). So ``auto`` samples in bf16 on
-CUDA, as other asynchronous RL systems do, and in fp32 on the CPU, where bf16 matmuls are several
-times slower than fp32 ones. The actor's copy of the model is cast to its dtype (the parameters;
+CUDA, as other asynchronous RL systems do, and in fp32 on the CPU, where the learner is fp32 and
+bf16 gains little (on a CPU without bf16 instructions it is several times slower). The actor's copy of the model is cast to its dtype (the parameters;
 buffers such as the rotary frequencies stay fp32, as in DeepSpeed's bf16 learner), the learner's
 weights are cast as they are copied in (``copy_``), and the sampling distribution, the softmax
 and the recorded log-probs are computed in fp32 from the (bf16) logits.
@@ -78,7 +78,7 @@ waits for the device); on the CPU it asks every step"""
 
 def resolve_dtype(dtype, device) -> torch.dtype:
     """The torch dtype of ``dtype`` ("auto", "float32", "bfloat16" or a torch dtype) on ``device``:
-    ``auto`` is bf16 on CUDA and fp32 elsewhere (bf16 matmuls are slow on the CPU)."""
+    ``auto`` is bf16 on CUDA and fp32 elsewhere (on the CPU bf16 gains little or is much slower)."""
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values():
             raise ValueError(f"actor dtype {dtype}: expected one of {list(DTYPES)}")

@@ -81,8 +81,8 @@ class BenchConfig:
     """timed repeats of the sampling benchmark"""
     actor_modes: list[Literal[ACTOR_MODES]] | None = None
     """hf actor modes DTYPE/DECODE whose sampling tokens/s are measured on the same batch. None: all
-    four on CUDA; on the CPU float32/eager alone (bf16 matmuls are several times slower there, and a
-    compiled decode first compiles for tens of seconds)"""
+    four on CUDA; on the CPU float32/eager alone (bf16 gains little there, or is several times slower
+    without bf16 instructions, and a compiled decode first compiles for ten seconds or more)"""
     actors: list[Literal["hf", "vllm"]] = field(default_factory=lambda: ["hf"])
     """actor backends whose generation tokens/s and weight-sync time are measured on the same batch"""
     engines: list[int] = field(default_factory=lambda: [1], metadata={"minimum": 1, "minItems": 1})
