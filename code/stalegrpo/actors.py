@@ -14,16 +14,17 @@ yields the log-probs as it goes; ``vllm`` is :mod:`stalegrpo.actors_vllm`.
 
 Precision (``dtype``; the train key ``actor_dtype``)
 ----------------------------------------------------
-log μ is whatever the sampler computed. Sampling in fp32 makes it the learner's own log π_{θ_v}
-to float rounding (on the CPU, where the learner is fp32 too): at lag 0 the ratio is 1 and every
+log μ is whatever the sampler computed. Sampling in fp32 makes it the learner's own log π_{θ_v} to
+float rounding (on the CPU, where the learner is fp32 too): at lag 0 the ratio is 1 and every
 deviation of ρ from 1 is staleness. On a GPU that exactness is expensive (an fp32 decode step
 moves twice the bytes of a bf16 one and gets no bf16 tensor cores) and not even exact: the
 learner's forward runs in bf16 there (DeepSpeed ``bf16: auto``). So ``auto`` samples in bf16 on
 CUDA, as other asynchronous RL systems do, and in fp32 on the CPU, where the learner is fp32 and
-bf16 gains little (on a CPU without bf16 instructions it is several times slower). The actor's copy of the model is cast to its dtype (the parameters;
-buffers such as the rotary frequencies stay fp32, as in DeepSpeed's bf16 learner), the learner's
-weights are cast as they are copied in (``copy_``), and the sampling distribution, the softmax
-and the recorded log-probs are computed in fp32 from the (bf16) logits.
+bf16 gains little (on a CPU without bf16 instructions it is several times slower). The actor's
+copy of the model is cast to its dtype (the parameters; buffers such as the rotary frequencies
+stay fp32, as in DeepSpeed's bf16 learner), the learner's weights are cast as they are copied in
+(``copy_``), and the sampling distribution, the softmax and the recorded log-probs are computed in
+fp32 from the (bf16) logits.
 
 With a bf16 sampler μ is a slightly different policy from the learner's π at the same version: an
 fp32 learner's weights are rounded to bf16's 8-bit mantissa, and even against a bf16 learner the
