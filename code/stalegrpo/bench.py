@@ -55,6 +55,7 @@ import torch
 
 from stalegrpo.config import ConfigError, load_config, to_dict
 from stalegrpo.memory import PeakMemory
+from stalegrpo.placement import weight_transport
 
 ACTOR_MODES = ("float32/eager", "bfloat16/eager", "float32/compiled", "bfloat16/compiled")
 """the ``hf`` actor's precisions and decodes that ``bench.actor_modes`` can measure"""
@@ -87,6 +88,9 @@ class BenchConfig:
     """actor backends whose generation tokens/s and weight-sync time are measured on the same batch"""
     engines: list[int] = field(default_factory=lambda: [1], metadata={"minimum": 1, "minItems": 1})
     """numbers of actor engines A of the async runs (each A runs at every S)"""
+    transports: list[Literal["auto", "nccl", "gloo", "ipc"]] = field(default_factory=lambda: ["auto"])
+    """weight transports whose weight sync is measured for the checkpoint and each of sync_models
+    (e.g. [gloo, ipc] on the CPU; auto: the run's own, see stalegrpo.placement)"""
     sync_models: list[str] = field(default_factory=list)
     """models, as HIDDENxLAYERS with random weights, whose weight sync is also measured (e.g. 384x4,
     about 7M parameters, and 768x8, about 57M); the bench's own checkpoint is always measured"""
@@ -170,13 +174,20 @@ def cuda_devices() -> int:
 
 def placement_error(cfg) -> str | None:
     """Why the run ``cfg`` does not fit this machine's CUDA devices, or None if it does."""
-    from stalegrpo.train import check_placement
+    from stalegrpo.placement import check_placement
 
     try:
         check_placement(cfg, cuda_devices())
     except ConfigError as err:
         return str(err)
     return None
+
+
+def transport_words(transport: str) -> str:
+    """How the weights reach an engine, in words (``weight_transport`` resolved)."""
+    if transport == "ipc":
+        return "ipc: shared buffer + copy (CUDA IPC on a GPU, shared memory on the CPU)"
+    return f"{transport} broadcast + copy"
 
 
 def precision(cfg) -> str:
@@ -292,33 +303,37 @@ def colocated(cfg, steps: int, skip: int) -> dict:
     }
 
 
-def weight_sync(cfg, spec: str | None, out: Path, steps: int, baseline: dict) -> dict:
-    """Weight-sync seconds per step and their share of the synchronous step, for the checkpoint
-    (``spec`` None: from ``baseline``, the bench's synchronous run) or a random model of
-    HIDDENxLAYERS with the checkpoint's tokenizer (a synchronous run of ``steps`` steps). The sync
-    is the learner's broadcast to the engine plus the engine's copy into its model. Where the
-    machine has no device for the engine, the entry says so (``skipped``)."""
+def weight_sync(cfg, spec: str | None, out: Path, steps: int, baseline: dict, transport: str = "auto") -> dict:
+    """Weight-sync seconds per step over ``transport`` and their share of the synchronous step, for
+    the checkpoint (``spec`` None) or a random model of HIDDENxLAYERS with the checkpoint's
+    tokenizer. The checkpoint's comes from ``baseline``, the bench's synchronous run, when that ran
+    with this transport; otherwise a synchronous run of ``steps`` steps measures it. The sync is
+    the learner's send to the engine plus the engine's copy into its model. Where the machine
+    has no device for the engine, the entry says so (``skipped``)."""
     from stalegrpo.policy import build_model, load_policy
 
-    sync_cfg = replace(cfg, S=0, actors=1, steps=steps)
+    sync_cfg = replace(cfg, S=0, actors=1, steps=steps, weight_transport=transport)
     skipped = placement_error(sync_cfg)
+    name = spec or "checkpoint"
     if skipped is not None:
-        return {"model": spec or "checkpoint", "skipped": skipped}
-    if spec is None:
+        return {"model": name, "transport": transport, "skipped": skipped}
+    resolved = weight_transport(sync_cfg, cuda_devices())
+    if spec is None and baseline["schedule"] == "async" and resolved == weight_transport(cfg, cuda_devices()):
         run = baseline
     else:
-        hidden, layers = (int(v) for v in spec.lower().split("x"))
-        _, tokenizer = load_policy(cfg.init_checkpoint)
-        model = build_model(tokenizer, hidden, layers, max(1, hidden // 32), 8 * (hidden * 8 // 3 // 8), seed=0)
-        path = out / "models" / spec
-        model.save_pretrained(path)
-        tokenizer.save_pretrained(path)
-        sync_cfg = replace(sync_cfg, init_checkpoint=str(path))
-        run = measure(sync_cfg, out / f"sync_{spec}", 1)
+        if spec is not None:
+            hidden, layers = (int(v) for v in spec.lower().split("x"))
+            _, tokenizer = load_policy(cfg.init_checkpoint)
+            model = build_model(tokenizer, hidden, layers, max(1, hidden // 32), 8 * (hidden * 8 // 3 // 8), seed=0)
+            path = out / "models" / spec
+            model.save_pretrained(path)
+            tokenizer.save_pretrained(path)
+            sync_cfg = replace(sync_cfg, init_checkpoint=str(path))
+        run = measure(sync_cfg, out / f"sync_{name}_{resolved}", 1)
     return {
-        "model": spec or "checkpoint",
+        "model": name,
         "parameters": count_parameters_of(sync_cfg.init_checkpoint),
-        "transport": "nccl" if torch.cuda.is_available() else "gloo",
+        "transport": resolved,
         "weight_sync_s": run["weight_sync_s"],
         "step_s": run["step_s"],
         "weight_sync_pct_of_step": 100 * run["weight_sync_s"] / run["step_s"],
@@ -443,7 +458,9 @@ def summary(cfg, options: BenchConfig, result: dict) -> dict:
         "actor_tokens_per_s": base["gen_tokens_per_s"],
         "actor_tokens_per_s_by_mode": {mode: r["tokens_per_s"] for mode, r in result["actor_modes"].items()},
         "weight_sync_s": base["weight_sync_s"],
-        "weight_sync": f"{'nccl' if cuda else 'gloo'} broadcast + copy" if engines else "copy on the device",
+        "weight_sync": transport_words(weight_transport(replace(cfg, S=0, actors=1), cuda_devices()))
+        if engines
+        else "copy on the device",
         "learner_peak_gib": base["train_peak_gib"],
         "actor_peak_gib": next((a["peak_gib"] for a in result["actors"] if a["backend"] == cfg.actor), None),
         "peak_memory": "CUDA max_memory_allocated" if cuda else "peak RSS of the process",
@@ -534,7 +551,9 @@ def bench_checkpoint(options: BenchConfig, config_path, overrides, out: Path) ->
         # learner runs before the in-process actors: a vLLM engine claims torch.distributed's
         # default group in this process, and a DeepSpeed engine built after it cannot start
         "weight_sync": [
-            weight_sync(cfg, spec, out, options.sync_steps, sync) for spec in [None, *options.sync_models]
+            weight_sync(cfg, spec, out, options.sync_steps, sync, transport)
+            for spec in [None, *options.sync_models]
+            for transport in options.transports
         ],
         "actors": [
             actor_throughput(cfg, backend, options.sampling_repeats, sync["step_s"]) for backend in options.actors

@@ -38,7 +38,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from stalegrpo.actors import make_actor
+from stalegrpo.actors import actor_options, make_actor
 from stalegrpo.placement import colocated, weight_transport
 from stalegrpo.policy import flat_params, load_policy
 from stalegrpo.schedules import admission_version, make_batch
@@ -92,18 +92,17 @@ def engine_main(cfg, engine: int, port: int, start_batch: int, env: dict, ipc=No
     store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=TIMEOUT)
     model, tokenizer = load_policy(cfg.init_checkpoint)
     task = make_task(cfg)
-    prompts = {"template": cfg.prompt_template, "system": cfg.system_prompt}
     if cfg.actor == "vllm":  # the workers receive the weights themselves (TP > 1 runs worker processes)
         from stalegrpo.vllm_worker import EngineWeights
 
         actor = make_actor(
             "vllm", model, tokenizer, task, device=device, tensor_parallel_size=cfg.actor_devices,
-            worker_extension_cls="stalegrpo.vllm_worker.WeightSyncExtension", **prompts,
+            worker_extension_cls="stalegrpo.vllm_worker.WeightSyncExtension", **actor_options(cfg, "vllm"),
             **({"gpu_memory_utilization": 0.85} if device.type == "cuda" else {}),  # its own devices
         )
         receiver = EngineWeights(actor, port, engine)
     else:
-        actor = make_actor(cfg.actor, model, tokenizer, task, device=device, **prompts)
+        actor = make_actor(cfg.actor, model, tokenizer, task, device=device, **actor_options(cfg))
         if ipc is not None:
             receiver = IpcReceiver(ipc, engine, parent_pid)
         else:
