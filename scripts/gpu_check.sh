@@ -192,15 +192,21 @@ bench_step() {
     args=(bench.model=$TOY_MODEL "${TOY_PATH[@]}" micro_batch_size=3 batch_prompts=2 group_size=2 threads=2
           bench.steps=3 bench.skip=1 "bench.S=[1]" "bench.engines=[1, 2]" bench.sampling_repeats=1 bench.sync_steps=2)
   fi
+  run_bench bench "${args[@]}"
+}
+
+run_bench() {  # step, overrides: stalegrpo bench lm into OUT/<step>, its bench.json as OUT/<step>.json
+  local step=$1
+  shift
   # shellcheck disable=SC2206  # BENCH_ARGS is a list of words
-  args+=($BENCH_ARGS)
-  say "bench ($SIZE size): stalegrpo bench lm ${args[*]}"
-  if ! "$PYTHON" -m stalegrpo.cli bench lm "${args[@]}" --out "$OUT/bench" >"$OUT/bench.log" 2>&1; then
-    failed bench "stalegrpo bench lm exited non-zero"
+  local args=("$@" $BENCH_ARGS)
+  say "$step ($SIZE size): stalegrpo bench lm ${args[*]}"
+  if ! "$PYTHON" -m stalegrpo.cli bench lm "${args[@]}" --out "$OUT/$step" >"$OUT/$step.log" 2>&1; then
+    failed "$step" "stalegrpo bench lm exited non-zero"
     return 1
   fi
-  cp "$OUT/bench/bench.json" "$OUT/bench.json"
-  passed bench "$OUT/bench.json"
+  cp "$OUT/$step/bench.json" "$OUT/$step.json"
+  passed "$step" "$OUT/$step.json"
 }
 
 # -- train --------------------------------------------------------------------------------------
@@ -243,15 +249,7 @@ async_step() {
     args=(bench.model=$TOY_MODEL "${TOY_PATH[@]}" micro_batch_size=3 batch_prompts=2 group_size=2 threads=2
           bench.steps=4 bench.skip=1 "bench.S=[2]" "bench.engines=[1]" bench.sampling_repeats=1 bench.sync_steps=2)
   fi
-  # shellcheck disable=SC2206  # BENCH_ARGS is a list of words
-  args+=($BENCH_ARGS)
-  say "async ($SIZE size): stalegrpo bench lm ${args[*]}"
-  if ! "$PYTHON" -m stalegrpo.cli bench lm "${args[@]}" --out "$OUT/async" >"$OUT/async.log" 2>&1; then
-    failed async "stalegrpo bench lm exited non-zero"
-    return 1
-  fi
-  cp "$OUT/async/bench.json" "$OUT/async.json"
-  passed async "$OUT/async.json"
+  run_bench async "${args[@]}"
 }
 
 # the paper preset's LM keys (config/paper.yaml) with the hf actor (vLLM does not travel here),
