@@ -126,6 +126,8 @@ def throughput_table(bench_paths: list[Path]) -> pd.DataFrame:
             "sync_t_train": bench.get("t_train"),
             "device": bench.get("device"),
             "threads": bench.get("threads"),
+            "load_before": bench.get("load_before"),
+            "load_after": bench.get("load_after"),
         }
         rows.extend(
             shared | {k: v for k, v in run.items() if not isinstance(v, (dict, list))}

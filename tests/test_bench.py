@@ -93,6 +93,7 @@ def test_bench_ratios_from_known_component_times(policy, tmp_path, monkeypatch):
     assert summary["speedups"] == [{"S": 1, "A": 1, "speedup": pytest.approx(1.2), "efficiency": pytest.approx(0.9)}]
     assert summary["precision"] == "fp32" and summary["device"] == "cpu"  # bf16 "auto" is fp32 on CPU
     assert summary["learner_peak_gib"] == 3.0  # the baseline's largest learner step
+    assert result["load_before"] >= 0 and result["load_after"] >= 0 and result["cores"] > 0
     assert 0 < summary["actor_peak_gib"] == hf["peak_gib"] and summary["peak_memory"] == "peak RSS of the process"
 
 

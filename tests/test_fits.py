@@ -791,3 +791,24 @@ def test_summarize_lm_pools_over_seeds_and_judges_each_claim(tmp_path):
     names = [re.match(r"\\newcommand\{\\(\w+)\}", line).group(1) for line in make_fits.write_macros(args)[1:]]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
     assert {"MainBiasBoundVerdict", "MainBiasFirstOrderVerdict", "LMBiasBoundVerdict", "LMIllustrationSummary"} <= set(names)
+
+
+def test_an_efficiency_above_one_is_called_noise_and_the_load_is_printed():
+    """docs/method.md §7: overlap alone cannot make an async step faster than max(t_gen, t_train)."""
+    import pandas as pd
+
+    from stalegrpo.fits.report import lm_macros
+
+    def macros(efficiency):
+        table = pd.DataFrame([
+            {"S": 0, "speedup": 1.0, "ideal": 1.33, "efficiency": 0.75, "load_before": 0.4, "load_after": 2.1},
+            {"S": 2, "speedup": 1.33 * efficiency, "ideal": 1.33, "efficiency": efficiency, "load_before": 0.4,
+             "load_after": 2.1},
+        ])
+        return lm_macros({}, table)
+
+    noisy, clean = macros(1.12), macros(0.9)
+    assert noisy["BenchEfficiencyNoisy"] == 1 and clean["BenchEfficiencyNoisy"] == 0
+    assert (clean["BenchLoadBefore"], clean["BenchLoadAfter"]) == (0.4, 2.1)
+    old_bench = lm_macros({}, pd.DataFrame([{"S": 2, "speedup": 1.2, "ideal": 1.33, "efficiency": 0.9}]))
+    assert old_bench["BenchLoadBefore"] is None  # a bench.json from before the load was recorded

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -501,6 +502,10 @@ def bench_checkpoint(options: BenchConfig, config_path, overrides, out: Path) ->
     )
     out.mkdir(parents=True, exist_ok=True)
 
+    # the machine's 1-minute load average: a busy machine slows the synchronous baseline and the
+    # async runs unequally, so the bench says how busy it was (docs/method.md §7)
+    load_before = os.getloadavg()[0]
+    print(f"load average before the bench: {load_before:.2f} on {os.cpu_count()} cores", flush=True)
     runs, skipped = [], []
     points = [(0, 1)] + [(S, A) for A in options.engines for S in options.S]
     for S, A in points:
@@ -559,12 +564,19 @@ def bench_checkpoint(options: BenchConfig, config_path, overrides, out: Path) ->
             actor_throughput(cfg, backend, options.sampling_repeats, sync["step_s"]) for backend in options.actors
         ],
         "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+        "cores": os.cpu_count(),
         "threads": cfg.threads,
     }
     result["summary"] = summary(cfg, options, result)
     (out / "bench.json").write_text(json.dumps(result, indent=2))
 
-    print(f"t_gen = {t_gen * 1e3:.1f} ms, t_train = {t_train * 1e3:.1f} ms, ideal speedup = {ideal:.2f}")
+    print(f"t_gen = {t_gen * 1e3:.1f} ms, t_train = {t_train * 1e3:.1f} ms, ideal speedup = {ideal:.2f}; "
+          f"load average {result['load_before']:.2f} before, {result['load_after']:.2f} after")
+    if any(r["efficiency"] > 1 for r in runs[1:]):
+        print("an efficiency above 1 means the synchronous baseline was slowed by something else: a noisy "
+              "measurement, not a result")
     for r in runs[1:]:
         print(
             f"async S={r['S']}, A={r['actors']}: speedup {r['speedup']:.2f} (ideal {ideal:.2f}, efficiency {r['efficiency']:.2f}), "

@@ -578,8 +578,17 @@ def lm_macros(lm: dict, throughput: pd.DataFrame) -> dict:
             "BenchSpeedupMaxS": int(best["S"]),
             "BenchIdeal": float(best["ideal"]),
             "BenchEfficiencyAtMax": float(best["efficiency"]),
+            # above 1 the synchronous baseline was slowed by something else: noise, not a result
+            "BenchEfficiencyNoisy": int(float(throughput["efficiency"].max()) > 1),
+            "BenchLoadBefore": _float_or_none(best.get("load_before")),
+            "BenchLoadAfter": _float_or_none(best.get("load_after")),
         }
     return values
+
+
+def _float_or_none(value):
+    """A number, or None where the bench did not record it (a bench.json from before the field)."""
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def newcommand(name: str, value) -> str:
