@@ -63,32 +63,16 @@ import numpy as np
 import torch
 from transformers import DynamicCache, StaticCache
 
-from stalegrpo.policy import encode_prompts, load_policy, position_ids
+from stalegrpo.policy import DTYPES, encode_prompts, load_policy, position_ids, resolve_dtype
 from stalegrpo.rollout import Actor, Rollout, copy_weights
 from stalegrpo.tasks import Problem, Task
 
 BACKENDS = ("hf", "vllm")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-"""the sampling precisions of an actor; ``"auto"`` is :func:`resolve_dtype`'s choice for the device"""
 STATIC_BUCKET = 64
 """a static KV cache holds a multiple of this many positions (fewer distinct shapes to compile)"""
 CUDA_CHECK_EVERY = 8
 """on CUDA, :func:`sample` asks whether any row is still alive every this many steps (each question
 waits for the device); on the CPU it asks every step"""
-
-
-def resolve_dtype(dtype, device) -> torch.dtype:
-    """The torch dtype of ``dtype`` ("auto", "float32", "bfloat16" or a torch dtype) on ``device``:
-    ``auto`` is bf16 on CUDA and fp32 elsewhere (on the CPU bf16 gains little or is much slower)."""
-    if isinstance(dtype, torch.dtype):
-        if dtype not in DTYPES.values():
-            raise ValueError(f"actor dtype {dtype}: expected one of {list(DTYPES)}")
-        return dtype
-    if dtype == "auto":
-        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"actor dtype {dtype!r}: expected auto or one of {list(DTYPES)}")
-    return DTYPES[dtype]
 
 
 def cast_parameters(model, dtype: torch.dtype):

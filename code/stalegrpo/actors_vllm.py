@@ -49,8 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stalegrpo.actors import resolve_dtype
-from stalegrpo.policy import encode_prompts, flat_params, load_policy
+from stalegrpo.policy import encode_prompts, flat_params, load_policy, resolve_dtype
 from stalegrpo.rollout import Rollout, copy_weights
 from stalegrpo.tasks import Problem, Task
 
@@ -135,7 +134,7 @@ class VLLMActor:
     kept in step with the engine's weights: it names and shapes the parameters (the training
     loop builds state dicts from it) and lets tests recompute log-probs at the actor's version.
     ``dtype`` is the engine's precision ("auto", "float32" or "bfloat16", resolved against
-    ``device`` by :func:`stalegrpo.actors.resolve_dtype`; None: the model's). Extra keyword
+    ``device`` by :func:`stalegrpo.policy.resolve_dtype`; None: the model's). Extra keyword
     arguments go to ``vllm.LLM``.
     """
 

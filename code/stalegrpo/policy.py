@@ -120,6 +120,24 @@ def load_policy(path, dtype: torch.dtype = torch.float32) -> tuple[LlamaForCausa
     return model, tokenizer
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+"""the sampling precisions of an actor; ``"auto"`` is :func:`resolve_dtype`'s choice for the device"""
+
+
+def resolve_dtype(dtype, device) -> torch.dtype:
+    """The torch dtype of ``dtype`` ("auto", "float32", "bfloat16" or a torch dtype) on ``device``:
+    ``auto`` is bf16 on CUDA and fp32 elsewhere (on the CPU bf16 gains little or is much slower)."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise ValueError(f"actor dtype {dtype}: expected one of {list(DTYPES)}")
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"actor dtype {dtype!r}: expected auto or one of {list(DTYPES)}")
+    return DTYPES[dtype]
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     """Number of distinct parameters (tied embeddings counted once)."""
     return sum(p.numel() for p in model.parameters())
