@@ -21,11 +21,19 @@ GIB = 2**30
 
 
 def rss_peak_bytes() -> int:
-    """The process's peak resident set size (VmHWM) since it started or since the last reset."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise OSError("/proc/self/status has no VmHWM line")
+    """The process's peak resident set size (VmHWM) since it started or since the last reset;
+    without /proc (macOS), ``getrusage``'s peak since the process started."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
 
 
 def reset_rss_peak() -> bool:
