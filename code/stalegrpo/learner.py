@@ -2,8 +2,10 @@
 (docs/method.md §2, §3, §6).
 
 Each step k consumes a minibatch of samples with behavior versions v (lag s = k - v), recomputes
-log π_{θ_k} of the sampled tokens with :func:`stalegrpo.policy.sequence_logprobs` (the same
-function the actor's log-probs are checked against), and maximises the surrogate of
+log π_{θ_k} of the sampled tokens with :func:`stalegrpo.policy.token_logprobs` (the computation
+the actor's log-probs are checked against; from the hidden states, a chunk of logits at a time),
+one micro-batch of ``micro_batch_size`` sequences at a time with the gradient accumulated over
+them (the result does not depend on the size; memory does), and maximises the surrogate of
 :mod:`stalegrpo.objectives` (``behavior``, ``recompute``, ``decoupled`` or ``tis``) minus an
 optional β·KL(π_θ‖π_ref) (k3). Before the update it measures what §3 asks for at θ_k: the
 normalised ESS of the sequence and token weights exp(log π_{θ_k} - log μ), kl_behavior =
