@@ -575,8 +575,8 @@ def bench_checkpoint(options: BenchConfig, config_path, overrides, out: Path) ->
     print(f"t_gen = {t_gen * 1e3:.1f} ms, t_train = {t_train * 1e3:.1f} ms, ideal speedup = {ideal:.2f}; "
           f"load average {result['load_before']:.2f} before, {result['load_after']:.2f} after")
     if any(r["efficiency"] > 1 for r in runs[1:]):
-        print("an efficiency above 1 means the synchronous baseline was slowed by something else: a noisy "
-              "measurement, not a result")
+        print("an efficiency above 1 means the synchronous baseline's steps took longer than their parts took "
+              "in the async runs (other load, or the baseline's hand-offs): a noisy measurement, not a result")
     for r in runs[1:]:
         print(
             f"async S={r['S']}, A={r['actors']}: speedup {r['speedup']:.2f} (ideal {ideal:.2f}, efficiency {r['efficiency']:.2f}), "
