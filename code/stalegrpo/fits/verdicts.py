@@ -155,17 +155,26 @@ def _untested(support: dict) -> dict:
     return {"verdict": "not tested", "text": "not tested (too few usable points for a fit)"} | support
 
 
+def _bias_gate(fit: dict, where: str) -> tuple[dict, dict | None]:
+    """What both F1 verdicts check first: the fit's support, and the verdict it already forces (an
+    illustration below the minimums, "not tested" without a usable CI), or None."""
+    support = bias_support(fit)
+    if not support["enough"]:
+        return support, illustration(support, where)
+    if fit.get("status", OK) != OK or not _finite(fit.get("ci_low"), fit.get("ci_high")):
+        return support, _untested(support)
+    return support, None
+
+
 def bound_verdict(fit: dict, where: str = FULL_TEST["lm"]) -> dict:
     """The bound bias ≤ C·S·η at small S·η, one-sided on the log-log slope of ``fit``: contradicted
     only if the whole CI lies below 1; "supported" if it lies at or above 1 (bias/(S·η) does not
     grow as S·η falls); else "consistent" (the CI also holds slopes below 1, so the data do not
     confirm it either). Below :data:`MINIMUMS` it is an illustration."""
-    support = bias_support(fit)
-    low, high = fit.get("ci_low"), fit.get("ci_high")
-    if not support["enough"]:
-        return illustration(support, where)
-    if fit.get("status", OK) != OK or not _finite(low, high):
-        return _untested(support)
+    support, early = _bias_gate(fit, where)
+    if early is not None:
+        return early
+    low, high = fit["ci_low"], fit["ci_high"]
     span = _range(fit)
     if high < 1:
         verdict, text = "contradicted", (
@@ -197,12 +206,10 @@ def _two_sided(low: float, high: float, predicted: float) -> str:
 
 def first_order_verdict(fit: dict, where: str = FULL_TEST["lm"]) -> dict:
     """The first-order law, slope = 1 exactly, two-sided on the CI of ``fit``'s slope."""
-    support = bias_support(fit)
-    low, high = fit.get("ci_low"), fit.get("ci_high")
-    if not support["enough"]:
-        return illustration(support, where)
-    if fit.get("status", OK) != OK or not _finite(low, high):
-        return _untested(support)
+    support, early = _bias_gate(fit, where)
+    if early is not None:
+        return early
+    low, high = fit["ci_low"], fit["ci_high"]
     verdict, span = _two_sided(low, high, 1.0), _range(fit)
     text = {
         "inconsistent": rf"inconsistent with the data{span} (the CI excludes 1)",
