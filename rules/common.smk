@@ -26,6 +26,7 @@ _CODE = shlex.quote(str(Path(workflow.basedir) / "code"))
 _USE_CONDA = DeploymentMethod.CONDA in (workflow.deployment_settings.deployment_method or ())
 _BIN = "" if _USE_CONDA else f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
 shell.prefix(f"set -euo pipefail; {_BIN}export PYTHONPATH={_CODE}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+sys.path.insert(0, str(Path(workflow.basedir) / "code"))  # stalegrpo.placement, for the GPU requests
 STALEGRPO = "python -m stalegrpo.cli"
 """the stalegrpo command line (code/stalegrpo/cli.py), independent of console-script installs"""
 
@@ -316,23 +317,22 @@ def _train_setting(key: str, default, overrides: dict):
 
 
 def _gpus(overrides: dict, schedule: str, engines: int | None = None) -> int:
-    """GPUs of one LM job: one per learner rank, plus actors × actor_devices for the actor engines
-    of the async schedule, unless they are colocated on the learners' GPUs (``colocate: true``, or
-    ``auto`` where L + A·t would not fit on one node of lm.resources.gpus_per_node), as
-    stalegrpo.train.check_placement places them. 0 on CPU."""
+    """GPUs of one LM job, by the rule `stalegrpo train` places its processes with
+    (stalegrpo.placement.gpus_needed), for a node of lm.resources.gpus_per_node GPUs. 0 on CPU."""
+    from stalegrpo.placement import gpus_needed
+
     if LM["resources"]["device"] != "cuda":
         return 0
     if engines is None:
         engines = _train_setting("actors", 1, overrides)
-    learners = _train_setting("learners", 1, overrides)
-    if schedule != "async":
-        return learners
-    separate = learners + engines * _train_setting("actor_devices", 1, overrides)
-    colocate = _train_setting("colocate", "auto", overrides)
-    limit = LM["resources"]["gpus_per_node"]
-    if colocate is True or (colocate == "auto" and limit is not None and separate > limit):
-        return learners
-    return separate
+    return gpus_needed(
+        schedule,
+        _train_setting("learners", 1, overrides),
+        engines,
+        _train_setting("actor_devices", 1, overrides),
+        _train_setting("colocate", "auto", overrides),
+        LM["resources"]["gpus_per_node"],
+    )
 
 
 def train_gpus(wildcards):

@@ -103,7 +103,7 @@ def test_engine_receives_the_weights_over_nccl(standin_checkpoint):
     model = load_policy(standin_checkpoint)[0]
     flat0 = flat_params(model).cuda()
     generator = torch.Generator(device="cuda").manual_seed(0)
-    source = EngineSource(cfg, flat0, 0, 0)
+    source = EngineSource(cfg, flat0.numel(), flat0.device).start(flat0, 0, 0)
     try:
         assert isinstance(source.groups[0], dist.ProcessGroupNCCL)
         sent = [flat0]

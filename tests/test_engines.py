@@ -62,7 +62,7 @@ def versions(checkpoint, backend, send, *overrides):
     )
     generator = torch.Generator().manual_seed(0)
     flat0 = flat_params(model)
-    source = EngineSource(cfg, flat0, 0, 0)
+    source = EngineSource(cfg, flat0.numel(), flat0.device).start(flat0, 0, 0)
     try:
         rollouts = [(flat0, source.next(0)[0])]
         for n in range(1, 4):
@@ -74,9 +74,12 @@ def versions(checkpoint, backend, send, *overrides):
     return rollouts
 
 
+@pytest.mark.parametrize("transport", ["gloo", "ipc"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_engine_logprobs_follow_the_broadcast_weights(checkpoint, backend):
-    rollouts = versions(checkpoint, backend, lambda source, flat, n: source.publish(flat, n))
+def test_engine_logprobs_follow_the_broadcast_weights(checkpoint, backend, transport):
+    """gloo: a process group; ipc: shared buffers, which a vLLM engine's worker reloads from."""
+    rollouts = versions(checkpoint, backend, lambda source, flat, n: source.publish(flat, n),
+                        f"weight_transport={transport}")
     model = load_policy(checkpoint)[0]
     for n, (flat, rollout) in enumerate(rollouts):
         assert (rollout.version == n).all() and (rollout.engine == 0).all()
@@ -132,3 +135,13 @@ def test_bench_measures_engines_and_weight_sync_by_model_size(checkpoint, tmp_pa
     assert own["model"] == "checkpoint" and bigger["model"] == "96x3" and bigger["parameters"] > own["parameters"]
     for w in (own, bigger):
         assert w["transport"] == "gloo" and w["weight_sync_s"] > 0 and 0 < w["weight_sync_pct_of_step"] < 100
+
+
+def test_engines_that_never_start_end_with_the_source(checkpoint):
+    """The engines start before the learner is built; if it fails, close() still ends them."""
+    overrides = [f"init_checkpoint={checkpoint}", "schedule=async", "S=1", "actors=2", "digits=1", "threads=2"]
+    cfg = load_config(TrainConfig, None, overrides)
+    source = EngineSource(cfg, flat_params(load_policy(checkpoint)[0]).numel(), torch.device("cpu"))
+    source.close()
+    assert [p.exitcode for p in source.engines] == [0, 0]
+

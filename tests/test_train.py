@@ -436,7 +436,7 @@ def test_placement_errors_name_the_keys(policy):
 
 
 def test_engines_share_the_learners_gpu_where_there_are_too_few_and_take_the_weights_by_ipc(policy):
-    from stalegrpo.placement import check_placement, colocated, weight_transport
+    from stalegrpo.placement import check_placement, colocated, gpu_memory_utilization, weight_transport
 
     def config(policy, *overrides):  # not checked against this machine (which has no GPU)
         return load_config(TrainConfig, SMOKE, [f"init_checkpoint={policy}", "digits=1", *overrides])
@@ -452,25 +452,40 @@ def test_engines_share_the_learners_gpu_where_there_are_too_few_and_take_the_wei
         check_placement(config(policy, "schedule=async", "S=2", "weight_transport=nccl"), 1)
     with pytest.raises(ConfigError, match="needs 2 CUDA devices"):
         check_placement(config(policy, "schedule=async", "S=2", "colocate=false"), 1)
-    with pytest.raises(ConfigError, match="'ipc' is not available with actor = 'vllm'"):
-        check_placement(config(policy, "schedule=async", "S=2", "actor=vllm", "colocate=true"), 1)
+    one_vllm = config(policy, "schedule=async", "S=2", "actor=vllm", "actors=2")
+    assert colocated(one_vllm, 1) and weight_transport(one_vllm, 1) == "ipc"
+    check_placement(one_vllm, 1)  # two vLLM engines beside the learner, a 0.15 share of the GPU each
+    assert gpu_memory_utilization(one_vllm, 1) == pytest.approx(0.15)
+    assert gpu_memory_utilization(one_vllm, 3) == 0.85
+    assert gpu_memory_utilization(config(policy, "actor=vllm", "gpu_memory_utilization=0.5"), 1) == 0.5
+    tp2 = config(policy, "schedule=async", "S=2", "actor=vllm", "actor_devices=2")
+    assert not colocated(tp2, 1)  # auto colocates TP = 1 engines only
+    with pytest.raises(ConfigError, match="'ipc' with actor = 'vllm' needs actor_devices = 1"):
+        check_placement(config(policy, "schedule=async", "S=2", "actor=vllm", "actor_devices=2", "colocate=true"), 2)
     with pytest.raises(ConfigError, match="'nccl' needs CUDA devices"):
         check_placement(config(policy, "schedule=async", "S=2", "weight_transport=nccl"), 0)
 
 
-@pytest.mark.vllm
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM installed")
-def test_vllm_actor_inside_learner_rank_0_of_two_follows_every_update(tmp_path):
-    """fixed schedule, learners=2, actor=vllm: the engine runs in a child process of rank 0 and gets
-    each version over its own gloo group. At S = 0 every sample is from the learner's current
-    version, so its behavior log-probs must match the learner's at every step (mismatch_kl)."""
+@pytest.fixture(scope="module")
+def vllm_policy(tmp_path_factory) -> Path:
+    """A policy pretrained like :func:`policy`, with head dim 32, which vLLM's CPU attention has."""
     from stalegrpo.pretrain import main
 
-    base = tmp_path / "base"  # head dim 32, which vLLM's CPU attention has
+    base = tmp_path_factory.mktemp("vllm_policy")
     overrides = ["digits=1", "hidden=64", "layers=2", "heads=2", "intermediate=128", "steps=200", "batch_size=64",
                  "eta=0.01", "target_accuracy=null", "eval_every=200", "eval_problems=16", "final_eval_problems=16",
                  "threads=1"]
     assert main(None, overrides, str(base)) == 0
+    return base
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM installed")
+def test_vllm_actor_inside_learner_rank_0_of_two_follows_every_update(vllm_policy, tmp_path):
+    """fixed schedule, learners=2, actor=vllm: the engine runs in a child process of rank 0 and gets
+    each version over its own gloo group. At S = 0 every sample is from the learner's current
+    version, so its behavior log-probs must match the learner's at every step (mismatch_kl)."""
+    base = vllm_policy
     args = train_command(base, "learners=2", "actor=vllm", "S=0", "steps=4", "eta=1e-3", "probe_every=0",
                          "eval_every=0", "checkpoint_every=100", "collective_timeout_s=120")
     done = subprocess.run([*args, "--out", str(tmp_path / "run")], check=False, capture_output=True, text=True,
@@ -479,3 +494,26 @@ def test_vllm_actor_inside_learner_rank_0_of_two_follows_every_update(tmp_path):
     steps = pd.read_parquet(tmp_path / "run" / "steps.parquet")
     assert (steps["update_norm"].iloc[:-1] > 0).all()  # the weights did change between versions
     assert (steps["mismatch_kl"] < 1e-6).all(), steps["mismatch_kl"].tolist()
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM installed")
+@pytest.mark.parametrize("S", [0, 2])
+def test_async_vllm_engine_reads_every_version_from_the_shared_buffers(vllm_policy, tmp_path, S):
+    """weight_transport = ipc with a vLLM engine (the colocated path, here on the CPU): the engine
+    starts before the learner, its worker reloads each version from the shared buffers, and every
+    batch is consumed once, in order, within the bound, with the weights it claims. At S = 0 each
+    batch is sampled at the learner's current version, so mismatch_kl checks every reload."""
+    cfg = load_config(TrainConfig, SMOKE, [f"init_checkpoint={vllm_policy}", "digits=1", *STEADY, "actor=vllm",
+                                           "schedule=async", f"S={S}", "weight_transport=ipc", "steps=6", "eta=1e-3",
+                                           "probe_every=0", "eval_every=0"])
+    check(cfg)
+    summary = run(cfg, tmp_path)
+    lags, steps = pd.read_parquet(tmp_path / "lags.parquet"), pd.read_parquet(tmp_path / "steps.parquet")
+    assert summary["finished"] and summary["admission_violations"] == 0
+    assert steps["step"].tolist() == list(range(6)) and steps["batch"].tolist() == list(range(6))
+    assert lags["lag"].between(0, S).all() and (lags["lag"] == lags["step"] - lags["version"]).all()
+    assert (steps["behavior_checksum"] == steps["version_checksum"]).all()
+    assert (steps["update_norm"] > 0).all()  # the weights did change between versions
+    if S == 0:
+        assert (steps["mismatch_kl"] < 1e-6).all(), steps["mismatch_kl"].tolist()

@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache, StaticCache
 
-from stalegrpo.policy import DTYPES, encode_prompts, load_policy, position_ids, resolve_dtype
+from stalegrpo.policy import encode_prompts, load_policy, position_ids, resolve_dtype
 from stalegrpo.rollout import Actor, Rollout, copy_weights
 from stalegrpo.tasks import Problem, Task
 

@@ -187,7 +187,7 @@ class VLLMActor:
         }
         if self.device.type == "cpu":
             options["block_size"] = 32  # the CPU attention backend needs a multiple of 32
-        else:  # untested here: in the fixed schedule the learner shares the GPU
+        else:  # the fixed schedule's engine shares the learner's GPU; engines pass their own share
             options["gpu_memory_utilization"] = 0.3
         _QuietExpectedWarnings.install()
         start = time.perf_counter()

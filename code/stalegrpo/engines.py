@@ -9,7 +9,12 @@ the learner opens for the run:
   flat weights to every engine, where receiver threads stage them at once, so the learner never
   waits while an engine generates. An ``hf`` engine receives in its own process and copies the
   weights into its model; a ``vllm`` engine's workers receive them (one group member per
-  tensor-parallel rank) and reload them in place (:mod:`stalegrpo.vllm_worker`).
+  tensor-parallel rank) and reload them in place (:mod:`stalegrpo.vllm_worker`). With
+  ``weight_transport: ipc`` the process group is replaced by two shared buffers
+  (:class:`~stalegrpo.weights.IpcWeights`), which a vLLM engine's worker reads itself.
+- **start**: the engines start before the learner builds itself (a vLLM engine sizes its KV
+  cache from the free memory it finds), announce ``ready/<e>`` once their actor is built, and
+  wait for the learner's ``start_batch`` (after a resume, not 0).
 - **rollouts**: an engine puts batch n into the store under the key ``batch/<n>``; the learner
   takes the batches in order, n = 0, 1, 2, ..., each exactly once (it deletes the key).
 
@@ -39,7 +44,7 @@ import torch
 import torch.distributed as dist
 
 from stalegrpo.actors import actor_options, make_actor
-from stalegrpo.placement import colocated, weight_transport
+from stalegrpo.placement import colocated, gpu_memory_utilization, weight_transport
 from stalegrpo.policy import flat_params, load_policy
 from stalegrpo.schedules import admission_version, make_batch
 from stalegrpo.tasks import make_task
@@ -81,8 +86,9 @@ def engine_device(env: dict) -> torch.device:
 
 
 # -- the engine's side ------------------------------------------------------------------------
-def engine_main(cfg, engine: int, port: int, start_batch: int, env: dict, ipc=None, parent_pid: int = 0) -> None:
-    """An actor engine: wait for admission, take the newest weights, generate, hand the batch over.
+def engine_main(cfg, engine: int, port: int, env: dict, ipc=None, parent_pid: int = 0) -> None:
+    """An actor engine: build the actor, wait for the learner's start, then loop: wait for
+    admission, take the newest weights, generate, hand the batch over.
     ``ipc``: the :meth:`~stalegrpo.weights.IpcWeights.handle` of ``weight_transport: ipc``."""
     os.environ.update(env)  # before anything initialises CUDA or sizes a thread pool
     torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
@@ -92,21 +98,34 @@ def engine_main(cfg, engine: int, port: int, start_batch: int, env: dict, ipc=No
     store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=TIMEOUT)
     model, tokenizer = load_policy(cfg.init_checkpoint)
     task = make_task(cfg)
-    if cfg.actor == "vllm":  # the workers receive the weights themselves (TP > 1 runs worker processes)
-        from stalegrpo.vllm_worker import EngineWeights
-
+    if cfg.actor == "vllm":
+        cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        memory = {"gpu_memory_utilization": gpu_memory_utilization(cfg, cuda)} if device.type == "cuda" else {}
         actor = make_actor(
             "vllm", model, tokenizer, task, device=device, tensor_parallel_size=cfg.actor_devices,
-            worker_extension_cls="stalegrpo.vllm_worker.WeightSyncExtension", **actor_options(cfg, "vllm"),
-            **({"gpu_memory_utilization": 0.85} if device.type == "cuda" else {}),  # its own devices
+            worker_extension_cls="stalegrpo.vllm_worker.WeightSyncExtension", **actor_options(cfg, "vllm"), **memory,
         )
-        receiver = EngineWeights(actor, port, engine)
     else:
         actor = make_actor(cfg.actor, model, tokenizer, task, device=device, **actor_options(cfg))
-        if ipc is not None:
-            receiver = IpcReceiver(ipc, engine, parent_pid)
-        else:
-            receiver = WeightReceiver(weight_group(store, engine, 1, device), flat_params(model).numel(), device)
+    store.set(f"ready/{engine}", "1")
+    # the learner builds itself (and resumes) meanwhile; its first batch comes with the start
+    while not store.check(["start_batch"]):
+        if store.check(["stop"]) or os.getppid() != parent_pid:
+            _leave(actor)
+        time.sleep(0.01)
+    start_batch = int(store.get("start_batch"))
+    if cfg.actor == "vllm" and ipc is not None:  # the worker reads the shared buffers itself
+        from stalegrpo.vllm_worker import IpcEngineWeights
+
+        receiver = IpcEngineWeights(actor, ipc, engine, parent_pid)
+    elif cfg.actor == "vllm":  # the workers receive the weights themselves (TP > 1 runs worker processes)
+        from stalegrpo.vllm_worker import EngineWeights
+
+        receiver = EngineWeights(actor, port, engine)
+    elif ipc is not None:
+        receiver = IpcReceiver(ipc, engine, parent_pid)
+    else:
+        receiver = WeightReceiver(weight_group(store, engine, 1, device), flat_params(model).numel(), device)
     actor.version = -1
     n = start_batch + (engine - start_batch) % cfg.actors  # this engine's first batch
     kill_at, _, stamp = os.environ.get(TEST_KILL_ENV, "").partition("@")
@@ -129,11 +148,15 @@ def engine_main(cfg, engine: int, port: int, start_batch: int, env: dict, ipc=No
         info = {"actor_wait_s": admitted - start, "weight_sync_s": loaded - admitted}
         store.set(f"batch/{n}", pickle.dumps((rollout, info)))
         n += cfg.actors
-    if hasattr(actor, "close"):  # a vLLM engine shuts its worker processes down
+    _leave(actor)
+
+
+def _leave(actor) -> None:
+    """End the engine process: shut a vLLM engine's workers down, then exit at once. The
+    interpreter's teardown would destroy the process group while gloo's threads may still run,
+    which aborts with "terminate called without an active exception" in about one run in two."""
+    if hasattr(actor, "close"):
         actor.close()
-    # Everything is handed over. The interpreter's teardown would now destroy the process group
-    # while gloo's threads may still run, which aborts with "terminate called without an active
-    # exception" in about one run in two; leave without it.
     sys.stdout.flush(), sys.stderr.flush()
     os._exit(0)
 
@@ -144,21 +167,26 @@ class EngineSource:
 
     poll_s = 2.0
 
-    def __init__(self, cfg, flat: torch.Tensor, version: int, start_batch: int, device=None):
+    def __init__(self, cfg, numel: int, device):
+        """Start the A engine processes, which load the policy, build their actors and wait for
+        :meth:`start`. ``numel``: the flat weights' length; ``device``: the learner's (rank 0's),
+        where the weights are sent from. Built before the learner allocates: a vLLM engine on CUDA
+        sizes its KV cache from the memory it finds free, so the learner waits until every vLLM
+        engine has started."""
         self.cfg = cfg
-        self.device = torch.device(device) if device is not None else flat.device
-        """the learner's device, where the weights are sent from"""
+        self.device = torch.device(device)
         cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
         self.transport = weight_transport(cfg, cuda)
-        self.ipc = IpcWeights(flat.numel(), self.device, cfg.actors) if self.transport == "ipc" else None
+        self.ipc = IpcWeights(numel, self.device, cfg.actors) if self.transport == "ipc" else None
         self.fault: BaseException | None = None
+        self.groups = []
         self.store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=TIMEOUT)
         context = torch.multiprocessing.get_context("spawn")
         ipc = self.ipc.handle() if self.ipc is not None else None
         self.engines = [
             context.Process(
                 target=engine_main,
-                args=(cfg, e, self.store.port, start_batch, placement(cfg, e), ipc, os.getpid()),
+                args=(cfg, e, self.store.port, placement(cfg, e), ipc, os.getpid()),
                 # not a daemon: a vLLM engine with TP > 1 starts worker processes of its own;
                 # close() (always called) ends the engines
                 daemon=False,
@@ -168,16 +196,34 @@ class EngineSource:
         ]
         for process in self.engines:
             process.start()
-        self.groups = []
-        for e in range(cfg.actors if self.ipc is None else 0):
-            try:  # the rendezvous waits until the engine has loaded its model
+        if cfg.actor == "vllm":  # on the CPU too, so that this order is one code path, tested
+            for e in range(cfg.actors):
+                self._wait(f"ready/{e}", e)
+
+    def start(self, flat: torch.Tensor, version: int, start_batch: int) -> EngineSource:
+        """Let the engines run from batch ``start_batch`` on, with version ``version``'s weights ``flat``."""
+        self.store.set("start_batch", str(start_batch))
+        for e in range(self.cfg.actors if self.ipc is None else 0):
+            try:  # the rendezvous waits until the engine has built its actor
                 group_device = torch.device("cpu") if self.transport == "gloo" else self.device
-                self.groups.append(weight_group(self.store, e, 0, group_device, 1 + receivers(cfg)))
+                self.groups.append(weight_group(self.store, e, 0, group_device, 1 + receivers(self.cfg)))
             except RuntimeError as err:
                 raise self._fault(e, err) from err
         self.publish(flat, version)
         if self.fault is not None:
             raise self.fault
+        return self
+
+    def _wait(self, key: str, engine: int) -> None:
+        """Wait for ``key`` in the store, while the engine that sets it is alive."""
+        checked = time.perf_counter()
+        # store.check does not block (store.wait with a timeout would log a warning per poll)
+        while not self.store.check([key]):
+            time.sleep(0.001)
+            if time.perf_counter() - checked > self.poll_s:
+                checked = time.perf_counter()
+                if not self.engines[engine].is_alive():
+                    raise self._fault(engine)
 
     def _fault(self, engine: int, cause: BaseException | None = None) -> BaseException:
         process = self.engines[engine]
@@ -190,16 +236,8 @@ class EngineSource:
         """Batch n, from engine n mod A, once it is there."""
         if self.fault is not None:  # found while sending weights: raised here, between steps
             raise self.fault
-        key, engine = f"batch/{n}", n % self.cfg.actors
-        start = time.perf_counter()
-        checked = start
-        # store.check does not block (store.wait with a timeout would log a warning per poll)
-        while not self.store.check([key]):
-            time.sleep(0.001)
-            if time.perf_counter() - checked > self.poll_s:
-                checked = time.perf_counter()
-                if not self.engines[engine].is_alive():
-                    raise self._fault(engine)
+        key, start = f"batch/{n}", time.perf_counter()
+        self._wait(key, n % self.cfg.actors)
         rollout, info = pickle.loads(self.store.get(key))
         self.store.delete_key(key)
         return rollout, info | {"learner_wait_s": time.perf_counter() - start}
@@ -232,6 +270,7 @@ class EngineSource:
         return time.perf_counter() - start
 
     def close(self) -> None:
+        self.store.set("stop", "1")  # engines still waiting for the start
         if self.ipc is not None:
             self.ipc.stop()
         header = torch.tensor([STOP], dtype=torch.long, device=self.device)
@@ -242,6 +281,6 @@ class EngineSource:
                 except RuntimeError:
                     pass  # it is ending anyway
         for process in self.engines:
-            process.join(timeout=10)
+            process.join(timeout=30)  # one still loading its model sees the stop key first
             if process.is_alive():
                 process.terminate()

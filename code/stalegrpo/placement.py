@@ -1,11 +1,14 @@
 """Where the processes of a run go (docs/method.md §5): the learner ranks, the actor engines and
 the transport of the weights between them. One place, read by ``stalegrpo train`` (its check
-before it starts), by the engines (:mod:`stalegrpo.engines`) and by the bench.
+before it starts), by the engines (:mod:`stalegrpo.engines`), by the bench and by the workflow,
+which asks SLURM for :func:`gpus_needed` GPUs per job (``rules/common.smk``).
 
 On CUDA each learner rank has a GPU. An ``async`` engine gets ``actor_devices`` GPUs of its own
 after the learners', or, colocated, shares learner rank (e mod L)'s GPU: then the weights go by
-CUDA IPC, since NCCL refuses two ranks of one group on one GPU. On the CPU every process shares
-the cores and the weights go over gloo (or shared memory, ``weight_transport: ipc``).
+CUDA IPC, since NCCL refuses two ranks of one group on one GPU. A colocated vLLM engine has
+TP = 1 and takes ``gpu_memory_utilization`` of the GPU, measured before the learner allocates.
+On the CPU every process shares the cores and the weights go over gloo (or shared memory,
+``weight_transport: ipc``).
 """
 
 from __future__ import annotations
@@ -13,12 +16,45 @@ from __future__ import annotations
 from stalegrpo.config import ConfigError
 
 
-def colocated(cfg, cuda_devices: int) -> bool:
-    """The async engines run on the learner ranks' GPUs (``colocate``; never on the CPU)."""
-    if not cuda_devices or cfg.schedule != "async" or cfg.colocate is False:
+def engines_colocated(
+    schedule: str, learners: int, actors: int, actor_devices: int, colocate, gpus: int | None
+) -> bool:
+    """Whether the async engines share the learner ranks' GPUs: ``colocate`` true, or ``auto``
+    where L + A·t does not fit on ``gpus`` (None: unknown, so never) and t = 1 (a vLLM engine with
+    tensor parallelism needs GPUs of its own). The rule that :func:`colocated` applies to a run and
+    the workflow (``rules/common.smk``) to a job's GPU request."""
+    if schedule != "async" or colocate is False:
         return False
-    # auto: only hf engines, which take the weights by CUDA IPC (vLLM's workers cannot yet)
-    return cfg.colocate is True or (cfg.actor == "hf" and cuda_devices < cfg.learners + cfg.actors * cfg.actor_devices)
+    if colocate is True:
+        return True
+    return gpus is not None and gpus < learners + actors * actor_devices and actor_devices == 1
+
+
+def gpus_needed(
+    schedule: str, learners: int, actors: int, actor_devices: int, colocate, gpus: int | None
+) -> int:
+    """CUDA devices a run takes: one per learner rank, plus ``actor_devices`` per async engine
+    unless the engines are colocated (:func:`engines_colocated`)."""
+    if schedule != "async" or engines_colocated(schedule, learners, actors, actor_devices, colocate, gpus):
+        return learners
+    return learners + actors * actor_devices
+
+
+def colocated(cfg, cuda_devices: int) -> bool:
+    """The async engines of ``cfg`` run on the learner ranks' GPUs on this machine (never on the CPU)."""
+    return cuda_devices > 0 and engines_colocated(
+        cfg.schedule, cfg.learners, cfg.actors, cfg.actor_devices, cfg.colocate, cuda_devices
+    )
+
+
+def gpu_memory_utilization(cfg, cuda_devices: int) -> float:
+    """The share of its GPU's memory a vLLM engine takes (``gpu_memory_utilization``; None: 0.85 on
+    GPUs of its own, colocated 0.3 divided among the engines on one GPU)."""
+    if cfg.gpu_memory_utilization is not None:
+        return cfg.gpu_memory_utilization
+    if colocated(cfg, cuda_devices):
+        return 0.3 / -(-cfg.actors // cfg.learners)
+    return 0.85
 
 
 def weight_transport(cfg, cuda_devices: int) -> str:
@@ -41,10 +77,10 @@ def check_placement(cfg, cuda_devices: int) -> None:
         )
     engines = cfg.actors if cfg.schedule == "async" else 0
     transport = weight_transport(cfg, cuda_devices)
-    if engines and transport == "ipc" and cfg.actor == "vllm":
+    if engines and transport == "ipc" and cfg.actor == "vllm" and cfg.actor_devices != 1:
         raise ConfigError(
-            "weight_transport = 'ipc' is not available with actor = 'vllm' yet (its workers receive over "
-            "nccl/gloo); colocated vLLM engines need it: use separate GPUs (colocate: false)"
+            f"weight_transport = 'ipc' with actor = 'vllm' needs actor_devices = 1 (the worker reads the shared "
+            f"tensors in the engine's process), not {cfg.actor_devices}: use nccl or gloo, or colocate: false"
         )
     if engines and cuda_devices and transport == "gloo":
         raise ConfigError("weight_transport = 'gloo' sends CPU tensors; on CUDA use nccl or ipc")
@@ -57,11 +93,15 @@ def check_placement(cfg, cuda_devices: int) -> None:
                 "use weight_transport = 'ipc' (or auto)"
             )
         if cfg.learners > cuda_devices:
-            raise ConfigError(f"placement needs {cfg.learners} CUDA devices (learners = {cfg.learners}, engines "
-                              f"colocated), this machine has {cuda_devices}")
+            raise ConfigError(
+                f"placement needs {cfg.learners} CUDA devices (learners = {cfg.learners}, engines "
+                f"colocated), this machine has {cuda_devices}"
+            )
         return
     if cuda_devices:
-        needed = cfg.learners + engines * cfg.actor_devices
+        needed = gpus_needed(
+            cfg.schedule, cfg.learners, cfg.actors, cfg.actor_devices, cfg.colocate, cuda_devices
+        )
         if needed > cuda_devices:
             raise ConfigError(
                 f"placement needs {needed} CUDA devices (learners = {cfg.learners} + actors = {cfg.actors} x "

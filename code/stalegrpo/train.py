@@ -150,6 +150,10 @@ class TrainConfig:
     """how the async engines get the weights: ipc (shared tensors on one host: CUDA IPC on a GPU,
     shared memory on the CPU), nccl (between GPUs), gloo (CPU). auto: ipc when the engines share
     the learner's GPU, nccl across GPUs, gloo on the CPU"""
+    gpu_memory_utilization: float | None = field(default=None, metadata={"exclusiveMinimum": 0, "maximum": 1})
+    """vLLM engines on CUDA: the fraction of a GPU's memory each engine takes (weights, activations,
+    KV cache), measured by vLLM when it starts, before the learner allocates. None: 0.85 on GPUs of
+    its own; colocated, 0.3 shared by the engines on the GPU, the learner using the rest"""
     collective_timeout_s: float = field(default=300.0, metadata={"exclusiveMinimum": 0})
     """seconds a collective between learner ranks may wait before the run stops with an error (a
     rank has died); a rank's very first collective may also wait this long for the others to start"""
@@ -456,6 +460,9 @@ class Ranks:
     def __init__(self):
         self.rank, self.size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
         self.lead = self.rank == 0
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
+        """this rank's device, DeepSpeed's choice (LOCAL_RANK), known before the learner exists"""
 
     def share(self, obj, device):
         """Rank 0's ``obj`` on every rank."""
@@ -481,14 +488,25 @@ class Run:
         # copies made before DeepSpeed touches the model: the reference, the fixed-schedule actor's
         # model and a scratch actor for evaluation and the bias probe
         ref_model, self.actor_model, scratch_model = (copy.deepcopy(model) for _ in range(3))
+        self.source = None
+        """the rollout source (rank 0 only); async engines start before the learner allocates"""
+        if cfg.schedule == "async" and self.ranks.lead:
+            self.source = EngineSource(cfg, flat_params(model).numel(), self.ranks.device)
+        try:
+            self._build(model, ref_model, scratch_model)
+        except BaseException:
+            if self.source is not None:
+                self.source.close()
+            raise
+
+    def _build(self, model, ref_model, scratch_model) -> None:
+        cfg, out = self.cfg, self.out
         self.learner = Learner(model, ref_model, cfg)
         # in-process actors on the learner's device (on CUDA: rank 0's GPU)
         self.scratch = make_actor(
             "hf", scratch_model, self.tokenizer, self.task, device=self.learner.device, **prompt_format(cfg)
         )
         self.ring = SnapshotRing(cfg.S + cfg.updates_per_batch + 1)
-        self.source = None
-        """the rollout source (rank 0 only)"""
         state = resume(out, self.learner, self.ring, to_dict(cfg))
         if state is not None:
             if self.ranks.lead:
@@ -635,7 +653,7 @@ def run(cfg: TrainConfig, out: Path) -> dict:
     if lead and cfg.schedule == "fixed":
         r.source = FixedSource(cfg, r.task, r.actor_model, r.tokenizer, r.ring, device)
     elif lead:
-        r.source = EngineSource(cfg, r.ring[learner.version], learner.version, learner.version // m, device)
+        r.source.start(r.ring[learner.version], learner.version, learner.version // m)
     logger = make_logger(cfg.logger if lead else "none", out / "tensorboard", learner.version)
     bar = tqdm(total=cfg.steps, initial=learner.version, disable=not (cfg.progress and lead),
                desc=f"{cfg.schedule} S={cfg.S} eta={cfg.eta:g}")

@@ -20,7 +20,14 @@ every worker, and ``LLM.collective_rpc(name, kwargs=...)`` calls one of its meth
   between vLLM's layer-wise reload hooks (so the CPU backend's repacked kernels are rebuilt).
   The engine then calls ``LLM.reset_prefix_cache()`` (cached KV blocks hold old weights' keys).
 
-The same code runs on CPU (gloo, in-process or worker processes) and on CUDA (NCCL).
+* :meth:`~WeightSyncExtension.attach_ipc_weights` then :meth:`~WeightSyncExtension.load_ipc_weights`
+  (``weight_transport: ipc``, engines colocated on the learner's GPU): the worker reads the
+  learner's shared buffer (CUDA IPC; shared memory on the CPU) and reloads from it, the buffer
+  marked as read meanwhile. The handle carries the tensors themselves, so the worker must be in
+  the engine's process (TP = 1); :class:`IpcEngineWeights` is the engine's side.
+
+The same code runs on CPU (gloo or shared memory, in-process or worker processes) and on CUDA
+(NCCL or CUDA IPC).
 """
 
 from __future__ import annotations
@@ -81,20 +88,40 @@ class WeightSyncExtension:
                 receiver.hold_at = None
                 receiver.changed.notify_all()
                 return receiver.version, float("nan")
-            offset, weights = 0, []
-            for name, shape in self._layout:
-                numel = torch.Size(shape).numel()
-                weights.append((name, receiver.staging[offset : offset + numel].view(shape)))
-                offset += numel
-            if self._tied:
-                # vLLM's reload rebuilds each layer apart, which unties lm_head from the embedding
-                embedding = next(w for name, w in weights if name.endswith("embed_tokens.weight"))
-                weights.append(("lm_head.weight", embedding))
-            self.model_runner.reload_weights(weights_iterator=weights)
+            self._reload(receiver.staging)
             checksum = weights_checksum(receiver.staging)
             receiver.hold_at = None
             receiver.changed.notify_all()
             return version, checksum
+
+    def attach_ipc_weights(self, handle: tuple, engine: int, parent_pid: int, layout: list[tuple[str, tuple]],
+                           tied: bool) -> None:
+        """Read the weights from the learner's shared buffers (``weight_transport: ipc``,
+        :class:`~stalegrpo.weights.IpcWeights`): CUDA IPC tensors on a GPU, shared memory on the
+        CPU. The handle holds the tensors themselves, so the worker must live in the engine's
+        process (TP = 1, engine core in-process: :class:`IpcEngineWeights` checks it)."""
+        from stalegrpo.weights import IpcReceiver
+
+        self._ipc = IpcReceiver(handle, engine, parent_pid)
+        self._layout, self._tied = layout, tied
+
+    def load_ipc_weights(self) -> tuple[int, float]:
+        """Load the newest shared version into the model; (its version, its checksum). The buffer
+        stays marked as read until the reload has copied out of it."""
+        return self._ipc.read(lambda flat, version: self._reload(flat))
+
+    def _reload(self, flat: torch.Tensor) -> None:
+        """``reload_weights`` from the flat vector, under the transformers parameter names."""
+        offset, weights = 0, []
+        for name, shape in self._layout:
+            numel = torch.Size(shape).numel()
+            weights.append((name, flat[offset : offset + numel].view(shape)))
+            offset += numel
+        if self._tied:
+            # vLLM's reload rebuilds each layer apart, which unties lm_head from the embedding
+            embedding = next(w for name, w in weights if name.endswith("embed_tokens.weight"))
+            weights.append(("lm_head.weight", embedding))
+        self.model_runner.reload_weights(weights_iterator=weights)
 
 
 class EngineWeights:
@@ -134,3 +161,49 @@ class EngineWeights:
             raise RuntimeError("vLLM could not reset its prefix cache (requests still running?)")
         actor.version = target
         return answers[0][1]
+
+
+class IpcEngineWeights:
+    """A vLLM engine's weights by ``weight_transport: ipc``, with the receivers' interface
+    (``stopped``, ``wait_for``, ``load_into``): the engine polls the shared control table for a
+    new version, then its worker reloads from the shared buffer (:meth:`WeightSyncExtension.load_ipc_weights`)
+    and the engine resets the prefix cache. For one GPU shared with the learner (colocated)."""
+
+    def __init__(self, actor, handle: tuple, engine: int, parent_pid: int):
+        import os
+
+        from stalegrpo.weights import IpcReceiver
+
+        tp = actor.llm.llm_engine.vllm_config.parallel_config.tensor_parallel_size
+        if tp != 1 or os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") != "0":
+            raise RuntimeError(
+                "weight_transport = 'ipc' with actor = 'vllm' needs the worker in the engine's process: "
+                f"actor_devices = 1 (here {tp}) and VLLM_ENABLE_V1_MULTIPROCESSING=0 (here "
+                f"{os.environ.get('VLLM_ENABLE_V1_MULTIPROCESSING')!r})"
+            )
+        self.llm = actor.llm
+        self.poller = IpcReceiver(handle, engine, parent_pid)
+        model = actor.model
+        layout = [(name, tuple(p.shape)) for name, p in model.named_parameters()]
+        kwargs = {"handle": handle, "engine": engine, "parent_pid": parent_pid, "layout": layout,
+                  "tied": bool(model.config.tie_word_embeddings)}
+        self.llm.collective_rpc("attach_ipc_weights", kwargs=kwargs)
+
+    @property
+    def stopped(self) -> bool:
+        return self.poller.stopped
+
+    def wait_for(self, version: int) -> bool:
+        """Poll until a version ≥ ``version`` is shared; False once the learner stops or dies."""
+        return self.poller.wait_for(version)
+
+    def load_into(self, actor) -> float:
+        """Reload the newest shared version (unless the engine has it), reset the prefix cache;
+        the checksum of the weights loaded."""
+        if actor.version == self.poller.version:
+            return self._checksum
+        (version, self._checksum), = self.llm.collective_rpc("load_ipc_weights")
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM could not reset its prefix cache (requests still running?)")
+        actor.version = version
+        return self._checksum

@@ -192,8 +192,9 @@ class IpcReceiver:
             time.sleep(self.poll_s)
         return True
 
-    def load_into(self, actor) -> float:
-        """Copy the newest weights into the actor, tagged with their version; their checksum."""
+    def read(self, load) -> tuple[int, float]:
+        """``load(flat, version)`` on the newest buffer, which stays marked as read meanwhile (the
+        learner writes the other one); (its version, the checksum of its weights)."""
         c, mark = self.control, 4 + self.engine
         with _held(self.lock):
             slot = int(c[0])
@@ -201,11 +202,19 @@ class IpcReceiver:
             c[mark] = slot
         try:
             flat = self.buffers[slot]
-            if actor.version != version:
-                actor.load_weights(state_from_flat(actor.model, flat), version)
-            return weights_checksum(flat)
+            load(flat, version)
+            return version, weights_checksum(flat)
         finally:
             c[mark] = -1
+
+    def load_into(self, actor) -> float:
+        """Copy the newest weights into the actor, tagged with their version; their checksum."""
+
+        def load(flat, version):
+            if actor.version != version:
+                actor.load_weights(state_from_flat(actor.model, flat), version)
+
+        return self.read(load)[1]
 
 
 class _held:

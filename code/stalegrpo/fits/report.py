@@ -10,11 +10,9 @@ instead of a number.
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from stalegrpo.fits import verdicts
