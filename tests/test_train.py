@@ -517,3 +517,19 @@ def test_async_vllm_engine_reads_every_version_from_the_shared_buffers(vllm_poli
     assert (steps["update_norm"] > 0).all()  # the weights did change between versions
     if S == 0:
         assert (steps["mismatch_kl"] < 1e-6).all(), steps["mismatch_kl"].tolist()
+
+
+def test_every_step_row_has_the_documented_columns(policy, tmp_path):
+    """steps.parquet holds exactly the schema of stalegrpo.records: every column documented, none
+    missing; the probe's columns appear with the probe (NaN on the other steps)."""
+    from stalegrpo.records import PROBE_COLUMNS, STEP_COLUMNS, check_row
+
+    run(config(policy, "steps=3", "probe_every=2", "eval_every=0"), tmp_path)
+    steps = pd.read_parquet(tmp_path / "steps.parquet")
+    assert set(steps.columns) == set(STEP_COLUMNS) | set(PROBE_COLUMNS)
+    assert steps["bias_sq"].notna().tolist() == [True, False, True]
+    assert all(description for description in {**STEP_COLUMNS, **PROBE_COLUMNS}.values())
+    row = steps.iloc[1].drop(list(PROBE_COLUMNS)).to_dict()
+    assert check_row(row) is row
+    with pytest.raises(ValueError, match=r"missing columns \['drift'\], undocumented columns \['shiny'\]"):
+        check_row({k: v for k, v in row.items() if k != "drift"} | {"shiny": 1.0})
