@@ -2,7 +2,6 @@
 behavior log-probs equal to the learner's full-forward recomputation, and in-place weight loads."""
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -127,20 +126,25 @@ def test_cat_keeps_groups_and_logprobs(actor):
     assert float((learner - r.behavior_logprobs).abs().max()) < TOL
 
 
-def test_benchmark_reports_both_samplers(actor, monkeypatch):
+def test_benchmark_reports_both_samplers(actor):
     result = benchmark_sampling(actor, MIXED, 2, repeats=1)
     assert result["batch"] == 8 and result["loop_tokens_per_s"] > 0 and result["generate_tokens_per_s"] > 0
-    # known timings: a one-token budget makes every sampler emit exactly 8 tokens per batch, and a
-    # fake clock makes the three timed loop batches take 2, 9 and 4 s and the generate ones 1, 1
-    # and 0.5 s (the timed calls alternate loop, generate). Medians: loop 4 s → 8/4 = 2 tokens/s,
-    # generate 1 s → 8 tokens/s; ratio loop/generate = 2/8 = 0.25
-    one_token = make_actor("hf", actor.model, actor.tokenizer, CountingTask(max_new_tokens=1))
-    clock = iter([0.0, 2.0, 2.0, 3.0, 3.0, 12.0, 12.0, 13.0, 13.0, 17.0, 17.0, 17.5])  # start, end, ...
-    monkeypatch.setattr(actors, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
-    timed = benchmark_sampling(one_token, MIXED, 2, repeats=3)
-    assert timed["loop_seconds_per_batch"] == 4.0 and timed["generate_seconds_per_batch"] == 1.0
-    assert timed["loop_tokens_per_s"] == 2.0 and timed["generate_tokens_per_s"] == 8.0
-    assert timed["ratio"] == 0.25
+    assert result["loop_seconds_per_batch"] > 0 and result["generate_seconds_per_batch"] > 0
+    assert result["ratio"] == result["loop_tokens_per_s"] / result["generate_tokens_per_s"]
+
+
+def test_rates_are_medians_over_repeats():
+    """Three batches of 8 tokens in 2, 9 and 4 s: the median rate is 8/4 = 2 tokens/s (not the
+    mean's 24/15), the median time 4 s; a spike on a shared machine moves neither."""
+    from stalegrpo.actors import median_rates
+
+    assert median_rates([(2.0, 8), (9.0, 8), (4.0, 8)]) == {
+        "tokens_per_s": 2.0, "seconds_per_batch": 4.0, "tokens_per_batch": 8.0
+    }
+    # rates per batch: 10/2 = 5, 4/1 = 4, 30/10 = 3 → 4; times 1, 2, 10 → 2; tokens 4, 10, 30 → 10
+    assert median_rates([(2.0, 10), (1.0, 4), (10.0, 30)]) == {
+        "tokens_per_s": 4.0, "seconds_per_batch": 2.0, "tokens_per_batch": 10.0
+    }
 
 
 def test_unknown_backend_is_an_error(actor):
@@ -298,7 +302,7 @@ def test_actor_options_of_a_train_config():
     assert hf.mode == "float32/eager"  # auto on the CPU
 
 
-def test_benchmark_modes_times_each_actor_on_the_same_batch(actor, monkeypatch):
+def test_benchmark_modes_times_each_actor_on_the_same_batch(actor):
     from stalegrpo.actors import benchmark_modes
 
     one_token = CountingTask(max_new_tokens=1)
@@ -308,16 +312,7 @@ def test_benchmark_modes_times_each_actor_on_the_same_batch(actor, monkeypatch):
     result = benchmark_modes([fp32, bf16], MIXED, 2, repeats=1)
     assert set(result) == {"float32/eager", "bfloat16/eager"}
     assert all(r["tokens_per_s"] > 0 and r["tokens_per_batch"] == 8 for r in result.values())
-    # a fake clock: untimed first batches of 5 and 7 s, then fp32 2, 4, 9 s and bf16 1, 1, 3 s
-    # (alternating); medians 4 s → 2 tokens/s and 1 s → 8 tokens/s
-    durations = [5, 7, 2, 1, 4, 1, 9, 3]
-    ticks = [t for d in durations for t in (0.0, float(d))]
-    clock = iter(ticks)
-    monkeypatch.setattr(actors, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
-    timed = benchmark_modes([fp32, bf16], MIXED, 2, repeats=3)
-    assert timed["float32/eager"] == {"tokens_per_s": 2.0, "seconds_per_batch": 4.0, "tokens_per_batch": 8.0,
-                                      "first_batch_s": 5.0}
-    assert timed["bfloat16/eager"]["tokens_per_s"] == 8.0 and timed["bfloat16/eager"]["first_batch_s"] == 7.0
+    assert all(r["first_batch_s"] > 0 and r["seconds_per_batch"] > 0 for r in result.values())
     with pytest.raises(ValueError, match="two actors"):
         benchmark_modes([fp32, fp32], MIXED, 2)
 

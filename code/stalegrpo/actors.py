@@ -400,11 +400,11 @@ def benchmark_sampling(
                 torch.cuda.synchronize(actor.device)
             timings[name].append((time.perf_counter() - start, n_tokens))
     for name, runs in timings.items():
-        result[f"{name}_seconds_per_batch"] = float(np.median([sec for sec, _ in runs]))
-        result[f"{name}_tokens_per_s"] = float(np.median([n / sec for sec, n in runs]))
+        medians = median_rates(runs)
+        result[f"{name}_seconds_per_batch"] = medians["seconds_per_batch"]
+        result[f"{name}_tokens_per_s"] = medians["tokens_per_s"]
     result["ratio"] = result["loop_tokens_per_s"] / result["generate_tokens_per_s"]
     return result
-
 
 
 def benchmark_modes(
@@ -435,12 +435,14 @@ def benchmark_modes(
     for repeat in range(repeats):
         for actor in actors:
             runs[actor.mode].append(run(actor, repeat + 1))
+    return {mode: median_rates(timed) | {"first_batch_s": first[mode]} for mode, timed in runs.items()}
+
+
+def median_rates(timed: list[tuple[float, int]]) -> dict:
+    """Medians over repeats of (seconds, tokens) pairs: tokens/s (the median of the per-batch
+    rates), seconds and tokens per batch."""
     return {
-        mode: {
-            "tokens_per_s": float(np.median([n / sec for sec, n in timed])),
-            "seconds_per_batch": float(np.median([sec for sec, _ in timed])),
-            "tokens_per_batch": float(np.median([n for _, n in timed])),
-            "first_batch_s": first[mode],
-        }
-        for mode, timed in runs.items()
+        "tokens_per_s": float(np.median([n / sec for sec, n in timed])),
+        "seconds_per_batch": float(np.median([sec for sec, _ in timed])),
+        "tokens_per_batch": float(np.median([n for _, n in timed])),
     }
