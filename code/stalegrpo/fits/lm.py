@@ -409,6 +409,14 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
         "n_collapsed": int((~claims["censored"].astype(bool)).sum()) if len(claims) else 0,
         "n_hack": int(_hack_collapse(claims).sum()) if hacked else 0,
     }
+    if hacked and "final_eval_hack_rate" in claims:
+        # the final hack rates on either side of HACK_TAKEOVER: any threshold between the two
+        # sorts this grid's collapses the same way (the threshold was chosen after a grid was seen)
+        rate = claims["final_eval_hack_rate"].astype(float)
+        collapsed, hack = ~claims["censored"].astype(bool), _hack_collapse(claims)
+        summary["mechanisms"]["hack_rate_min"] = float(rate[hack].min()) if hack.any() else float("nan")
+        other = collapsed & ~hack
+        summary["mechanisms"]["other_rate_max"] = float(rate[other].max()) if other.any() else float("nan")
     if hacked:
         summary["tc_eta_all"] = summary["tc_eta"]  # every S = 0 collapse, whatever its mechanism
         summary["tc_eta"] = tc_over_optimisation(claims, n_boot, seed)

@@ -137,6 +137,11 @@ def grid_facts(runs: pd.DataFrame) -> dict:
     return facts
 
 
+def _percent(share) -> float | None:
+    """A share as a percentage; None (printed "n/a") when absent or NaN."""
+    return None if share is None or share != share else 100 * share
+
+
 def _fmt_list(values) -> str:
     return ", ".join(format_number(v) for v in values)
 
@@ -540,6 +545,9 @@ def _claim_macros(lm: dict) -> dict:
         "LMNumHackCollapses": (lm.get("mechanisms") or {}).get("n_hack", 0),
         "LMClaimNumCollapsed": (lm.get("mechanisms") or {}).get("n_collapsed", 0),
         "LMHackTakeover": 100 * HACK_TAKEOVER,
+        # final hack rates (%) of the hack collapses (lowest) and the other collapses (highest)
+        "LMHackRateHackMin": _percent((lm.get("mechanisms") or {}).get("hack_rate_min")),
+        "LMHackRateOtherMax": _percent((lm.get("mechanisms") or {}).get("other_rate_max")),
         "LMTcVerdict": judged["tc"]["text"],
         "LMTcHasVerdict": has["tc"],
         "LMFrontierVerdict": judged["frontier"]["text"],
