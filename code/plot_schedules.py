@@ -4,7 +4,7 @@ Top row: fixed vs ESS-aware vs staleness-aware η (docs/method.md §6) at the (S
 of them (stalegrpo.fits.lm.lm_schedule_runs), against learner steps and against wall-clock. Bottom
 row: asynchronous runs against the synchronous baseline (S = 0) on the same cores and η
 (stalegrpo.fits.lm.lm_overlap_runs). Lines are the mean over seeds with a 95% bootstrap band of the
-held-out accuracy (periodic evals, T = 1 sampling). The exact testbed has no wall-clock, so
+held-out accuracy (periodic evals, sampled at temperature 1). The exact testbed has no wall-clock, so
 without LM runs the figure says so.
 
     python code/plot_schedules.py --lm-steps results/tables/lm/steps.parquet --lm-runs results/tables/lm/runs.parquet \
@@ -76,7 +76,7 @@ def main() -> None:
             )
             ax.set(
                 xlabel="learner step k" if x == "step" else "wall-clock time (s)",
-                ylabel="held-out accuracy (T = 1)" if metric == "eval_accuracy" else metric,
+                ylabel="held-out accuracy (temperature 1)" if metric == "eval_accuracy" else metric,
                 title=title,
             )
             ax.legend(fontsize=7, title=legend, title_fontsize=7)

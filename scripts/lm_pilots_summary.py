@@ -114,7 +114,7 @@ def figure(root: Path, bias: pd.DataFrame) -> None:
         label = f"η = {eta:g}" if out.name == "seed0" else None
         axes[0].plot(evals["step"] * eta, evals["eval_accuracy"], label=label, **style)
         axes[1].plot(evals["step"] * eta, evals["eval_hack_rate"], **style)
-    axes[0].set(xlabel="k·η", ylabel="held-out gold accuracy (T = 1)", xlim=(0, 0.15))
+    axes[0].set(xlabel="k·η", ylabel="held-out gold accuracy (temperature 1)", xlim=(0, 0.15))
     axes[1].set(xlabel="k·η", ylabel="held-out hack rate", xlim=(0, 0.15))
     axes[0].legend(fontsize=7)
     if len(bias):

@@ -103,3 +103,12 @@ def test_package_has_no_import_cycle():
     graph = import_graph()
     assert "stalegrpo.rollout" in graph["stalegrpo.actors_vllm"]  # the graph sees real imports
     assert find_cycle(graph) is None, find_cycle(graph)
+
+
+def test_the_package_docstring_names_every_module():
+    """stalegrpo/__init__.py is the package's table of contents: a new module must be listed there."""
+    import stalegrpo
+
+    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"} | {"fits"}
+    named = set(re.findall(r"``(\w+)``", stalegrpo.__doc__))
+    assert modules <= named, sorted(modules - named)

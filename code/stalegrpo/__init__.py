@@ -1,8 +1,20 @@
 """stalegrpo: staleness-learning-rate scaling laws for asynchronous GRPO (arXiv:2607.01083).
 
-One module per concept: ``objectives`` (the GRPO surrogates), ``collapse`` (detectors),
-``exact`` (the exact testbed), ``fits`` (scaling-law fits), ``tasks``, ``policy``, ``actors``,
-``learner``, ``train`` and ``bench`` (the language-model system), ``config`` and ``cli``.
+One module per concept; read them in this order:
+
+- the method: ``objectives`` (the GRPO surrogates, behavior policy explicit), ``collapse`` (the
+  collapse detectors), ``exact`` (the exact testbed), ``fits`` (the scaling-law fits, verdicts
+  and the paper's numbers);
+- the learner's step: ``policy`` (models, tokenizers, log-probs from hidden states), ``learner``
+  (the DeepSpeed step and the bias probe), ``memory`` (peak-memory readings);
+- the training loop: ``train`` (the loop, its config and checkpoints' use), ``records`` (the
+  step-row schema), ``schedules`` (the fixed schedule and admission control), ``engines`` (the
+  async actor engines), ``placement`` (where processes go), ``weights`` (weight transports),
+  ``checkpoints`` (checkpoint checks), ``logger`` (TensorBoard);
+- generation: ``rollout`` (the Actor protocol and batches), ``actors`` (the hf backend and the
+  factory), ``actors_vllm`` and ``vllm_worker`` (the vLLM backend), ``tasks`` (tasks and
+  verifiers);
+- tools: ``pretrain``, ``bench``, ``config`` and ``cli``.
 """
 
 __version__ = "0.1.0"

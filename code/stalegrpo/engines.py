@@ -18,7 +18,7 @@ the learner opens for the run:
 - **rollouts**: an engine puts batch n into the store under the key ``batch/<n>``; the learner
   takes the batches in order, n = 0, 1, 2, ..., each exactly once (it deletes the key).
 
-Batch n belongs to engine n mod A. Admission control is the engine's: it starts batch n only
+Batch n belongs to engine n mod E (E = `actors`). Admission control is the engine's: it starts batch n only
 once it holds weights of version ≥ :func:`~stalegrpo.schedules.admission_version` (n), so every
 sample is consumed with lag ≤ S. Each rollout records its engine and a checksum of the weights it
 was generated with, which the learner compares with its own checksum of that version.
@@ -233,7 +233,7 @@ class EngineSource:
         return ActorDied(f"actor engine {engine} (pid {process.pid}) died with exit code {process.exitcode}")
 
     def next(self, n: int):
-        """Batch n, from engine n mod A, once it is there."""
+        """Batch n, from engine n mod E, once it is there."""
         if self.fault is not None:  # found while sending weights: raised here, between steps
             raise self.fault
         key, start = f"batch/{n}", time.perf_counter()

@@ -20,7 +20,7 @@ def engines_colocated(
     schedule: str, learners: int, actors: int, actor_devices: int, colocate, gpus: int | None
 ) -> bool:
     """Whether the async engines share the learner ranks' GPUs: ``colocate`` true, or ``auto``
-    where L + A·t does not fit on ``gpus`` (None: unknown, so never) and t = 1 (a vLLM engine with
+    where L + E·d does not fit on ``gpus`` (None: unknown, so never) and d = 1 (a vLLM engine with
     tensor parallelism needs GPUs of its own). The rule that :func:`colocated` applies to a run and
     the workflow (``rules/common.smk``) to a job's GPU request."""
     if schedule != "async" or colocate is False:
