@@ -14,7 +14,7 @@ from stalegrpo.policy import build_model, build_tokenizer, sequence_logprobs
 from stalegrpo.tasks import Problem, get_task
 
 pytest.importorskip("vllm")
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]  # the engine fixture alone takes ~15 s
 
 TOL = 1e-4
 """max |log μ_vllm − log π_learner| in fp32 at equal versions"""
@@ -128,6 +128,7 @@ def test_greedy_repeats_the_argmax_with_untempered_logprobs(actor):
     assert float((learner - r.behavior_logprobs).abs().max()) < TOL
 
 
+@pytest.mark.slow
 def test_a_learner_starts_after_an_in_process_engine_has_shut_down(tmp_path):
     """An in-process vLLM engine destroys the torch.distributed world it used when it shuts down.
     A DeepSpeed learner made afterwards in the same process must still start and step (it failed

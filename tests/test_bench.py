@@ -21,6 +21,7 @@ def policy(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_bench_lm_reports_speedup_against_the_ideal_bound(policy, tmp_path):
     overrides = [
         f"init_checkpoint={policy}",
@@ -162,6 +163,7 @@ def test_one_device_benches_the_colocated_loop(tmp_path, monkeypatch):
     assert result["config"]["task"] == "countdown" and result["actors"][0]["tokens_per_s"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.vllm
 def test_bench_compares_hf_and_vllm_actors_on_the_same_batch(tmp_path):
     pytest.importorskip("vllm")

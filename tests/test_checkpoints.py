@@ -176,6 +176,7 @@ VLLM = pytest.param(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend,tolerance", [("hf", 1e-5), VLLM])
 def test_actor_logprobs_equal_the_learners_on_the_standin(standin_checkpoint, backend, tolerance):
     """The paper path's prompts (ChatML) and tokenizer (BPE): the actor's behavior log-probs are the

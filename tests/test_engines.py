@@ -74,6 +74,7 @@ def versions(checkpoint, backend, send, *overrides):
     return rollouts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["gloo", "ipc"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_engine_logprobs_follow_the_broadcast_weights(checkpoint, backend, transport):
@@ -86,6 +87,7 @@ def test_engine_logprobs_follow_the_broadcast_weights(checkpoint, backend, trans
         assert max_gap(model, flat, rollout) < TOLERANCE[backend], n
 
 
+@pytest.mark.slow
 @pytest.mark.vllm
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM installed")
 def test_tensor_parallel_vllm_workers_receive_the_weights(checkpoint):
@@ -98,6 +100,7 @@ def test_tensor_parallel_vllm_workers_receive_the_weights(checkpoint):
         assert max_gap(model, flat, rollout) < TOLERANCE["vllm"], n
 
 
+@pytest.mark.slow
 def test_the_check_fails_when_the_weights_do_not_arrive(checkpoint):
     """Send the version numbers but the first weights again: the engine then samples from stale
     weights tagged as new, and the log-prob check sees it."""
@@ -108,6 +111,7 @@ def test_the_check_fails_when_the_weights_do_not_arrive(checkpoint):
     assert min(gaps) > 100 * TOLERANCE["hf"], gaps
 
 
+@pytest.mark.slow
 def test_bench_measures_engines_and_weight_sync_by_model_size(checkpoint, tmp_path):
     import json
 
@@ -137,6 +141,7 @@ def test_bench_measures_engines_and_weight_sync_by_model_size(checkpoint, tmp_pa
         assert w["transport"] == "gloo" and w["weight_sync_s"] > 0 and 0 < w["weight_sync_pct_of_step"] < 100
 
 
+@pytest.mark.slow
 def test_engines_that_never_start_end_with_the_source(checkpoint):
     """The engines start before the learner is built; if it fails, close() still ends them."""
     overrides = [f"init_checkpoint={checkpoint}", "schedule=async", "S=1", "actors=2", "digits=1", "threads=2"]

@@ -51,6 +51,7 @@ def test_a_missing_wheel_folder_is_named_and_stops_the_steps(tmp_path, no_deepsp
     assert "FAILED step(s): install" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_wheel_folder_that_cannot_help_fails_the_install(tmp_path, no_deepspeed):
     """pip finds deepspeed already installed, but it still does not import: not a success."""
     wheels = tmp_path / "wheels"
@@ -60,6 +61,7 @@ def test_a_wheel_folder_that_cannot_help_fails_the_install(tmp_path, no_deepspee
     assert result.returncode == 1 and "step 'install' failed" in result.stdout, result.stdout
 
 
+@pytest.mark.slow
 def test_an_importable_deepspeed_needs_no_wheels(tmp_path):
     wheels = tmp_path / "wheels"
     wheels.mkdir()

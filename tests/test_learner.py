@@ -270,6 +270,7 @@ def test_a_micro_batched_step_equals_the_whole_batch_step(stage, aggregation, ob
     assert_same_step(whole, micro)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aggregation", ["seq_mean", "token_mean"])
 def test_a_micro_batched_step_equals_the_whole_batch_step_on_two_ranks(tmp_path, aggregation):
     """L = 2 under torchrun, ZeRO-2: each rank's 8 sequences whole and in micro-batches of 3."""

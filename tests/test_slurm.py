@@ -27,6 +27,8 @@ pytest.importorskip(
     "snakemake_executor_plugin_slurm", reason="snakemake-executor-plugin-slurm is not installed"
 )
 
+pytestmark = pytest.mark.slow  # each job kind's submission runs a workflow through the stand-ins
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 PROFILE = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
@@ -250,6 +252,7 @@ def test_the_workflow_profile_sets_nothing_that_a_cluster_profile_sets():
         assert PROFILE.get(key, value) == value, key
 
 
+@pytest.mark.slow
 def test_an_unedited_paper_preset_stops_before_submitting(tmp_path):
     """The checkpoint is checked when the workflow is read: nothing reaches sbatch."""
     tree = _copy_tree(tmp_path / "tree")

@@ -146,6 +146,7 @@ def final_parameters(out: Path) -> dict:
     return torch.load(state, weights_only=False)["module"]
 
 
+@pytest.mark.slow
 def test_two_learner_ranks_take_the_same_steps_as_one(policy, tmp_path):
     """learners=2: each rank takes half the groups of every batch and ZeRO-2 averages the
     gradients, so parameters and metrics follow the one-rank run (float rounding apart)."""
@@ -245,6 +246,7 @@ def test_resume_after_kill_9_matches_uninterrupted_run(policy, tmp_path):
     assert_same_run(tmp_path / "ref", out)
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_resumes(policy, tmp_path):
     args = train_command(policy, "steps=12", "checkpoint_every=5", "probe_every=0", "eval_every=0")
     args += ["--out", str(tmp_path)]
@@ -260,6 +262,7 @@ def test_sigterm_checkpoints_and_resumes(policy, tmp_path):
     assert pd.read_parquet(tmp_path / "steps.parquet")["step"].tolist() == list(range(12))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["gloo", "ipc"])
 def test_a_dead_actor_stops_the_learner_with_a_checkpoint_and_the_rerun_resumes(policy, tmp_path, transport):
     from stalegrpo.engines import TEST_KILL_ENV
@@ -290,6 +293,7 @@ def test_a_dead_actor_stops_the_learner_with_a_checkpoint_and_the_rerun_resumes(
     assert json.loads((tmp_path / "summary.json").read_text())["admission_violations"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "S,m,A,transport", [(0, 1, 1, "gloo"), (2, 1, 1, "gloo"), (1, 2, 1, "gloo"), (2, 1, 2, "gloo"), (2, 1, 1, "ipc"),
                         (2, 1, 2, "ipc")]
@@ -396,6 +400,7 @@ def two_ranks_by_hand(policy, out: Path, kill_at: int, *overrides) -> list[str]:
     return errors
 
 
+@pytest.mark.slow
 def test_a_dead_learner_rank_ends_the_others_with_a_clear_message(policy, tmp_path):
     errors = two_ranks_by_hand(policy, tmp_path, 3, "checkpoint_every=2")
     assert "resume from the checkpoint at step 2" in errors[0], errors[0][-2000:]
@@ -479,6 +484,7 @@ def vllm_policy(tmp_path_factory) -> Path:
     return base
 
 
+@pytest.mark.slow
 @pytest.mark.vllm
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM installed")
 def test_vllm_actor_inside_learner_rank_0_of_two_follows_every_update(vllm_policy, tmp_path):
@@ -496,6 +502,7 @@ def test_vllm_actor_inside_learner_rank_0_of_two_follows_every_update(vllm_polic
     assert (steps["mismatch_kl"] < 1e-6).all(), steps["mismatch_kl"].tolist()
 
 
+@pytest.mark.slow
 @pytest.mark.vllm
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM installed")
 @pytest.mark.parametrize("S", [0, 2])

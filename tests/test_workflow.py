@@ -254,6 +254,7 @@ def paper_preset(tmp_path: Path, checkpoint: Path, gpus_per_node: int | None = N
     return preset
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["config/config.yaml", "paper"])
 def test_slurm_profile_dry_runs(fresh, preset, tmp_path, standin_checkpoint):
     if preset == "paper":
@@ -262,6 +263,7 @@ def test_slurm_profile_dry_runs(fresh, preset, tmp_path, standin_checkpoint):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_a_bad_checkpoint_or_an_oversized_placement_stops_before_any_job(fresh, tmp_path, standin_checkpoint):
     """Both are found when the workflow is read, so nothing is submitted (here: not even run)."""
     results = fresh / "results"
@@ -289,17 +291,20 @@ def test_a_bad_checkpoint_or_an_oversized_placement_stops_before_any_job(fresh, 
 
 def test_cpu_default_preset_dry_runs_with_its_lm_part(fresh):
     """The default preset wires up the LM rules (pretrain -> one train job per Paramspace point ->
-    bench); a point's threads reach both the scheduler and the command line."""
+    bench); a point's threads reach both the scheduler and the command line (lm_full's vary-S grid)."""
     result = snakemake("-n", "-p", "--cores", "2", cwd=fresh)
     plan = planned(result)
     assert plan["pretrain"] == 1 and plan["bench"] == 1 and plan["train"] > 1, plan
     assert plan["aggregate_exact"] == plan["fits_exact"] == plan["exact"], plan
-    async_runs = [line for line in result.stdout.splitlines() if "stalegrpo.cli train" in line and "schedule=async" in line]
+    full = snakemake("-n", "-p", "--cores", "2", "--configfile", "config/lm_full.yaml", cwd=fresh)
+    lines = full.stdout.splitlines()
+    async_runs = [line for line in lines if "stalegrpo.cli train" in line and "schedule=async" in line]
     assert async_runs and all("threads=2 " in line and "/threads~2/" in line for line in async_runs)
     exact_only = planned(snakemake("-n", "--cores", "2", "--configfile", "config/exact_only.yaml", cwd=fresh))
     assert "train" not in exact_only and "aggregate_lm" not in exact_only, exact_only
 
 
+@pytest.mark.slow
 def test_gpu_jobs_ask_for_their_placement(fresh, tmp_path, standin_checkpoint):
     """On CUDA a train job asks for learners + actors x actor_devices GPUs when async, learners when fixed,
     derived from the train config (the profile types no count)."""
