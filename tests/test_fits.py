@@ -409,7 +409,8 @@ def test_summarize_lm_takes_each_claim_from_its_own_grid():
     assert summary["tc_eta"]["cv"] == pytest.approx(0.0, abs=0.01) and summary["tc_eta"]["n"] == 8
     assert summary["tc_eta"]["exponent"]["slope"] == pytest.approx(-1.0, abs=0.01)
     assert summary["tc_eta"]["cv_ci_high"] < 0.05 and summary["tc_eta"]["n_other_mechanism"] == 1
-    assert summary["mechanisms"] == {"n_collapsed": 9, "n_hack": 8} and summary["tc_eta_all"]["n"] == 9
+    assert summary["mechanisms"] == {"n_collapsed": 9, "n_hack": 8, "hack_rate_min": 0.9, "other_rate_max": 0.0}
+    assert summary["tc_eta_all"]["n"] == 9
     assert summary["bias_grid"] == {"n": 6, "probe_time": 0.01, "probe_pairs": None, "probe_prompts": None,
                                     "probe_estimator": None}
     assert summary["bias_slope"]["slope"] == pytest.approx(1.0) and summary["bias_slope"]["n"] == 6
