@@ -21,7 +21,8 @@ from stalegrpo.config import load_config
 from stalegrpo.learner import REPO_ROOT, Learner
 from stalegrpo.policy import flat_params, load_policy, weights_checksum
 from stalegrpo.tasks import make_task
-from stalegrpo.train import TrainConfig, check, prompt_format, run
+from stalegrpo.policy import prompt_format
+from stalegrpo.train import TrainConfig, check, run
 
 pytestmark = [
     pytest.mark.cuda,

@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache, StaticCache
 
-from stalegrpo.policy import encode_prompts, load_policy, position_ids, resolve_dtype
+from stalegrpo.policy import encode_prompts, load_policy, position_ids, prompt_format, resolve_dtype
 from stalegrpo.rollout import Actor, Rollout, copy_weights
 from stalegrpo.tasks import Problem, Task
 
@@ -342,7 +342,7 @@ def actor_options(cfg, backend: str | None = None) -> dict:
     Evaluation and the bias probe do not use these: their scratch actor samples in fp32 eagerly.
     """
     backend = backend or cfg.actor
-    options = {"template": cfg.prompt_template, "system": cfg.system_prompt, "dtype": cfg.actor_dtype}
+    options = prompt_format(cfg) | {"dtype": cfg.actor_dtype}
     if backend == "hf":
         options["compile"] = cfg.actor_compile
     return options

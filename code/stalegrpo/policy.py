@@ -13,6 +13,7 @@ Interface::
     def build_tokenizer(alphabet: str | None = None) -> PreTrainedTokenizerFast  # pad/bos/eos
     def build_model(tokenizer, hidden=128, layers=2, heads=4, intermediate=256, seed=0) -> LlamaForCausalLM
     def load_policy(path, dtype=torch.float32) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]
+    def prompt_format(cfg) -> dict  # the config's prompt_template and system_prompt, as actors take them
     def format_prompts(tokenizer, prompts, template="auto", system=None) -> list[str]  # chat template or as is
     def encode_prompts(tokenizer, prompts, template="auto", system=None) -> tuple[LongTensor, BoolTensor]
         # [B, Lp] formatted, left-padded; BOS first where the tokenizer adds one
@@ -172,6 +173,12 @@ def format_prompts(tokenizer, prompts: list[str], template: str = "auto", system
         tokenizer.apply_chat_template([*head, {"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
         for q in prompts
     ]
+
+
+def prompt_format(cfg) -> dict:
+    """The prompt-format options of a run's config (``prompt_template``, ``system_prompt``), as
+    :func:`encode_prompts` and every actor take them: the one place they are read."""
+    return {"template": cfg.prompt_template, "system": cfg.system_prompt}
 
 
 def encode_prompts(

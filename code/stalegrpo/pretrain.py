@@ -62,6 +62,7 @@ from stalegrpo.policy import (
     count_parameters,
     format_prompts,
     load_policy,
+    prompt_format,
     resolve_template,
 )
 from stalegrpo.tasks import make_task
@@ -210,7 +211,7 @@ def main(config_path: str | None, overrides: list[str], out: str) -> int:
     else:
         tokenizer = build_tokenizer()
         model = build_model(tokenizer, cfg.hidden, cfg.layers, cfg.heads, cfg.intermediate, seed=cfg.seed)
-    prompt_format = {"template": cfg.prompt_template, "system": cfg.system_prompt}
+    prompt_options = prompt_format(cfg)
     try:
         resolve_template(tokenizer, cfg.prompt_template)
     except ValueError as err:  # template=chat for a tokenizer without one
@@ -218,7 +219,7 @@ def main(config_path: str | None, overrides: list[str], out: str) -> int:
     device = pretrain_device(cfg)
     print(f"pretraining on {device}", flush=True)
     model.to(device)
-    actor = make_actor("hf", model, tokenizer, task, device=device, **prompt_format)
+    actor = make_actor("hf", model, tokenizer, task, device=device, **prompt_options)
     rng = np.random.default_rng(cfg.seed)
     eval_problems = task.sample("heldout", cfg.eval_problems, np.random.default_rng(cfg.seed + 1))
     optimizer = torch.optim.AdamW(
@@ -232,7 +233,7 @@ def main(config_path: str | None, overrides: list[str], out: str) -> int:
         model.train()
         problems = task.sample("train", cfg.batch_size, rng)
         input_ids, mask, labels = (
-            x.to(device) for x in supervised_batch(tokenizer, task, problems, **prompt_format)
+            x.to(device) for x in supervised_batch(tokenizer, task, problems, **prompt_options)
         )
         loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)

@@ -47,7 +47,7 @@ from stalegrpo.logger import make_logger
 from stalegrpo.memory import PeakMemory
 from stalegrpo.placement import check_placement
 from stalegrpo.records import check_row
-from stalegrpo.policy import flat_params, load_policy, state_from_flat, weights_checksum
+from stalegrpo.policy import flat_params, load_policy, prompt_format, state_from_flat, weights_checksum
 from stalegrpo.schedules import FixedSource, SnapshotRing, minibatch, rng
 from stalegrpo.tasks import make_task
 
@@ -256,11 +256,6 @@ def check(cfg: TrainConfig) -> None:
             f"async needs S >= updates_per_batch - 1 = {m - 1} (the last minibatch's lag), got S = {cfg.S}"
         )
     check_placement(cfg, torch.cuda.device_count() if torch.cuda.is_available() else 0)
-
-
-def prompt_format(cfg: TrainConfig) -> dict:
-    """The actors' prompt-format options (:func:`stalegrpo.policy.encode_prompts`)."""
-    return {"template": cfg.prompt_template, "system": cfg.system_prompt}
 
 
 # -- evaluation and the bias probe ------------------------------------------------------------
