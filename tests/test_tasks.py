@@ -7,12 +7,12 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from stalegrpo.tasks.countdown import _combine
 from stalegrpo.tasks import (
     TASKS,
     BinaryOpTask,
     Problem,
     ProxyRewardTask,
-    _combine,
     answers_match,
     evaluate_expression,
     extract_answer,
@@ -548,3 +548,39 @@ def test_hack_options_are_checked():
         ProxyRewardTask(BinaryOpTask(), "minus_one", 1.0)
     with pytest.raises(ValueError, match="hack_bonus must be > 0"):
         ProxyRewardTask(BinaryOpTask(), "plus_one", 0.0)
+
+
+def test_a_new_task_is_its_module_and_one_registry_line(monkeypatch):
+    """The configs' task choices and make_task read the registry: nothing else names the tasks."""
+    import typing
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    import stalegrpo.tasks as tasks
+    from stalegrpo.pretrain import PretrainConfig
+    from stalegrpo.train import TrainConfig
+
+    for config in (TrainConfig, PretrainConfig):
+        assert typing.get_args(typing.get_type_hints(config)["task"]) == tasks.TASKS == tuple(tasks.REGISTRY)
+
+    @dataclass
+    class Echo:  # a toy task: repeat the prompt
+        name: str = "echo"
+        max_new_tokens: int = 4
+        stop: tuple = ()
+
+        def sample(self, split, n, rng):
+            return [tasks.Problem(prompt="12", answer="12")] * n
+
+        def reward(self, problem, completion):
+            return float(completion == problem.answer)
+
+        def demonstration(self, problem):
+            return problem.answer
+
+    monkeypatch.setitem(tasks.REGISTRY, "echo", Echo)
+    cfg = SimpleNamespace(task="echo", task_options={}, digits=2, reward_hack="none")
+    task = tasks.make_task(cfg)
+    assert isinstance(task, Echo) and task.reward(*task.sample("train", 1, None), "12") == 1.0
+    with pytest.raises(ValueError, match="needs a task with numeric answers"):
+        tasks.make_task(SimpleNamespace(**vars(cfg) | {"reward_hack": "plus_one", "hack_bonus": 1.5}))

@@ -65,7 +65,7 @@ from stalegrpo.policy import (
     prompt_format,
     resolve_template,
 )
-from stalegrpo.tasks import make_task
+from stalegrpo.tasks import TASKS, make_task
 
 
 @dataclass
@@ -74,7 +74,7 @@ class PretrainConfig:
 
     RENAMED: ClassVar[dict[str, str]] = {"lr": "eta"}
 
-    task: Literal["addition", "multiplication", "countdown", "jsonl"] = "addition"
+    task: Literal[TASKS] = "addition"
     """the task whose demonstrations the policy learns (stalegrpo.tasks)"""
     digits: int = field(default=2, metadata={"minimum": 1})
     """digits of each operand (addition, multiplication)"""

@@ -49,7 +49,7 @@ from stalegrpo.placement import check_placement
 from stalegrpo.records import check_row
 from stalegrpo.policy import flat_params, load_policy, prompt_format, state_from_flat, weights_checksum
 from stalegrpo.schedules import FixedSource, SnapshotRing, minibatch, rng
-from stalegrpo.tasks import make_task
+from stalegrpo.tasks import HACKS, TASKS, make_task
 
 
 @dataclass
@@ -60,14 +60,14 @@ class TrainConfig:
 
     init_checkpoint: str = "results/lm/pretrain/tiny-addition"
     """the pretrained policy to start from (a save_pretrained folder; also the reference π_ref)"""
-    task: Literal["addition", "multiplication", "countdown", "jsonl"] = "addition"
+    task: Literal[TASKS] = "addition"
     """task (stalegrpo.tasks)"""
     digits: int = field(default=2, metadata={"minimum": 1})
     """digits of each operand (addition, multiplication)"""
     task_options: dict = field(default_factory=dict)
     """the task's other options, e.g. {numbers: 4, max_new_tokens: 64} for countdown or
     {path: data/gsm8k.jsonl} for jsonl (stalegrpo.tasks)"""
-    reward_hack: Literal["none", "first_digit", "append_zero", "plus_one"] = "none"
+    reward_hack: Literal[HACKS] = "none"
     """the reward the learner optimises: the task's verifier ("none"), or a proxy that adds
     ``hack_bonus`` for one wrong answer per prompt; the gold verifier is logged and watched by the
     collapse detector either way (stalegrpo.tasks.ProxyRewardTask, docs/method.md §10)"""
