@@ -813,3 +813,26 @@ def test_an_efficiency_above_one_is_called_noise_and_the_load_is_printed():
     assert (clean["BenchLoadBefore"], clean["BenchLoadAfter"]) == (0.4, 2.1)
     old_bench = lm_macros({}, pd.DataFrame([{"S": 2, "speedup": 1.2, "ideal": 1.33, "efficiency": 0.9}]))
     assert old_bench["BenchLoadBefore"] is None  # a bench.json from before the load was recorded
+
+
+def test_the_frontier_interval_widens_only_when_seeds_differ():
+    """F3's bootstrap over seeds: four seeds with the same η* in every cell give a point interval;
+    the same law with a seed-to-seed factor on η* gives a wide one."""
+    from stalegrpo.fits.laws import frontier_seed_interval
+
+    def table(spread: float) -> pd.DataFrame:
+        rows = []
+        for seed in range(4):
+            factor = (1 + spread) ** (seed - 1.5) * (1 + 0.7 * spread * (seed % 2))
+            for S in (1, 2, 8, 32):
+                for T in (150, 300, 600):
+                    eta = min(4e-3 / S, 0.3 / T) * factor ** (1 if S > 2 else -1)
+                    rows.append({"S": S, "T": T, "seed": seed, "eta_star": eta, "bound": "none"})
+        return pd.DataFrame(rows)
+
+    same, differ = frontier_seed_interval(table(0.0), 60), frontier_seed_interval(table(0.6), 60)
+    assert same["n_seeds"] == differ["n_seeds"] == 4 and same["n_boot"] == 60
+    assert same["r2_gain_high"] - same["r2_gain_low"] < 1e-9
+    assert differ["r2_gain_high"] - differ["r2_gain_low"] > 0.05
+    assert differ["log10_a_high"] - differ["log10_a_low"] > 10 * (same["log10_a_high"] - same["log10_a_low"])
+    assert np.isnan(frontier_seed_interval(table(0.0)[lambda t: t["seed"] == 0], 50)["r2_gain_low"])

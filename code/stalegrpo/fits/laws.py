@@ -313,6 +313,14 @@ def _eta_star(etas: np.ndarray, collapsed: np.ndarray) -> tuple[float, str]:
     return float(math.sqrt(etas[first - 1] * etas[first])), EXACT
 
 
+def frontier_horizons(runs: pd.DataFrame, config: dict) -> list[int]:
+    """The truncated horizons T′ F3 reads η* at: ``frontier_horizons``, else a quarter, half and
+    all of the longest horizon."""
+    longest = int(runs["horizon"].max())
+    horizons = config.get("frontier_horizons") or [longest // 4, longest // 2, longest]
+    return [int(h) for h in horizons if int(h) > 0]
+
+
 def eta_star_table(runs: pd.DataFrame, horizons) -> pd.DataFrame:
     """η* per (S, T′, seed), with T′ in ``horizons`` (docs/method.md §8 F3).
 
@@ -566,6 +574,51 @@ def fit_frontier(eta_star: pd.DataFrame) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
+def frontier_seed_interval(table: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict:
+    """A bootstrap over seeds of the F3 fit (:func:`fit_frontier`) on a per-seed η* table
+    (:func:`eta_star_table`): seeds are drawn with replacement, each bringing all its (S, T) cells;
+    each resample's medians over its seeds are fitted again. Reports 95% intervals of
+    ``r2_gain`` (the law's R² minus the better single branch's, which the verdict compares with
+    0.05), of ``log10_a`` and ``log10_b``, and ``share_supported``, the share of usable resamples
+    whose gain exceeds 0.05. Seeds are the unit of replication, so nothing is resampled within
+    one; with fewer than 2 seeds there is no interval."""
+    nan = float("nan")
+    result = {"n_seeds": 0, "n_boot": 0, "bootstrap": "seeds"}
+    for key in ("r2_gain", "log10_a", "log10_b"):
+        result |= {f"{key}_low": nan, f"{key}_high": nan}
+    result["share_supported"] = nan
+    if table is None or not len(table):
+        return result
+    seeds = sorted(table["seed"].unique())
+    result["n_seeds"] = len(seeds)
+    if len(seeds) < 2:
+        return result
+    by_seed = {s: table[table["seed"] == s] for s in seeds}
+    rng = np.random.default_rng(seed)
+    draws = {"r2_gain": [], "log10_a": [], "log10_b": []}
+    for _ in range(n_boot):
+        picks = rng.integers(0, len(seeds), size=len(seeds))
+        sample = pd.concat([by_seed[seeds[p]].assign(seed=i) for i, p in enumerate(picks)], ignore_index=True)
+        fit = fit_frontier(eta_star_summary(sample))
+        pure = [(fit.get(k) or {}).get("r2") for k in ("pure_S", "pure_T")]
+        pure = [v for v in pure if v is not None and np.isfinite(v)]
+        if fit.get("status") != OK or not np.isfinite(fit["r2"]) or not pure:
+            continue
+        draws["r2_gain"].append(fit["r2"] - max(pure))
+        draws["log10_a"].append(np.log10(fit["a"]) if fit["a"] > 0 else nan)
+        draws["log10_b"].append(np.log10(fit["b"]) if fit["b"] > 0 else nan)
+    result["n_boot"] = len(draws["r2_gain"])
+    if result["n_boot"] < 20:  # too few usable resamples for a 95% interval
+        return result
+    for key, values in draws.items():
+        values = np.asarray(values, float)
+        values = values[np.isfinite(values)]
+        if len(values):
+            result[f"{key}_low"], result[f"{key}_high"] = (float(v) for v in np.percentile(values, [2.5, 97.5]))
+    result["share_supported"] = float(np.mean(np.asarray(draws["r2_gain"]) > 0.05))
+    return result
+
+
 def jsonable(obj):
     """Plain Python types for json.dumps: numpy scalars unwrapped, NaN/inf → None."""
     if isinstance(obj, dict):
@@ -672,12 +725,7 @@ def summarize_exact(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None
     else:
         tc_eta = tc_eta_cv([], [], []) | {"regime": "no runs"}
 
-    if _has(runs, run_columns + ["seed", "horizon"]):
-        longest = int(runs["horizon"].max())
-        horizons = config.get("frontier_horizons") or [longest // 4, longest // 2, longest]
-        horizons = [int(h) for h in horizons if int(h) > 0]
-    else:
-        horizons = []
+    horizons = frontier_horizons(runs, config) if _has(runs, run_columns + ["seed", "horizon"]) else []
     table = eta_star_table(runs, horizons)
     summary_table = eta_star_summary(table)
     frontier = fit_frontier(summary_table)

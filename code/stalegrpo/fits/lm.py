@@ -27,8 +27,11 @@ from stalegrpo.fits.laws import (
     _has,
     bootstrap_indices,
     eta_ratio,
+    eta_star_table,
     fit_bias_slope,
     fit_bias_sq_slope,
+    frontier_horizons,
+    frontier_seed_interval,
     jsonable,
     summarize_exact,
     tc_eta_cv,
@@ -417,6 +420,10 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
         summary["mechanisms"]["hack_rate_min"] = float(rate[hack].min()) if hack.any() else float("nan")
         other = collapsed & ~hack
         summary["mechanisms"]["other_rate_max"] = float(rate[other].max()) if other.any() else float("nan")
+    if len(claims) and {"seed", "horizon"} <= set(claims.columns):
+        # F3's interval: the frontier fit bootstrapped over seeds (laws.frontier_seed_interval)
+        table = eta_star_table(claims, frontier_horizons(claims, config))
+        summary["frontier"]["seed_interval"] = frontier_seed_interval(table, n_boot, seed)
     if hacked:
         summary["tc_eta_all"] = summary["tc_eta"]  # every S = 0 collapse, whatever its mechanism
         summary["tc_eta"] = tc_over_optimisation(claims, n_boot, seed)

@@ -63,6 +63,15 @@ def _macro_values(summary: dict) -> dict:
         "FrontierN": front.get("n"),
         "FrontierNCensored": front.get("n_censored"),
     }
+    interval = front.get("seed_interval") or {}
+    has_interval = ok["front"] and (interval.get("n_boot") or 0) >= 20 and interval.get("r2_gain_low") is not None
+    values |= {  # F3's bootstrap over seeds (LM runs only): the R² gain of the two-branch law
+        "FrontierHasInterval": int(bool(has_interval)),
+        "FrontierGainLow": format_bound(interval.get("r2_gain_low"), (0.05, 0.0)) if has_interval else None,
+        "FrontierGainHigh": format_bound(interval.get("r2_gain_high"), (0.05, 0.0)) if has_interval else None,
+        "FrontierGainShare": 100 * interval["share_supported"] if has_interval else None,
+        "FrontierIntervalSeeds": interval.get("n_seeds"),
+    }
     for entry in front.get("S_star") or []:
         values[f"FrontierSstarT{_spell(entry['T'])}"] = val(entry, "S_star", ok["front"])
     for key, count in (summary.get("counts") or {}).items():
