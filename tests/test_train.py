@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from stalegrpo.config import ConfigError, load_config
-from stalegrpo.train import TEST_SIGNAL_ENV, WALL_COLUMNS, TrainConfig, check, run
+from stalegrpo.ranks import TEST_SIGNAL_ENV
+from stalegrpo.train import WALL_COLUMNS, TrainConfig, check, run
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "config" / "train_smoke.yaml"
@@ -379,7 +380,7 @@ def test_tensorboard_events_hold_the_dashboard_series(policy, tmp_path):
 def two_ranks_by_hand(policy, out: Path, kill_at: int, *overrides) -> list[str]:
     """Two ranks started by hand, as ``srun`` would (no torchrun agent to end the survivor), rank 1
     killed before step ``kill_at``: rank 0 must stop soon after with a message, not hang; its stderr."""
-    from stalegrpo.train import TEST_KILL_RANK_ENV
+    from stalegrpo.ranks import TEST_KILL_RANK_ENV
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

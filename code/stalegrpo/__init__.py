@@ -7,13 +7,14 @@ One module per concept; read them in this order:
   and the paper's numbers);
 - the learner's step: ``policy`` (models, tokenizers, log-probs from hidden states), ``learner``
   (the DeepSpeed step and the bias probe), ``memory`` (peak-memory readings);
-- the training loop: ``train`` (the loop, its config and checkpoints' use), ``records`` (the
-  step-row schema), ``schedules`` (the fixed schedule and admission control), ``engines`` (the
+- the training loop: ``train`` (the loop and its config), ``records`` (the step-row schema and
+  the tables), ``evaluation`` (held-out evals and the bias probe), ``runstate`` (checkpoints and
+  resume), ``ranks`` (learner ranks and test hooks), ``schedules`` (the fixed schedule and admission control), ``engines`` (the
   async actor engines), ``placement`` (where processes go), ``weights`` (weight transports),
   ``checkpoints`` (checkpoint checks), ``logger`` (TensorBoard);
 - generation: ``rollout`` (the Actor protocol and batches), ``actors`` (the hf backend and the
-  factory), ``actors_vllm`` and ``vllm_worker`` (the vLLM backend), ``tasks`` (tasks and
-  verifiers);
+  factory), ``actors_vllm`` and ``vllm_worker`` (the vLLM backend), ``tasks`` (a package: tasks,
+  verifiers and their registry);
 - tools: ``pretrain``, ``bench``, ``config`` and ``cli``.
 """
 

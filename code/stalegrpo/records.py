@@ -9,6 +9,13 @@ once, not a silent gap in a table.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
 STEP_COLUMNS: dict[str, str] = {
     # identity and clocks
     "step": "learner version k before the update (the step's index)",
@@ -88,3 +95,25 @@ def check_row(row: dict) -> dict:
             "(stalegrpo.records holds the schema)"
         )
     return row
+
+
+def _replace_atomically(path: Path, write) -> None:
+    """``write(tmp)`` then rename over ``path``: a kill at any moment leaves the old or the new file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_tables(out: Path, state, summary: dict | None = None) -> None:
+    """The tidy tables so far (at every checkpoint), and the summary once the run has ended."""
+    lags = np.concatenate(state.lags) if state.lags else np.zeros((0, 5), dtype=np.int64)
+    tables = {
+        "steps.parquet": pd.DataFrame(state.rows),
+        "eval.parquet": pd.DataFrame(state.evals),
+        "lags.parquet": pd.DataFrame(lags, columns=["step", "sample", "version", "lag", "engine"]),
+    }
+    for name, table in tables.items():
+        _replace_atomically(out / name, lambda tmp, table=table: table.to_parquet(tmp, index=False))
+    if summary is not None:
+        text = json.dumps(summary, indent=2, default=float)
+        _replace_atomically(out / "summary.json", lambda tmp: tmp.write_text(text))

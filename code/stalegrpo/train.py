@@ -19,16 +19,15 @@ on SIGTERM; the same command resumes from it, bit for bit in the ``fixed`` sched
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -42,13 +41,16 @@ from stalegrpo.checkpoints import check_checkpoint
 from stalegrpo.collapse import CollapseConfig, CollapseMonitor
 from stalegrpo.config import ConfigError, load_config, to_dict
 from stalegrpo.engines import ActorDied, EngineSource
-from stalegrpo.learner import Learner, LearnerRankLost, bias_estimate, is_collective_failure
+from stalegrpo.evaluation import evaluate, probe, probe_step, reward_metrics
+from stalegrpo.learner import Learner, LearnerRankLost, is_collective_failure
 from stalegrpo.logger import make_logger
 from stalegrpo.memory import PeakMemory
 from stalegrpo.placement import check_placement
-from stalegrpo.records import check_row
-from stalegrpo.policy import flat_params, load_policy, prompt_format, state_from_flat, weights_checksum
-from stalegrpo.schedules import FixedSource, SnapshotRing, minibatch, rng
+from stalegrpo.policy import flat_params, load_policy, prompt_format, weights_checksum
+from stalegrpo.ranks import TEST_KILL_RANK_ENV, Ranks, signal_after_checkpoint
+from stalegrpo.records import check_row, write_tables
+from stalegrpo.runstate import RunState, resume, save_checkpoint
+from stalegrpo.schedules import FixedSource, SnapshotRing, minibatch
 from stalegrpo.tasks import HACKS, TASKS, make_task
 
 
@@ -223,13 +225,6 @@ MEAN_COLUMNS = (
 """step columns whose run means go into summary.json"""
 INTERRUPTED = ("sigterm", "actor_died", "learner_rank_lost")
 """how a run can stop before its end: the same command resumes it from its last checkpoint"""
-TEST_SIGNAL_ENV = "STALEGRPO_TEST_SIGNAL_AFTER_CHECKPOINT"
-"""test hook, ``STEP:SIGNAL`` (e.g. ``4:SIGKILL``): the run signals itself right after writing
-checkpoint STEP, so kill and resume tests stop it at a known step without polling"""
-TEST_KILL_RANK_ENV = "STALEGRPO_TEST_KILL_RANK_AT_STEP"
-"""test hook, ``RANK:STEP``: that learner rank kills itself (SIGKILL) before that step"""
-
-
 def check(cfg: TrainConfig) -> None:
     """Constraints between keys, beyond the schema."""
     try:
@@ -259,175 +254,6 @@ def check(cfg: TrainConfig) -> None:
 
 
 # -- evaluation and the bias probe ------------------------------------------------------------
-def evaluate(cfg, task, scratch, ring, version: int) -> dict:
-    """Held-out sampled accuracy at temperature 1: one sample per held-out prompt, fixed prompts."""
-    scratch.load_weights(state_from_flat(scratch.model, ring[version]), version)
-    problems = task.sample("heldout", cfg.eval_prompts, rng(cfg, 0, 2))
-    rollout = scratch.generate(problems, 1, 1.0, seed=int(rng(cfg, version, 3).integers(2**62)))
-    return {"step": version} | reward_metrics(rollout, "eval_")
-
-
-def reward_metrics(rollout, prefix: str = "") -> dict:
-    """Gold accuracy, proxy reward and the hack rate of a scored rollout."""
-    gold = rollout.gold_rewards if rollout.gold_rewards is not None else rollout.rewards
-    return {
-        f"{prefix}accuracy": float((gold == 1).float().mean()),
-        f"{prefix}reward": float(rollout.rewards.mean()),
-        f"{prefix}gold_reward": float(gold.mean()),
-        f"{prefix}hack_rate": float((rollout.rewards > gold).float().mean()),
-    }
-
-
-def probe(cfg, task, scratch, ring, learner) -> dict:
-    """docs/method.md §3.2 at θ_k: ``probe_pairs`` independent pairs of batches A, B from version
-    max(0, k - S) and (paired estimator) from k, all on the same prompts; the estimates are means
-    over the pairs, with their standard errors across pairs."""
-    k = learner.version
-    stale = max(0, k - cfg.S)
-    problems = task.sample("train", cfg.probe_prompts or cfg.batch_prompts, rng(cfg, k, 4))
-    rollouts = {}
-    versions = (("stale", stale),) if cfg.probe_estimator == "coupled" else (("stale", stale), ("fresh", k))
-    for name, version in versions:
-        scratch.load_weights(state_from_flat(scratch.model, ring[version]), version)
-        for pair in range(cfg.probe_pairs):
-            for half in ("a", "b"):
-                keys = (k, 5, version, ord(half)) + ((pair,) if pair else ())  # pair 0: as with one pair
-                seed = int(rng(cfg, *keys).integers(2**62))
-                rollouts[name, half, pair] = scratch.generate(problems, cfg.group_size, cfg.temperature, seed=seed)
-    scratch.load_weights(state_from_flat(scratch.model, ring[k]), k)
-    pairs = []
-    for pair in range(cfg.probe_pairs):  # four flat gradients in memory at a time, whatever P
-        if cfg.probe_estimator == "coupled":  # (stale, coupled fresh) on A, then on B
-            (stale_a, fresh_a), (stale_b, fresh_b) = (
-                learner.probe_gradient(scratch.model, rollouts["stale", half, pair], coupled=True) for half in "ab"
-            )
-            grads = [stale_a, stale_b, fresh_a, fresh_b]
-        else:
-            grads = [
-                learner.probe_gradient(scratch.model, rollouts[name, half, pair])
-                for name in ("stale", "fresh")
-                for half in ("a", "b")
-            ]
-        pairs.append(bias_estimate(*grads))
-    return probe_summary(pairs) | {"probe_lag": k - stale}
-
-
-def probe_summary(pairs: list[dict]) -> dict:
-    """One probe's estimates from its pairs' (:func:`stalegrpo.learner.bias_estimate`): the means of
-    bias² and ‖E g‖² (each unbiased), the bias and relative bias from those means, and the standard
-    errors of the two means across pairs (NaN with one pair)."""
-    bias_sq = np.array([p["bias_sq"] for p in pairs])
-    grad_sq = np.array([p["grad_sq"] for p in pairs])
-    n = len(pairs)
-    bias = math.sqrt(max(bias_sq.mean(), 0.0))
-    return {
-        "bias_sq": float(bias_sq.mean()),
-        "bias": bias,
-        "grad_sq": float(grad_sq.mean()),
-        "relative_bias": bias / math.sqrt(grad_sq.mean()) if grad_sq.mean() > 0 else float("nan"),
-        "bias_sq_se": float(bias_sq.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
-        "grad_sq_se": float(grad_sq.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
-        "probe_pairs": n,
-    }
-
-
-def probe_step(cfg) -> int | None:
-    """The step of the fixed-time probe (``probe_time``), or None."""
-    return None if cfg.probe_time is None else round(cfg.probe_time / cfg.eta)
-
-
-# -- records and checkpoints -----------------------------------------------------------------
-@dataclass
-class RunState:
-    """Everything besides the DeepSpeed engine that a checkpoint holds to resume a run exactly."""
-
-    config: dict
-    """the run's config, compared on resume"""
-    monitor: CollapseMonitor
-    """the collapse detectors' state"""
-    stop_at: int
-    """the step the run stops at: the horizon, or a grace window after a collapse"""
-    rows: list[dict] = field(default_factory=list)
-    """one dict of §3 metrics per learner step"""
-    lags: list[np.ndarray] = field(default_factory=list)
-    """per step, the (step, sample, version, lag) rows of its samples"""
-    evals: list[dict] = field(default_factory=list)
-    """the held-out evaluations so far"""
-    ring: dict | None = None
-    """the snapshot ring of recent weights"""
-    elapsed: float = 0.0
-    """wall seconds of the run so far, over all resumptions"""
-    cpu_time: float = 0.0
-    """CPU seconds of the learner process so far, over all resumptions"""
-    admission_violations: int = 0
-    """async samples consumed with a lag above S (must stay 0)"""
-
-
-def _replace_atomically(path: Path, write) -> None:
-    """``write(tmp)`` then rename over ``path``: a kill at any moment leaves the old or the new file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def write_tables(out: Path, state: RunState, summary: dict | None = None) -> None:
-    """The tidy tables so far (at every checkpoint), and the summary once the run has ended."""
-    lags = np.concatenate(state.lags) if state.lags else np.zeros((0, 5), dtype=np.int64)
-    tables = {
-        "steps.parquet": pd.DataFrame(state.rows),
-        "eval.parquet": pd.DataFrame(state.evals),
-        "lags.parquet": pd.DataFrame(lags, columns=["step", "sample", "version", "lag", "engine"]),
-    }
-    for name, table in tables.items():
-        _replace_atomically(out / name, lambda tmp, table=table: table.to_parquet(tmp, index=False))
-    if summary is not None:
-        text = json.dumps(summary, indent=2, default=float)
-        _replace_atomically(out / "summary.json", lambda tmp: tmp.write_text(text))
-
-
-def save_checkpoint(out: Path, learner, state: RunState, lead: bool = True) -> None:
-    """Run state first (by the lead rank), then the engine (by every rank), whose ``latest`` file
-    is written last (atomic enough)."""
-    directory, tag = out / "checkpoint", f"step{learner.version}"
-    if lead:
-        (directory / tag).mkdir(parents=True, exist_ok=True)
-        saved = vars(state) | {
-            "torch_rng": torch.get_rng_state(),
-            "prev_grad": learner.prev_grad,
-            "version": learner.version,
-        }
-        torch.save(saved, directory / tag / "run_state.pt")
-    learner.save(directory, tag)
-    if lead:
-        for old in directory.glob("step*"):
-            if old.name != tag:
-                shutil.rmtree(old, ignore_errors=True)
-
-
-def resume(out: Path, learner, ring: SnapshotRing, config: dict) -> RunState | None:
-    """The state of the run's last checkpoint, loaded into ``learner`` and ``ring``; None if none."""
-    latest = out / "checkpoint" / "latest"
-    if not latest.is_file():
-        return None
-    tag = latest.read_text().strip()
-    saved = torch.load(out / "checkpoint" / tag / "run_state.pt", weights_only=False)
-    if saved["config"] != config:
-        raise ConfigError(f"{str(out)!r} holds a run with another config; use a new --out to start afresh")
-    learner.load(out / "checkpoint", tag)
-    learner.version, learner.prev_grad = saved["version"], saved["prev_grad"]
-    torch.set_rng_state(saved["torch_rng"])
-    state = RunState(**{f.name: saved[f.name] for f in fields(RunState)})
-    ring.load_state_dict(state.ring)
-    return state
-
-
-def _signal_after_checkpoint(step: int) -> None:
-    """The test hook of :data:`TEST_SIGNAL_ENV`."""
-    spec = os.environ.get(TEST_SIGNAL_ENV)
-    if spec and int(spec.split(":")[0]) == step:
-        os.kill(os.getpid(), getattr(signal, spec.split(":")[1]))
-
-
 # -- the run ----------------------------------------------------------------------------------
 def main(config_path, overrides, out) -> int:
     cfg = load_config(TrainConfig, config_path, overrides)
@@ -447,28 +273,6 @@ def launch_ranks(cfg: TrainConfig, config_path, overrides, out) -> int:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={cfg.learners}"]
     command += ["-m", "stalegrpo.cli", "train", *([str(config_path)] if config_path else []), *overrides]
     return subprocess.run([*command, "--out", str(out)], check=False).returncode
-
-
-class Ranks:
-    """The learner's data-parallel ranks. Rank 0 alone talks to the actors, records, evaluates and
-    probes; what it decides (the next batch, or stop) reaches the other ranks by broadcast."""
-
-    def __init__(self):
-        self.rank, self.size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-        self.lead = self.rank == 0
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
-        """this rank's device, DeepSpeed's choice (LOCAL_RANK), known before the learner exists"""
-
-    def share(self, obj, device):
-        """Rank 0's ``obj`` on every rank."""
-        if self.size == 1:
-            return obj
-        import torch.distributed as dist
-
-        box = [obj]
-        dist.broadcast_object_list(box, src=0, device=device if device.type == "cuda" else None)
-        return box[0]
 
 
 class Run:
@@ -636,79 +440,88 @@ class Run:
             "mean": {c: float(rows[c].mean()) for c in MEAN_COLUMNS if c in rows},
         }
 
+    # -- the pieces of the loop (:func:`run`) ---------------------------------------------------
+    @contextlib.contextmanager
+    def session(self):
+        """SIGTERM caught, the rollout source started, the logger and progress bar open; all
+        closed again however the loop ends."""
+        cfg, learner, lead = self.cfg, self.learner, self.ranks.lead
+        self.terminated = []
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: self.terminated.append(signum))
+        if lead and cfg.schedule == "fixed":
+            self.source = FixedSource(cfg, self.task, self.actor_model, self.tokenizer, self.ring, learner.device)
+        elif lead:
+            m = cfg.updates_per_batch
+            self.source.start(self.ring[learner.version], learner.version, learner.version // m)
+        self.logger = make_logger(cfg.logger if lead else "none", self.out / "tensorboard", learner.version)
+        self.bar = tqdm(total=cfg.steps, initial=learner.version, disable=not (cfg.progress and lead),
+                        desc=f"{cfg.schedule} S={cfg.S} eta={cfg.eta:g}")
+        self.last_eval = self.state.evals[-1]["eval_accuracy"] if self.state.evals else float("nan")
+        try:
+            yield
+        finally:
+            if self.source is not None:
+                self.source.close()
+            self.logger.close()
+            self.bar.close()
+            signal.signal(signal.SIGTERM, previous)
 
-def run(cfg: TrainConfig, out: Path) -> dict:
-    """Train until the horizon, a collapse's grace window, SIGTERM or ``max_minutes``; the summary.
-    Every learner rank runs this; rank 0 (``lead``) draws the batches and records the run."""
-    start_time = time.perf_counter()
-    r = Run(cfg, out)
-    state, learner, m, ranks = r.state, r.learner, cfg.updates_per_batch, r.ranks
-    lead, device = ranks.lead, learner.device
-    terminated = []
-    previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
-    if lead and cfg.schedule == "fixed":
-        r.source = FixedSource(cfg, r.task, r.actor_model, r.tokenizer, r.ring, device)
-    elif lead:
-        r.source.start(r.ring[learner.version], learner.version, learner.version // m)
-    logger = make_logger(cfg.logger if lead else "none", out / "tensorboard", learner.version)
-    bar = tqdm(total=cfg.steps, initial=learner.version, disable=not (cfg.progress and lead),
-               desc=f"{cfg.schedule} S={cfg.S} eta={cfg.eta:g}")
-    last_eval = state.evals[-1]["eval_accuracy"] if state.evals else float("nan")
-    stopped, error = "horizon", None
-    try:
-        while True:
-            step_start = time.perf_counter()
-            message = None
-            if lead and learner.version >= state.stop_at:
-                message = ("stop", stopped)
-            elif lead:
-                try:
-                    message = ("batch", *r.source.next(learner.version // m))
-                except ActorDied as err:  # a fault, not a result: checkpoint, say so, exit non-zero
-                    stopped, error = "actor_died", str(err)
-                    message = ("stop", stopped)
-            message = ranks.share(message, device)
-            if os.environ.get(TEST_KILL_RANK_ENV) == f"{ranks.rank}:{learner.version}":
-                os.kill(os.getpid(), signal.SIGKILL)
-            if message[0] == "stop":
-                stopped = message[1]
-                break
-            _, rollout, info = message
-            for j in range(m):
-                row = r.train_step(rollout, info, j, step_start)
-                step_start = time.perf_counter()
-                if lead:
-                    r.watch(row)
-                    state.rows.append(check_row(row))
-                    if cfg.eval_every and learner.version % cfg.eval_every == 0 or learner.version == cfg.steps:
-                        state.evals.append(r.evaluate(learner.version) | {"wall_time": row["wall_time"]})
-                        last_eval = state.evals[-1]["eval_accuracy"]
-                        logger.log(state.evals[-1] | {"step": learner.version, "wall_time": math.nan})
-                    logger.log(row)
-                    bar.update(1)
-                    bar.set_postfix(reward=f"{row['reward_mean']:.3f}", lag=f"{row['lag_mean']:.1f}",
-                                    ess=f"{row['ess']:.3f}", acc=f"{last_eval:.3f}")
-                if ranks.share(lead and learner.version >= state.stop_at, device):
-                    break
-            reason = None
-            if lead:
-                state.ring, state.elapsed = r.ring.state_dict(), r.wall_time()
-                state.cpu_time = r.cpu0 + time.process_time()
-                if terminated or (cfg.max_minutes and state.elapsed > 60 * cfg.max_minutes):
-                    reason = "sigterm" if terminated else "max_minutes"
-            reason = ranks.share(reason, device)
-            if reason:
-                stopped = reason
-                break
-            if learner.version % cfg.checkpoint_every < m:
-                if lead:
-                    write_tables(out, state)
-                r.checkpoint()
-                if lead:
-                    _signal_after_checkpoint(learner.version)
-    except RuntimeError as err:
-        if ranks.size == 1 or not is_collective_failure(err):
-            raise
+    def next_batch(self) -> tuple:
+        """("batch", rollout, info) of the next batch on every rank, or ("stop", reason, error):
+        rank 0 decides (the horizon, or a dead actor engine) and tells the others."""
+        learner, ranks, message = self.learner, self.ranks, None
+        if ranks.lead and learner.version >= self.state.stop_at:
+            message = ("stop", "horizon", None)
+        elif ranks.lead:
+            try:
+                message = ("batch", *self.source.next(learner.version // self.cfg.updates_per_batch))
+            except ActorDied as err:  # a fault, not a result: checkpoint, say so, exit non-zero
+                message = ("stop", "actor_died", str(err))
+        message = ranks.share(message, learner.device)
+        if os.environ.get(TEST_KILL_RANK_ENV) == f"{ranks.rank}:{learner.version}":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return message
+
+    def record(self, row: dict) -> bool:
+        """Rank 0 watches and records a step's row, evaluates when due, logs; whether the run has
+        reached its stop step (on every rank)."""
+        cfg, learner, state = self.cfg, self.learner, self.state
+        if self.ranks.lead:
+            self.watch(row)
+            state.rows.append(check_row(row))
+            if cfg.eval_every and learner.version % cfg.eval_every == 0 or learner.version == cfg.steps:
+                state.evals.append(self.evaluate(learner.version) | {"wall_time": row["wall_time"]})
+                self.last_eval = state.evals[-1]["eval_accuracy"]
+                self.logger.log(state.evals[-1] | {"step": learner.version, "wall_time": math.nan})
+            self.logger.log(row)
+            self.bar.update(1)
+            self.bar.set_postfix(reward=f"{row['reward_mean']:.3f}", lag=f"{row['lag_mean']:.1f}",
+                                 ess=f"{row['ess']:.3f}", acc=f"{self.last_eval:.3f}")
+        return self.ranks.share(self.ranks.lead and learner.version >= state.stop_at, learner.device)
+
+    def interruption(self) -> str | None:
+        """After a batch: "sigterm" or "max_minutes" if the run must stop now (rank 0 decides)."""
+        state, reason = self.state, None
+        if self.ranks.lead:
+            state.ring, state.elapsed = self.ring.state_dict(), self.wall_time()
+            state.cpu_time = self.cpu0 + time.process_time()
+            if self.terminated or (self.cfg.max_minutes and state.elapsed > 60 * self.cfg.max_minutes):
+                reason = "sigterm" if self.terminated else "max_minutes"
+        return self.ranks.share(reason, self.learner.device)
+
+    def checkpoint_if_due(self) -> None:
+        """Tables and a checkpoint every ``checkpoint_every`` steps."""
+        if self.learner.version % self.cfg.checkpoint_every < self.cfg.updates_per_batch:
+            if self.ranks.lead:
+                write_tables(self.out, self.state)
+            self.checkpoint()
+            if self.ranks.lead:
+                signal_after_checkpoint(self.learner.version)
+
+    def rank_lost(self, err: RuntimeError, run_seconds: float) -> LearnerRankLost:
+        """The error for a failed collective between learner ranks (another rank died), with the
+        tables so far written and what a rerun will do."""
+        cfg, ranks, out = self.cfg, self.ranks, self.out
         latest = out / "checkpoint" / "latest"
         rerun = (
             f"rerun the command to resume from the checkpoint at step {latest.read_text().strip().removeprefix('step')}"
@@ -720,34 +533,61 @@ def run(cfg: TrainConfig, out: Path) -> dict:
             f"learner rank {ranks.rank} of {ranks.size}: a collective with the other learner ranks failed "
             f"({str(err).splitlines()[0]}); a rank has most likely died (its log says why). Collectives wait "
             f"at most collective_timeout_s = {cfg.collective_timeout_s:g} s. Tables up to step "
-            f"{learner.version} are in {out}; {rerun}"
+            f"{self.learner.version} are in {out}; {rerun}"
         )
-        if lead:
-            summary = r.summary("learner_rank_lost") | {"run_seconds": time.perf_counter() - start_time}
-            write_tables(out, state, summary | {"error": message})
-        raise LearnerRankLost(message) from err
-    finally:
-        if r.source is not None:
-            r.source.close()
-        logger.close()
-        bar.close()
-        signal.signal(signal.SIGTERM, previous_handler)
+        if ranks.lead:
+            summary = self.summary("learner_rank_lost") | {"run_seconds": run_seconds}
+            write_tables(out, self.state, summary | {"error": message})
+        return LearnerRankLost(message)
 
-    exit_code = {"sigterm": 143, "actor_died": 1}.get(stopped, 0)
-    interrupted = stopped in INTERRUPTED
-    if not lead:
-        r.checkpoint()
-        return {"stopped": stopped, "exit_code": exit_code}
-    state.ring, state.elapsed = r.ring.state_dict(), r.wall_time()
-    if stopped == "horizon" and state.stop_at < cfg.steps:
-        stopped = "collapse" if state.monitor.collapsed[0] else "nonfinite"
-    if not interrupted and state.evals[-1]["step"] != learner.version:
-        state.evals.append(r.evaluate(learner.version) | {"wall_time": state.elapsed})
-    r.checkpoint()
-    summary = r.summary(stopped) | {"run_seconds": time.perf_counter() - start_time, "error": error}
-    write_tables(out, state, summary)
-    if error:
-        print(f"stalegrpo train: {error}; checkpoint at step {learner.version} in {out}, rerun to resume",
-              file=sys.stderr)
-    summary["exit_code"] = exit_code
-    return summary
+    def finish(self, stopped: str, error: str | None, run_seconds: float) -> dict:
+        """The last evaluation, checkpoint, tables and summary; the summary with its exit code."""
+        cfg, learner, state = self.cfg, self.learner, self.state
+        exit_code = {"sigterm": 143, "actor_died": 1}.get(stopped, 0)
+        if not self.ranks.lead:
+            self.checkpoint()
+            return {"stopped": stopped, "exit_code": exit_code}
+        state.ring, state.elapsed = self.ring.state_dict(), self.wall_time()
+        if stopped == "horizon" and state.stop_at < cfg.steps:
+            stopped = "collapse" if state.monitor.collapsed[0] else "nonfinite"
+        if stopped not in INTERRUPTED and state.evals[-1]["step"] != learner.version:
+            state.evals.append(self.evaluate(learner.version) | {"wall_time": state.elapsed})
+        self.checkpoint()
+        summary = self.summary(stopped) | {"run_seconds": run_seconds, "error": error}
+        write_tables(self.out, state, summary)
+        if error:
+            print(f"stalegrpo train: {error}; checkpoint at step {learner.version} in {self.out}, rerun to resume",
+                  file=sys.stderr)
+        return summary | {"exit_code": exit_code}
+
+
+def run(cfg: TrainConfig, out: Path) -> dict:
+    """Train until the horizon, a collapse's grace window, SIGTERM or ``max_minutes``; the summary.
+    Every learner rank runs this; rank 0 (``lead``) draws the batches and records the run: get a
+    batch, take its m steps, record each, watch for a stop, checkpoint when due."""
+    start = time.perf_counter()
+    r = Run(cfg, out)
+    stopped, error = "horizon", None
+    with r.session():
+        try:
+            while True:
+                step_start = time.perf_counter()
+                kind, *message = r.next_batch()
+                if kind == "stop":
+                    stopped, error = message
+                    break
+                rollout, info = message
+                for j in range(cfg.updates_per_batch):
+                    row = r.train_step(rollout, info, j, step_start)
+                    step_start = time.perf_counter()
+                    if r.record(row):
+                        break
+                stopped = r.interruption() or stopped
+                if stopped != "horizon":
+                    break
+                r.checkpoint_if_due()
+        except RuntimeError as err:
+            if r.ranks.size == 1 or not is_collective_failure(err):
+                raise
+            raise r.rank_lost(err, time.perf_counter() - start) from err
+    return r.finish(stopped, error, time.perf_counter() - start)
