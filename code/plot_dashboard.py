@@ -99,10 +99,12 @@ def main() -> None:
     colours = fc.palette(3)[:2]  # the two darker shades: both lines stay visible
     for (candidates, label), ax in zip(PANELS, axes.flat):
         column = next((c for c in candidates if c in steps.columns), None)
+        shown = []  # the values drawn on this panel (the two runs' steps, without NaN)
         for k, (run, name) in enumerate(((stable, "stable"), (collapsing, "collapsing"))):
             trace = steps[steps["run"] == run["run"]].sort_values("step")
             if column is None or trace[column].isna().all():
                 continue
+            shown.append(trace[column].dropna())
             ax.plot(
                 trace["step"],
                 trace[column],
@@ -130,7 +132,8 @@ def main() -> None:
             steps["gold_reward"]
         ):
             label = "reward: proxy (plain), gold (markers)"
-        if column in ("kl_behavior", "grad_norm") and column in steps and (steps[column] > 0).all():
+        # log scale where every value drawn is positive (evaluation rows carry NaN here)
+        if column in ("kl_behavior", "grad_norm") and shown and (pd.concat(shown) > 0).all():
             ax.set_yscale("log")
         ax.axvline(collapsing["collapse_step"], color="0.3", ls=":", lw=0.9)
         ax.set_ylabel(label, fontsize=8)

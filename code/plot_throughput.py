@@ -18,7 +18,9 @@ import figures_common as fc
 def main() -> None:
     args = fc.parse_args(__doc__, ("throughput",))
     fc.setup()
-    table = pd.read_parquet(args.throughput).dropna(subset=["S", "speedup"]).sort_values("S")
+    table = pd.read_parquet(args.throughput) if args.throughput is not None else pd.DataFrame()
+    if len(table):
+        table = table.dropna(subset=["S", "speedup"]).sort_values("S")
     if "actors" in table and table["actors"].notna().any():  # one actor engine, as the sync baseline
         table = table[table["actors"].fillna(1) == 1]
     if not len(table):
