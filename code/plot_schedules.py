@@ -11,11 +11,18 @@ without LM runs the figure says so.
         --pdf figures/schedules.pdf --png figures/schedules.png
 """
 
+import re
+
 import matplotlib.pyplot as plt
 import seaborn as sns
 
 import figures_common as fc
 from stalegrpo.fits import lm
+
+
+def natural(text: str) -> list:
+    """A sort key that orders the numbers inside labels by value."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def label_runs(steps, runs, label):
@@ -58,7 +65,7 @@ def main() -> None:
 
     fig, axes = plt.subplots(len(panels), 2, figsize=(10.0, 3.3 * len(panels)), squeeze=False)
     for (frame, title, legend), row in zip(panels, axes):
-        levels = sorted(frame["series"].unique())
+        levels = sorted(frame["series"].unique(), key=natural)  # "S = 4" before "S = 16"
         for ax, x in zip(row, ("step", "wall_time")):
             sns.lineplot(
                 data=frame,

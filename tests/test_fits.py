@@ -836,3 +836,17 @@ def test_the_frontier_interval_widens_only_when_seeds_differ():
     assert differ["r2_gain_high"] - differ["r2_gain_low"] > 0.05
     assert differ["log10_a_high"] - differ["log10_a_low"] > 10 * (same["log10_a_high"] - same["log10_a_low"])
     assert np.isnan(frontier_seed_interval(table(0.0)[lambda t: t["seed"] == 0], 50)["r2_gain_low"])
+
+
+def test_the_async_sync_comparison_keeps_only_the_synchronous_baseline():
+    """F5's async-vs-sync row: the async runs and, of the fixed runs at their threads, η and reward,
+    only the behavior-objective S = 0 baseline; other S, objectives or η are not averaged in."""
+    from stalegrpo.fits.lm import lm_overlap_runs
+
+    def run(name, schedule, S, objective="behavior", eta=2.5e-4):
+        return {"run": name, "schedule": schedule, "S": S, "objective": objective, "eta": eta, "threads": 2,
+                "lr_schedule": "constant", "reward_hack": "first_digit"}
+
+    runs = pd.DataFrame([run("a4", "async", 4), run("f0", "fixed", 0), run("f8", "fixed", 8),
+                         run("r0", "fixed", 0, objective="recompute"), run("e0", "fixed", 0, eta=5e-4)])
+    assert sorted(lm_overlap_runs(runs)["run"]) == ["a4", "f0"]

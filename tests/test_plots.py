@@ -655,3 +655,10 @@ def test_throughput_no_data(plot, tmp_path, rows):
 
 def test_throughput_without_a_table(plot):
     assert_no_data(plot("throughput"), "F6: throughput", "No throughput benchmark yet")
+
+
+def test_schedules_orders_series_by_the_numbers_in_their_labels(scripts):
+    """Legend order and shading follow S: "S = 4" before "S = 16", which a string sort reverses."""
+    labels = ["async, S = 16", "fixed, S = 0", "async, S = 4", "async, S = 2"]
+    ordered = sorted(labels, key=scripts["schedules"].natural)
+    assert ordered == ["async, S = 2", "async, S = 4", "async, S = 16", "fixed, S = 0"]

@@ -230,16 +230,18 @@ def lm_schedule_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def lm_overlap_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """F5's async-vs-sync comparison: the async runs and every constant-η run at their thread
-    counts, η and reward (so a synchronous baseline shares the async run's cores and step size)."""
+    """F5's async-vs-sync comparison: the constant-η ``behavior`` runs at the async runs' thread
+    counts, η and reward: the async runs, and of the others only the synchronous baseline, S = 0
+    (so it shares the async runs' cores and step size, and no other objective or S is averaged in)."""
     if not _has(runs, ["schedule", "threads", "eta"]):
         return runs.iloc[0:0] if runs is not None else pd.DataFrame()
     runs = _with_reward(runs)
-    overlap = runs[runs["schedule"].astype(str) == "async"]
+    is_async = runs["schedule"].astype(str) == "async"
     constant = (runs["lr_schedule"].astype(str) == "constant") if "lr_schedule" in runs else True
+    behavior = _matching(runs, {"objective": "behavior"})
     keys = ["threads", "eta", "reward_hack"]
-    shared = runs[keys].apply(tuple, axis=1).isin(set(overlap[keys].apply(tuple, axis=1)))
-    return runs[shared & constant]
+    shared = runs[keys].apply(tuple, axis=1).isin(set(runs.loc[is_async, keys].apply(tuple, axis=1)))
+    return runs[shared & constant & behavior & (is_async | (runs["S"] == 0))]
 
 
 def lm_objective_runs(runs: pd.DataFrame) -> pd.DataFrame:
