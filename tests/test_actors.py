@@ -295,6 +295,10 @@ def test_actor_options_of_a_train_config():
                                   "compile": True}
     # vLLM has no compile option of ours (its own CUDA graphs are its engine's business)
     assert actor_options(cfg, "vllm") == {"template": "plain", "system": "be brief", "dtype": "bfloat16"}
+    # a GPU share set in the config reaches every vLLM actor (the fixed schedule's in-process one too)
+    shared = TrainConfig(gpu_memory_utilization=0.5)
+    assert actor_options(shared, "vllm")["gpu_memory_utilization"] == 0.5
+    assert "gpu_memory_utilization" not in actor_options(shared, "hf")
     default = actor_options(TrainConfig())
     assert default["dtype"] == "auto" and default["compile"] is False
     tokenizer = build_tokenizer()

@@ -345,6 +345,8 @@ def actor_options(cfg, backend: str | None = None) -> dict:
     options = prompt_format(cfg) | {"dtype": cfg.actor_dtype}
     if backend == "hf":
         options["compile"] = cfg.actor_compile
+    if backend == "vllm" and cfg.gpu_memory_utilization is not None:  # on CUDA; the CPU backend ignores it
+        options["gpu_memory_utilization"] = cfg.gpu_memory_utilization
     return options
 
 

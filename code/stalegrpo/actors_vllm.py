@@ -187,8 +187,10 @@ class VLLMActor:
         }
         if self.device.type == "cpu":
             options["block_size"] = 32  # the CPU attention backend needs a multiple of 32
-        else:  # the fixed schedule's engine shares the learner's GPU; engines pass their own share
+        else:  # the fixed schedule's engine shares the learner's GPU (gpu_memory_utilization overrides)
             options["gpu_memory_utilization"] = 0.3
+        if self.device.type == "cpu":  # a GPU share means nothing to the CPU backend's fixed KV cache
+            engine_kwargs.pop("gpu_memory_utilization", None)
         _QuietExpectedWarnings.install()
         start = time.perf_counter()
         # vLLM seeds the global torch/numpy/random generators of the process it runs in; the

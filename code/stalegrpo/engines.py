@@ -103,7 +103,8 @@ def engine_main(cfg, engine: int, port: int, env: dict, ipc=None, parent_pid: in
         memory = {"gpu_memory_utilization": gpu_memory_utilization(cfg, cuda)} if device.type == "cuda" else {}
         actor = make_actor(
             "vllm", model, tokenizer, task, device=device, tensor_parallel_size=cfg.actor_devices,
-            worker_extension_cls="stalegrpo.vllm_worker.WeightSyncExtension", **actor_options(cfg, "vllm"), **memory,
+            worker_extension_cls="stalegrpo.vllm_worker.WeightSyncExtension",
+            **(actor_options(cfg, "vllm") | memory),
         )
     else:
         actor = make_actor(cfg.actor, model, tokenizer, task, device=device, **actor_options(cfg))
