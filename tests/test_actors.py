@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from stalegrpo import actors
-from stalegrpo.actors import benchmark_sampling, make_actor
+from stalegrpo.actors import hf as actors
+from stalegrpo.actors import make_actor
+from stalegrpo.actors.throughput import benchmark_sampling
 from stalegrpo.policy import build_model, build_tokenizer, sequence_logprobs
 from stalegrpo.rollout import Rollout
 from stalegrpo.tasks import Problem, get_task
+from stalegrpo.tasks.arithmetic import ALPHABET
 
 TOL = 1e-5
 """max |behavior log-prob − learner recomputation| in fp32 at the same weights"""
@@ -31,7 +33,7 @@ class CountingTask:
 
 @pytest.fixture
 def actor():
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(ALPHABET)
     return make_actor("hf", build_model(tokenizer, seed=0), tokenizer, get_task("addition"))
 
 
@@ -136,7 +138,7 @@ def test_benchmark_reports_both_samplers(actor):
 def test_rates_are_medians_over_repeats():
     """Three batches of 8 tokens in 2, 9 and 4 s: the median rate is 8/4 = 2 tokens/s (not the
     mean's 24/15), the median time 4 s; a spike on a shared machine moves neither."""
-    from stalegrpo.actors import median_rates
+    from stalegrpo.actors.throughput import median_rates
 
     assert median_rates([(2.0, 8), (9.0, 8), (4.0, 8)]) == {
         "tokens_per_s": 2.0, "seconds_per_batch": 4.0, "tokens_per_batch": 8.0
@@ -156,7 +158,7 @@ def test_completions_end_at_the_first_stop_string():
     from stalegrpo.policy import build_tokenizer
     from stalegrpo.rollout import Rollout
 
-    tok = build_tokenizer()
+    tok = build_tokenizer(ALPHABET)
     texts = ["12=34", "5678", "=9", ""]
     width = max(len(t) for t in texts)
     ids = torch.full((4, width), tok.pad_token_id)
@@ -175,7 +177,7 @@ def test_completions_end_at_the_first_stop_string():
 
 # -- precision and the static / compiled decode -------------------------------------------------
 def test_dtype_resolves_against_the_device():
-    from stalegrpo.actors import resolve_dtype
+    from stalegrpo.policy import resolve_dtype
 
     assert resolve_dtype("auto", "cpu") == torch.float32 and resolve_dtype("auto", "cuda") == torch.bfloat16
     assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
@@ -262,7 +264,7 @@ def test_checking_for_the_end_less_often_gives_the_same_sample(actor):
 def test_bf16_actor_samples_with_fp32_logprobs():
     """A bf16 actor: the model copy is cast, weights are cast on load, the sampling distribution
     and the log-probs are fp32, and μ stays close to (not equal to) the fp32 learner's π."""
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(ALPHABET)
     learner_model = build_model(tokenizer, seed=0)
     task = get_task("addition")
     actor = make_actor("hf", build_model(tokenizer, seed=0), tokenizer, task, dtype="bfloat16")
@@ -301,13 +303,13 @@ def test_actor_options_of_a_train_config():
     assert "gpu_memory_utilization" not in actor_options(shared, "hf")
     default = actor_options(TrainConfig())
     assert default["dtype"] == "auto" and default["compile"] is False
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(ALPHABET)
     hf = make_actor("hf", build_model(tokenizer), tokenizer, get_task("addition"), **default)
     assert hf.mode == "float32/eager"  # auto on the CPU
 
 
 def test_benchmark_modes_times_each_actor_on_the_same_batch(actor):
-    from stalegrpo.actors import benchmark_modes
+    from stalegrpo.actors.throughput import benchmark_modes
 
     one_token = CountingTask(max_new_tokens=1)
     tokenizer = actor.tokenizer
@@ -328,7 +330,7 @@ def test_cuda_graph_decode_equals_the_eager_loop_on_cuda(monkeypatch):
     with its log-probs (to the 1e-4 of the CUDA tests), batch after batch and after a weight load;
     bf16 (``auto`` there) stays close to the fp32 learner and follows loaded weights too."""
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)  # fp32 comparisons
-    tokenizer, task = build_tokenizer(), get_task("addition")
+    tokenizer, task = build_tokenizer(ALPHABET), get_task("addition")
     eager = make_actor("hf", build_model(tokenizer, seed=0), tokenizer, task, device="cuda")
     compiled = make_actor("hf", build_model(tokenizer, seed=0), tokenizer, task, device="cuda", compile=True)
     bf16 = make_actor("hf", build_model(tokenizer, seed=0), tokenizer, task, device="cuda", dtype="auto",

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from stalegrpo import actors_vllm  # sets vLLM's environment before vLLM is imported
 from stalegrpo.actors import make_actor
+from stalegrpo.actors import vllm as actors_vllm  # sets vLLM's environment before vLLM is imported
 from stalegrpo.policy import build_model, build_tokenizer, sequence_logprobs
 from stalegrpo.tasks import Problem, get_task
+from stalegrpo.tasks.arithmetic import ALPHABET
 
 pytest.importorskip("vllm")
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]  # the engine fixture alone takes ~15 s
@@ -27,7 +28,7 @@ def actor(tmp_path_factory):
     """The backend as the training loop gets it: ``make_actor("vllm", checkpoint_dir, ...)``."""
     set_num_threads, threads = torch.set_num_threads, torch.get_num_threads()
     torch.set_num_threads(1)
-    tokenizer, path = build_tokenizer(), tmp_path_factory.mktemp("policy")
+    tokenizer, path = build_tokenizer(ALPHABET), tmp_path_factory.mktemp("policy")
     build_model(tokenizer, seed=0).save_pretrained(path)
     tokenizer.save_pretrained(path)
     actor = make_actor("vllm", path, None, get_task("addition"))
@@ -138,7 +139,7 @@ def test_a_learner_starts_after_an_in_process_engine_has_shut_down(tmp_path):
     from stalegrpo.learner import Learner
     from stalegrpo.train import TrainConfig
 
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(ALPHABET)
     model = build_model(tokenizer, seed=0)
     cfg = TrainConfig(batch_prompts=2, group_size=4, eta=1e-3, threads=1)
     Learner(copy.deepcopy(model), copy.deepcopy(model), cfg)  # a world, and DeepSpeed's clone of it

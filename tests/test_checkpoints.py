@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, LlamaForCausalLM, Qwen2ForCausalL
 
 from stalegrpo.checkpoints import check_checkpoint, main, make_standin_checkpoint
 from stalegrpo.policy import build_tokenizer, encode_prompts, format_prompts, load_policy, sequence_logprobs
+from stalegrpo.tasks.arithmetic import ALPHABET
 
 TASK_TEXT = "Using the numbers 3, 5, 7, make 22. #### 3*5+7"
 
@@ -60,7 +61,7 @@ def test_chat_format_ends_with_the_generation_prompt_and_adds_no_bos(qwen):
 
 
 def test_character_policy_prompts_stay_byte_identical():
-    tok = build_tokenizer()
+    tok = build_tokenizer(ALPHABET)
     prompts = ["07+45=", "12+3="]
     assert format_prompts(tok, prompts) == prompts and format_prompts(tok, prompts, "plain") == prompts
     before = tok(prompts, padding=True, return_tensors="pt", padding_side="left")  # the encoding so far

@@ -12,7 +12,15 @@ import torch
 
 from stalegrpo.config import load_config
 from stalegrpo.engines import EngineSource
-from stalegrpo.policy import build_model, build_tokenizer, flat_params, load_flat, load_policy, sequence_logprobs
+from stalegrpo.policy import (
+    build_model,
+    build_tokenizer,
+    flat_params,
+    load_flat,
+    load_policy,
+    sequence_logprobs,
+)
+from stalegrpo.tasks.arithmetic import ALPHABET
 from stalegrpo.train import TrainConfig
 
 TOLERANCE = {"hf": 1e-5, "vllm": 1e-4}
@@ -32,7 +40,7 @@ BACKENDS = [
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A small random policy; head dim 32, which vLLM's CPU attention supports."""
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(ALPHABET)
     model = build_model(tokenizer, hidden=64, layers=2, heads=2, intermediate=128, seed=0)
     path = tmp_path_factory.mktemp("policy")
     model.save_pretrained(path)

@@ -15,13 +15,14 @@ from stalegrpo.actors import make_actor
 from stalegrpo.learner import Learner, bias_estimate, learning_rate, normalised_ess
 from stalegrpo.policy import build_model, build_tokenizer, flat_params
 from stalegrpo.tasks import get_task
+from stalegrpo.tasks.arithmetic import ALPHABET
 from stalegrpo.train import TrainConfig
 
 torch.set_num_threads(1)
 
 
 def tiny_setup(seed=0):
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(ALPHABET)
     model = build_model(tokenizer, hidden=32, layers=1, heads=2, intermediate=64, seed=seed)
     task = get_task("addition", digits=1)
     cfg = TrainConfig(batch_prompts=4, group_size=4, eta=1e-2, threads=1, eps_lo=0.2, eps_hi=0.2)

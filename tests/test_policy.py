@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from stalegrpo.policy import (
-    ALPHABET,
     build_model,
     build_tokenizer,
     count_parameters,
@@ -13,10 +12,11 @@ from stalegrpo.policy import (
     load_policy,
     sequence_logprobs,
 )
+from stalegrpo.tasks.arithmetic import ALPHABET
 
 
 def test_tokenizer_round_trip_and_special_tokens():
-    tok = build_tokenizer()
+    tok = build_tokenizer(ALPHABET)
     assert len({tok.pad_token_id, tok.bos_token_id, tok.eos_token_id}) == 3
     for text in [ALPHABET, "07+45=52", "(1+2)*3=9", "12 , 3"]:
         ids = tok(text)["input_ids"]
@@ -29,13 +29,13 @@ def test_tokenizer_round_trip_and_special_tokens():
 
 
 def test_model_size_and_tied_embeddings():
-    model = build_model(build_tokenizer())
+    model = build_model(build_tokenizer(ALPHABET))
     assert 1e5 < count_parameters(model) < 1e6  # ~331k, as in docs/method.md §10
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
 
 
 def test_save_and_load_round_trip(tmp_path):
-    tok = build_tokenizer()
+    tok = build_tokenizer(ALPHABET)
     model = build_model(tok, seed=3)
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
@@ -53,7 +53,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 def test_sequence_logprobs_ignore_left_padding_and_zero_the_padding():
     """A prompt padded on the left next to a longer one gets the same log-probs as alone."""
-    tok = build_tokenizer()
+    tok = build_tokenizer(ALPHABET)
     model = build_model(tok, seed=1)
     completion = torch.tensor([[5, 6, tok.eos_token_id, tok.pad_token_id]] * 2)
     completion_mask = torch.tensor([[True, True, True, False]] * 2)

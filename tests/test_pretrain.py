@@ -15,6 +15,7 @@ from stalegrpo.cli import main as cli
 from stalegrpo.policy import build_tokenizer, load_policy
 from stalegrpo.pretrain import PretrainConfig, build_task, heldout_eval_set, supervised_batch
 from stalegrpo.tasks import get_task, write_toy_gsm8k
+from stalegrpo.tasks.arithmetic import ALPHABET
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "config" / "pretrain.yaml")
 TINY = ["steps=6", "batch_size=8", "eval_every=3", "eval_problems=8", "final_eval_problems=16", "threads=1"]
@@ -67,7 +68,7 @@ def test_character_addition_batch_is_unchanged():
     task = get_task("addition")
     problems = [task.problem(7, 45), task.problem(99, 99), task.problem(0, 3)]
     for template in ("auto", "plain"):  # the character tokenizer has no chat template
-        input_ids, mask, labels = supervised_batch(build_tokenizer(), task, problems, template)
+        input_ids, mask, labels = supervised_batch(build_tokenizer(ALPHABET), task, problems, template)
         assert input_ids.tolist() == ADDITION_IDS and mask.all()
         assert labels.tolist() == [[-100] * 7 + ids[7:] for ids in ADDITION_IDS]
 
@@ -164,6 +165,9 @@ def test_bad_config_key_exits_2_naming_it(tmp_path, capsys):
     assert "task_options" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert cli(["pretrain", "task_options={digitz: 3}", "--out", str(tmp_path)]) == 2
     assert "digitz" in capsys.readouterr().err
+    # a fresh model's character tokenizer takes the task's alphabet; countdown has none
+    assert cli(["pretrain", "task=countdown", "--out", str(tmp_path / "y")]) == 2
+    assert "no character alphabet" in capsys.readouterr().err and not (tmp_path / "y").exists()
     # the character tokenizer has no chat template to format prompts with
     assert cli(["pretrain", "prompt_template=chat", "steps=0", "--out", str(tmp_path)]) == 2
     assert "chat template" in capsys.readouterr().err

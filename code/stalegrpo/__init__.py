@@ -10,11 +10,11 @@ One module per concept; read them in this order:
 - the training loop: ``train`` (the loop and its config), ``records`` (the step-row schema and
   the tables), ``evaluation`` (held-out evals and the bias probe), ``runstate`` (checkpoints and
   resume), ``ranks`` (learner ranks and test hooks), ``schedules`` (the fixed schedule and admission control), ``engines`` (the
-  async actor engines), ``placement`` (where processes go), ``weights`` (weight transports),
+  async actor engines), ``placement`` (where processes go), ``weights`` (weight transports and the WeightReceiver protocol),
   ``checkpoints`` (checkpoint checks), ``logger`` (TensorBoard);
-- generation: ``rollout`` (the Actor protocol and batches), ``actors`` (the hf backend and the
-  factory), ``actors_vllm`` and ``vllm_worker`` (the vLLM backend), ``tasks`` (a package: tasks,
-  verifiers and their registry);
+- generation: ``rollout`` (the Actor protocol and batches), ``actors`` (a package: the backends
+  side by side, ``hf`` and ``vllm`` with its worker extension, their registry and factory),
+  ``tasks`` (a package: tasks, verifiers and their registry);
 - tools: ``pretrain``, ``bench``, ``config`` and ``cli``.
 """
 

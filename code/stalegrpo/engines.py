@@ -7,14 +7,16 @@ the learner opens for the run:
 - **weights** (:mod:`stalegrpo.weights`): rank 0 and each engine share a private process group
   (gloo on CPU, NCCL on CUDA). After every learner step rank 0 broadcasts the version and the
   flat weights to every engine, where receiver threads stage them at once, so the learner never
-  waits while an engine generates. An ``hf`` engine receives in its own process and copies the
-  weights into its model; a ``vllm`` engine's workers receive them (one group member per
-  tensor-parallel rank) and reload them in place (:mod:`stalegrpo.vllm_worker`). With
+  waits while an engine generates. Each backend says who receives (``engine_receiver``,
+  :mod:`stalegrpo.actors`): an ``hf`` engine in its own process, a ``vllm`` engine's workers,
+  one group member per tensor-parallel rank, which reload in place. With
   ``weight_transport: ipc`` the process group is replaced by two shared buffers
-  (:class:`~stalegrpo.weights.IpcWeights`), which a vLLM engine's worker reads itself.
-- **start**: the engines start before the learner builds itself (a vLLM engine sizes its KV
-  cache from the free memory it finds), announce ``ready/<e>`` once their actor is built, and
-  wait for the learner's ``start_batch`` (after a resume, not 0).
+  (:class:`~stalegrpo.weights.IpcWeights`). Either way the engine loop sees a
+  :class:`~stalegrpo.weights.WeightReceiver`.
+- **start**: the engines start before the learner builds itself, announce ``ready/<e>`` once
+  their actor is built (the learner waits for that where the backend sizes its memory from the
+  free memory it finds, as vLLM's KV cache does), and wait for the learner's ``start_batch``
+  (after a resume, not 0).
 - **rollouts**: an engine puts batch n into the store under the key ``batch/<n>``; the learner
   takes the batches in order, n = 0, 1, 2, ..., each exactly once (it deletes the key).
 
@@ -43,12 +45,12 @@ import time
 import torch
 import torch.distributed as dist
 
-from stalegrpo.actors import actor_options, make_actor
-from stalegrpo.placement import colocated, gpu_memory_utilization, weight_transport
-from stalegrpo.policy import flat_params, load_policy
+from stalegrpo.actors import BACKENDS, actor_options, backend
+from stalegrpo.placement import colocated, weight_transport
+from stalegrpo.policy import load_policy
 from stalegrpo.schedules import admission_version, make_batch
 from stalegrpo.tasks import make_task
-from stalegrpo.weights import STOP, TIMEOUT, IpcReceiver, IpcWeights, WeightReceiver, receivers, weight_group
+from stalegrpo.weights import STOP, TIMEOUT, IpcWeights, receivers, weight_group
 
 ENGINE_DEVICE_ENV = "STALEGRPO_ENGINE_DEVICE"
 """set by :func:`placement` for a colocated engine: the CUDA device it works on"""
@@ -98,16 +100,8 @@ def engine_main(cfg, engine: int, port: int, env: dict, ipc=None, parent_pid: in
     store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=TIMEOUT)
     model, tokenizer = load_policy(cfg.init_checkpoint)
     task = make_task(cfg)
-    if cfg.actor == "vllm":
-        cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        memory = {"gpu_memory_utilization": gpu_memory_utilization(cfg, cuda)} if device.type == "cuda" else {}
-        actor = make_actor(
-            "vllm", model, tokenizer, task, device=device, tensor_parallel_size=cfg.actor_devices,
-            worker_extension_cls="stalegrpo.vllm_worker.WeightSyncExtension",
-            **(actor_options(cfg, "vllm") | memory),
-        )
-    else:
-        actor = make_actor(cfg.actor, model, tokenizer, task, device=device, **actor_options(cfg))
+    actor_backend = backend(cfg.actor)
+    actor = actor_backend.engine_actor(cfg, model, tokenizer, task, device, actor_options(cfg))
     store.set(f"ready/{engine}", "1")
     # the learner builds itself (and resumes) meanwhile; its first batch comes with the start
     while not store.check(["start_batch"]):
@@ -115,18 +109,7 @@ def engine_main(cfg, engine: int, port: int, env: dict, ipc=None, parent_pid: in
             _leave(actor)
         time.sleep(0.01)
     start_batch = int(store.get("start_batch"))
-    if cfg.actor == "vllm" and ipc is not None:  # the worker reads the shared buffers itself
-        from stalegrpo.vllm_worker import IpcEngineWeights
-
-        receiver = IpcEngineWeights(actor, ipc, engine, parent_pid)
-    elif cfg.actor == "vllm":  # the workers receive the weights themselves (TP > 1 runs worker processes)
-        from stalegrpo.vllm_worker import EngineWeights
-
-        receiver = EngineWeights(actor, port, engine)
-    elif ipc is not None:
-        receiver = IpcReceiver(ipc, engine, parent_pid)
-    else:
-        receiver = WeightReceiver(weight_group(store, engine, 1, device), flat_params(model).numel(), device)
+    receiver = actor_backend.engine_receiver(actor, cfg, store, engine, device, ipc, parent_pid)
     actor.version = -1
     n = start_batch + (engine - start_batch) % cfg.actors  # this engine's first batch
     kill_at, _, stamp = os.environ.get(TEST_KILL_ENV, "").partition("@")
@@ -153,11 +136,10 @@ def engine_main(cfg, engine: int, port: int, env: dict, ipc=None, parent_pid: in
 
 
 def _leave(actor) -> None:
-    """End the engine process: shut a vLLM engine's workers down, then exit at once. The
+    """End the engine process: close the actor (a vLLM engine's workers), then exit at once. The
     interpreter's teardown would destroy the process group while gloo's threads may still run,
     which aborts with "terminate called without an active exception" in about one run in two."""
-    if hasattr(actor, "close"):
-        actor.close()
+    actor.close()
     sys.stdout.flush(), sys.stderr.flush()
     os._exit(0)
 
@@ -197,7 +179,7 @@ class EngineSource:
         ]
         for process in self.engines:
             process.start()
-        if cfg.actor == "vllm":  # on the CPU too, so that this order is one code path, tested
+        if BACKENDS[cfg.actor].sizes_memory_at_start:  # on the CPU too: this order is one code path, tested
             for e in range(cfg.actors):
                 self._wait(f"ready/{e}", e)
 

@@ -13,6 +13,7 @@ On the CPU every process shares the cores and the weights go over gloo (or share
 
 from __future__ import annotations
 
+from stalegrpo.actors.registry import BACKENDS
 from stalegrpo.config import ConfigError
 
 
@@ -69,18 +70,21 @@ def weight_transport(cfg, cuda_devices: int) -> str:
 def check_placement(cfg, cuda_devices: int) -> None:
     """The placement fits the machine: on CUDA one device per learner rank plus actors ×
     actor_devices engine devices, or, colocated (:func:`colocated`), the learners' devices alone.
-    ``actor_devices`` > 1 is vLLM tensor parallelism (on CPU its worker processes share the run's
-    threads). The weight transport must be able to reach the engines."""
-    if cfg.actor_devices != 1 and cfg.actor != "vllm":
+    ``actor_devices`` > 1 is tensor parallelism (vLLM's; on CPU its worker processes share the run's
+    threads), for a backend that has it (:data:`stalegrpo.actors.BACKENDS`). The weight transport must
+    be able to reach the engines."""
+    if cfg.actor_devices != 1 and not BACKENDS[cfg.actor].tensor_parallel:
+        parallel = [name for name, b in BACKENDS.items() if b.tensor_parallel]
         raise ConfigError(
-            f"actor_devices = {cfg.actor_devices} is vLLM tensor parallelism; actor = {cfg.actor!r} uses 1 device"
+            f"actor_devices = {cfg.actor_devices} is tensor parallelism (actor: {parallel}); "
+            f"actor = {cfg.actor!r} uses 1 device"
         )
     engines = cfg.actors if cfg.schedule == "async" else 0
     transport = weight_transport(cfg, cuda_devices)
-    if engines and transport == "ipc" and cfg.actor == "vllm" and cfg.actor_devices != 1:
+    if engines and transport == "ipc" and cfg.actor_devices != 1:
         raise ConfigError(
-            f"weight_transport = 'ipc' with actor = 'vllm' needs actor_devices = 1 (the worker reads the shared "
-            f"tensors in the engine's process), not {cfg.actor_devices}: use nccl or gloo, or colocate: false"
+            f"weight_transport = 'ipc' needs actor_devices = 1 (the engine's process reads the shared "
+            f"tensors), not {cfg.actor_devices}: use nccl or gloo, or colocate: false"
         )
     if engines and cuda_devices and transport == "gloo":
         raise ConfigError("weight_transport = 'gloo' sends CPU tensors; on CUDA use nccl or ipc")

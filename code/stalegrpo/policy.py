@@ -10,7 +10,7 @@ positions in generation and in training.
 
 Interface::
 
-    def build_tokenizer(alphabet: str | None = None) -> PreTrainedTokenizerFast  # pad/bos/eos
+    def build_tokenizer(alphabet: str) -> PreTrainedTokenizerFast  # pad/bos/eos
     def build_model(tokenizer, hidden=128, layers=2, heads=4, intermediate=256, seed=0) -> LlamaForCausalLM
     def load_policy(path, dtype=torch.float32) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]
     def prompt_format(cfg) -> dict  # the config's prompt_template and system_prompt, as actors take them
@@ -41,21 +41,20 @@ from transformers.utils import logging as hf_logging
 # a 1 MB checkpoint loads in milliseconds; the progress bars would only clutter logs and tests
 hf_logging.disable_progress_bar()
 
-ALPHABET = "0123456789+-*/=(),: "
-"""the characters of every task's prompts and answers"""
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 TEMPLATES = ("auto", "chat", "plain")
 """prompt formats: the tokenizer's chat template ("chat"), the prompt as it is ("plain"), or chat
 where the tokenizer has a template and plain otherwise ("auto")"""
 
 
-def build_tokenizer(alphabet: str | None = None) -> PreTrainedTokenizerFast:
-    """One token per character (WordLevel over single characters), with pad/bos/eos/unk tokens.
+def build_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
+    """One token per character of ``alphabet`` (WordLevel over single characters, in its order),
+    with pad/bos/eos/unk tokens. A task that a fresh model can learn with it names its characters
+    (``alphabet``, e.g. :data:`stalegrpo.tasks.arithmetic.ALPHABET`).
 
     Encoding a text prepends BOS; prompts are padded on the left so that every completion
     starts at the same column of the batch.
     """
-    alphabet = ALPHABET if alphabet is None else alphabet
     chars = list(dict.fromkeys(alphabet))  # unique, order kept
     vocab = {tok: i for i, tok in enumerate([PAD, BOS, EOS, UNK, *chars])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))

@@ -15,8 +15,9 @@ fresh batch of train problems (the binary-op answer, countdown's generating expr
 record's worked answer), with the prompt formatted exactly as the actors format it
 (``prompt_template``, ``system_prompt``: the tokenizer's chat template, or plain text), so that GRPO
 samples from the policy in the format it was pretrained in. Keep those keys, and the split's
-``heldout_fraction``, equal to the GRPO run's. A fresh model's character tokenizer reads only the
-arithmetic alphabet, so the text tasks (countdown, jsonl) start from ``model=PATH``; with
+``heldout_fraction``, equal to the GRPO run's. A fresh model gets a character tokenizer over the
+task's ``alphabet`` (the binary-op tasks have one); the text tasks (countdown, jsonl) have none
+and start from ``model=PATH``; with
 ``steps=0`` a checkpoint is only evaluated and re-saved (paper scale).
 
 Measured on the shared 2-core machine, character Llama (seeds 0-3, defaults): the target was
@@ -205,12 +206,18 @@ def main(config_path: str | None, overrides: list[str], out: str) -> int:
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     task = build_task(cfg)
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.model is not None:
         model, tokenizer = load_policy(cfg.model)
     else:
-        tokenizer = build_tokenizer()
+        alphabet = getattr(task, "alphabet", None)
+        if alphabet is None:
+            raise ConfigError(
+                f"task {cfg.task!r} has no character alphabet for a fresh model's tokenizer: give model=PATH "
+                "(a checkpoint with its own tokenizer)"
+            )
+        tokenizer = build_tokenizer(alphabet)
         model = build_model(tokenizer, cfg.hidden, cfg.layers, cfg.heads, cfg.intermediate, seed=cfg.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
     prompt_options = prompt_format(cfg)
     try:
         resolve_template(tokenizer, cfg.prompt_template)

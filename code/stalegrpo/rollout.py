@@ -1,8 +1,8 @@
 """The contract between actors and the learner: a :class:`Rollout` and the :class:`Actor` protocol.
 
-Every actor backend (``hf`` in :mod:`stalegrpo.actors`, ``vllm`` in :mod:`stalegrpo.actors_vllm`)
-returns a :class:`Rollout` and implements :class:`Actor`; the learner and the schedules see only
-these two, so a backend can be added without touching them (docs/method.md §1-§2).
+Every actor backend (:mod:`stalegrpo.actors`: ``hf``, ``vllm``) implements :class:`Actor` and
+returns a :class:`Rollout`; the learner, the schedules and the engines see only these two, so a
+backend can be added without touching them (docs/method.md §1-§2).
 
 A rollout holds B problems × G completions, rows of one group contiguous, with the behavior
 log-prob log μ(y_t | x, y_<t) of every sampled token at the sampling temperature, the reward of
@@ -22,7 +22,7 @@ from typing import Protocol
 
 import torch
 
-from stalegrpo.tasks import Problem, gold_reward
+from stalegrpo.tasks.base import Problem, Task, gold_reward
 
 
 @dataclass
@@ -132,13 +132,38 @@ class Rollout:
 
 
 class Actor(Protocol):
+    """What the learner's process and the engines use of an actor, whatever its backend."""
+
     version: int
+    """the behavior version v of the weights it holds; every sample it generates carries it
+    (-1 before the first weights of a run)"""
+    model: torch.nn.Module
+    """a transformers model in step with the actor's weights: it names and shapes the parameters
+    (state dicts are built from it, :func:`stalegrpo.policy.state_from_flat`)"""
+    tokenizer: object
+    """the tokenizer that encodes the prompts and decodes the completions for the verifier"""
+    task: Task
+    """the task whose verifier rewards the completions (:meth:`Rollout.score`)"""
+    device: torch.device
+    """where it generates"""
+    weight_sync_s: float
+    """seconds the last :meth:`load_weights` took"""
 
     def generate(
-        self, problems: list[Problem], group_size: int, temperature: float = 1.0, seed: int | None = None
-    ) -> Rollout: ...
+        self, problems: list[Problem], group_size: int, temperature: float = 1.0, seed: int | None = None,
+        max_new_tokens: int | None = None,
+    ) -> Rollout:
+        """G = ``group_size`` samples per problem (rows of a group contiguous), scored, on the CPU."""
+        ...
 
-    def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None: ...
+    def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None:
+        """Take the learner's weights (names of ``model.named_parameters()``, a ``module.`` prefix
+        and a missing tied ``lm_head.weight`` accepted); later samples carry ``version``."""
+        ...
+
+    def close(self) -> None:
+        """Release what the actor holds beyond this process's memory (a vLLM engine's workers)."""
+        ...
 
 
 def copy_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.nn.Parameter]:

@@ -32,7 +32,6 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from stalegrpo.actors import actor_options, make_actor
 from stalegrpo.policy import state_from_flat, weights_checksum
 
 
@@ -109,11 +108,11 @@ def minibatch(rollout, j: int, m: int, group_size: int):
 
 # -- the rollout sources ---------------------------------------------------------------------
 class FixedSource:
-    """Batch n is generated in-process by the snapshot of version max(0, n·m - S)."""
+    """Batch n is generated in-process by ``actor`` (a :class:`stalegrpo.rollout.Actor` in the
+    learner's process) with the snapshot of version max(0, n·m - S) from ``ring``."""
 
-    def __init__(self, cfg, task, model, tokenizer, ring, device="cpu"):
-        self.cfg, self.task, self.ring = cfg, task, ring
-        self.actor = make_actor(cfg.actor, model, tokenizer, task, device=device, **actor_options(cfg))
+    def __init__(self, cfg, task, actor, ring: SnapshotRing):
+        self.cfg, self.task, self.ring, self.actor = cfg, task, ring, actor
         self.actor.version = -1
 
     def next(self, n: int):
@@ -131,4 +130,4 @@ class FixedSource:
         return 0.0
 
     def close(self):
-        pass
+        self.actor.close()

@@ -36,7 +36,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from stalegrpo.actors import make_actor
+from stalegrpo.actors import NAMES as ACTORS
+from stalegrpo.actors import actor_options, make_actor
 from stalegrpo.checkpoints import check_checkpoint
 from stalegrpo.collapse import CollapseConfig, CollapseMonitor
 from stalegrpo.config import ConfigError, load_config, to_dict
@@ -129,7 +130,7 @@ class TrainConfig:
     """ZeRO stage: uses config/deepspeed/zero{N}.json"""
     deepspeed_dir: str = "config/deepspeed"
     """folder of the DeepSpeed JSON configs (relative paths resolve from the repository root)"""
-    actor: Literal["hf", "vllm"] = "hf"
+    actor: Literal[ACTORS] = "hf"
     """actor backend"""
     actor_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """the behavior actors' sampling precision: auto is bf16 on CUDA and fp32 on the CPU. The learner's
@@ -449,7 +450,9 @@ class Run:
         self.terminated = []
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: self.terminated.append(signum))
         if lead and cfg.schedule == "fixed":
-            self.source = FixedSource(cfg, self.task, self.actor_model, self.tokenizer, self.ring, learner.device)
+            actor = make_actor(cfg.actor, self.actor_model, self.tokenizer, self.task, device=learner.device,
+                               **actor_options(cfg))
+            self.source = FixedSource(cfg, self.task, actor, self.ring)
         elif lead:
             m = cfg.updates_per_batch
             self.source.start(self.ring[learner.version], learner.version, learner.version // m)

@@ -3,10 +3,14 @@ version to each actor engine over a private process group (docs/method.md §5).
 
 ``dist.new_group`` cannot include processes outside the learner's world, so each engine's group
 is built by hand from the run's TCPStore under its own prefix: gloo on CPU, NCCL on CUDA. Rank 0
-of the group is the learner's rank 0; the receivers are the engine process (``hf``) or each of
-its tensor-parallel workers (``vllm``, :mod:`stalegrpo.vllm_worker`). A receiver thread takes
-every version into a staging buffer as it arrives, so the learner never waits while an engine
-generates; the engine loads the staged weights between batches.
+of the group is the learner's rank 0; the receivers are the processes that hold the engine's
+model, one per device of the engine (the engine process itself, or each tensor-parallel worker of
+a vLLM engine, :mod:`stalegrpo.actors.vllm_worker`). A receiver thread (:class:`GroupReceiver`)
+takes every version into a staging buffer as it arrives, so the learner never waits while an
+engine generates; the engine loads the staged weights between batches.
+
+An engine sees its weights through the :class:`WeightReceiver` protocol, whichever the transport
+and the backend (each backend builds its own, :mod:`stalegrpo.actors`).
 
 On one host the weights can skip the network (``weight_transport: ipc``, :class:`IpcWeights`):
 the engines read them from two buffers the learner shares with them, which is also the only
@@ -19,6 +23,7 @@ import datetime
 import os
 import threading
 import time
+from typing import Protocol
 
 import torch
 import torch.distributed as dist
@@ -31,9 +36,26 @@ STOP = -1
 """the version header that tells an engine's receiver to stop"""
 
 
+class WeightReceiver(Protocol):
+    """An engine's end of the weights: what the engine loop of :mod:`stalegrpo.engines` calls."""
+
+    stopped: bool
+    """the learner said stop, or is gone"""
+
+    def wait_for(self, version: int) -> bool:
+        """Block until a version ≥ ``version`` has arrived; False if the learner stopped."""
+        ...
+
+    def load_into(self, actor) -> float:
+        """Load the newest weights into ``actor`` (a :class:`stalegrpo.rollout.Actor`, whose
+        ``version`` it sets); their checksum
+        (:func:`stalegrpo.policy.weights_checksum`), which the learner compares with its own."""
+        ...
+
+
 def weight_group(store, engine: int, rank: int, device: torch.device, size: int = 2):
     """The private process group of learner rank 0 (rank 0) and ``engine``'s receivers (ranks 1
-    to size - 1: the engine process for ``hf``, its tensor-parallel workers for ``vllm``)."""
+    to size - 1, :func:`receivers`)."""
     prefixed = dist.PrefixStore(f"weights/{engine}/", store)
     if device.type == "cuda":
         return dist.ProcessGroupNCCL(prefixed, rank, size, dist.ProcessGroupNCCL.Options())
@@ -41,12 +63,14 @@ def weight_group(store, engine: int, rank: int, device: torch.device, size: int 
 
 
 def receivers(cfg) -> int:
-    """Processes of one engine that receive the weights: each vLLM worker, else the engine."""
-    return cfg.actor_devices if cfg.actor == "vllm" else 1
+    """Processes of one engine that receive the weights: one per device of the engine (a backend
+    without tensor parallelism has ``actor_devices`` = 1, :mod:`stalegrpo.placement`)."""
+    return cfg.actor_devices
 
 
-class WeightReceiver:
-    """A thread that receives every version the learner broadcasts into a staging buffer."""
+class GroupReceiver:
+    """A :class:`WeightReceiver`: a thread that receives every version the learner broadcasts
+    over the engine's process group into a staging buffer."""
 
     def __init__(self, group, numel: int, device: torch.device):
         self.group, self.device = group, device
@@ -166,7 +190,7 @@ class IpcWeights:
 
 
 class IpcReceiver:
-    """The engine's side of :class:`IpcWeights`, with :class:`WeightReceiver`'s interface."""
+    """The engine's side of :class:`IpcWeights`, a :class:`WeightReceiver`."""
 
     poll_s = 0.001
 

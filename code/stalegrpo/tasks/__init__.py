@@ -65,7 +65,7 @@ from functools import partial
 
 from stalegrpo.tasks.answers import answers_match, extract_answer, parse_number
 from stalegrpo.tasks.arithmetic import OPERATORS, BinaryOpTask
-from stalegrpo.tasks.base import SPLITS, Problem, Task, heldout_fraction_of
+from stalegrpo.tasks.base import SPLITS, Problem, Task, gold_reward, heldout_fraction_of
 from stalegrpo.tasks.countdown import MAX_EXPRESSION_CHARS, CountdownTask, evaluate_expression
 from stalegrpo.tasks.jsonl import JsonlTask, write_toy_gsm8k
 from stalegrpo.tasks.proxy import HACKS, ProxyRewardTask
@@ -97,12 +97,6 @@ def get_task(name: str, **options) -> Task:
     if name not in REGISTRY:
         raise ValueError(f"unknown task {name!r}; choose from {list(TASKS)}")
     return REGISTRY[name](**options)
-
-
-def gold_reward(task: Task, problem: Problem, completion: str) -> float:
-    """The gold reward of a completion: the verifier of a proxy-reward task, else the reward."""
-    gold = getattr(task, "gold", None)
-    return gold(problem, completion) if gold is not None else task.reward(problem, completion)
 
 
 def make_task(cfg) -> Task:

@@ -10,6 +10,13 @@ import numpy as np
 
 from stalegrpo.tasks.base import SPLITS, Problem, heldout_fraction_of
 
+ALPHABET = "0123456789+-*/=(),: "
+"""the characters of the character tokenizer a fresh model learns these tasks with
+(:func:`stalegrpo.policy.build_tokenizer`): digits and operators. The order, and the characters
+"(),: " these tasks do not use, are kept as they were: they fix the token ids of every checkpoint
+pretrained with it."""
+
+
 @dataclass
 class BinaryOpTask:
     """``a OP b =`` with both operands zero-padded to ``digits`` digits; the reward is exact match.
@@ -32,6 +39,8 @@ class BinaryOpTask:
     """zero-pad answers to a fixed width ("052" rather than "52")"""
     stop: ClassVar[tuple[str, ...]] = ()
     """no stop strings: a completion ends at EOS or at the budget"""
+    alphabet: ClassVar[str] = ALPHABET
+    """a fresh model's character tokenizer (``stalegrpo pretrain`` without ``model``)"""
     numeric_answers: ClassVar[bool] = True
     """answers are numbers, so a proxy reward can pay for a wrong one (stalegrpo.tasks.proxy)"""
     exact_answers: ClassVar[bool] = True

@@ -28,6 +28,11 @@ class Problem:
 
 
 class Task(Protocol):
+    """A task: its problems, by split, and their verifier. Optional class attributes a task may
+    set: ``numeric_answers`` (True: the proxy rewards of :mod:`stalegrpo.tasks.proxy` apply) and
+    ``alphabet`` (the characters of a fresh model's character tokenizer, ``stalegrpo pretrain``
+    without ``model``)."""
+
     name: str
     max_new_tokens: int
     stop: tuple[str, ...]
@@ -47,6 +52,12 @@ def heldout_fraction_of(prompt: str, task_name: str) -> float:
     """
     digest = hashlib.blake2b(f"{task_name}:{prompt}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") / 2**64
+
+
+def gold_reward(task: Task, problem: Problem, completion: str) -> float:
+    """The gold reward of a completion: the verifier of a proxy-reward task, else the reward."""
+    gold = getattr(task, "gold", None)
+    return gold(problem, completion) if gold is not None else task.reward(problem, completion)
 
 
 def _check_split(split: str) -> None:

@@ -27,7 +27,7 @@ without serialisation. On CPU the vLLM worker replaces ``torch.set_num_threads``
 the whole process once the engine exists: set the thread count before constructing the actor.
 
 In the ``async`` schedule the actor is an engine process of :mod:`stalegrpo.engines`, built with
-``worker_extension_cls`` = :class:`stalegrpo.vllm_worker.WeightSyncExtension` and
+``worker_extension_cls`` = :class:`stalegrpo.actors.vllm_worker.WeightSyncExtension` and
 ``tensor_parallel_size`` = ``actor_devices``: then the weights reach vLLM's workers over
 torch.distributed and are reloaded there, which also works with TP > 1 (worker processes;
 tested on CPU with TP = 2). :meth:`VLLMActor.load_weights` is the in-process path of the
@@ -49,9 +49,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stalegrpo.placement import gpu_memory_utilization
 from stalegrpo.policy import encode_prompts, flat_params, load_policy, resolve_dtype
 from stalegrpo.rollout import Rollout, copy_weights
-from stalegrpo.tasks import Problem, Task
+from stalegrpo.tasks.base import Problem, Task
+from stalegrpo.weights import TIMEOUT, IpcReceiver, weight_group
 
 ENGINE_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",  # engine core in this process: weights pass by reference
@@ -63,6 +65,9 @@ ENGINE_ENV = {
 for _key, _value in ENGINE_ENV.items():
     os.environ.setdefault(_key, _value)
 
+
+WORKER_EXTENSION = "stalegrpo.actors.vllm_worker.WeightSyncExtension"
+"""the worker extension of every engine that takes weights in its workers (``worker_extension_cls``)"""
 
 CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 """head dims vLLM 0.32's CPU attention kernel has (``CPUAttentionBackend.get_supported_head_sizes``)"""
@@ -94,15 +99,12 @@ class _QuietExpectedWarnings(logging.Filter):
 class _LocalWeightChannel:
     """Weights from this process to its own vLLM engine's workers, over a private gloo group: for
     an engine core in a child process (see :meth:`VLLMActor._start`), whose RPC cannot carry
-    tensors to the workers. The same receivers as the actor engines' (:mod:`stalegrpo.vllm_worker`)."""
+    tensors to the workers. The same receivers as the actor engines' (:mod:`stalegrpo.actors.vllm_worker`)."""
 
     def __init__(self, actor: VLLMActor):
         import threading
 
         import torch.distributed as dist
-
-        from stalegrpo.vllm_worker import EngineWeights
-        from stalegrpo.weights import TIMEOUT, weight_group
 
         self.store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=TIMEOUT)
         joined = {}
@@ -220,7 +222,7 @@ class VLLMActor:
         previous = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
         if in_world:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
-            options.setdefault("worker_extension_cls", "stalegrpo.vllm_worker.WeightSyncExtension")
+            options.setdefault("worker_extension_cls", WORKER_EXTENSION)
         try:
             return LLM(**options)
         finally:
@@ -338,3 +340,118 @@ class VLLMActor:
             self.llm.llm_engine.engine_core.shutdown()
         self.llm = None
         self._remove_tmpdir()
+
+
+# -- the engine's side of the workers' weight receivers ----------------------------------------
+class EngineWeights:
+    """The engine's view of its workers' receivers, with :class:`~stalegrpo.weights.WeightReceiver`'s
+    interface (``stopped``, ``wait_for``, ``load_into``), for a :class:`VLLMActor` built with ``worker_extension_cls`` = :class:`WeightSyncExtension`."""
+
+    poll_s = 0.5
+
+    def __init__(self, actor, port: int, engine: int, cpu: bool = False):
+        self.llm, self.stopped = actor.llm, False
+        model = actor.model
+        layout = [(name, tuple(p.shape)) for name, p in model.named_parameters()]
+        kwargs = {"port": port, "engine": engine, "layout": layout, "tied": bool(model.config.tie_word_embeddings), "cpu": cpu}
+        # returns once the learner's rank 0 has joined the group too
+        self.llm.collective_rpc("join_weight_group", kwargs=kwargs)
+
+    def wait_for(self, version: int) -> bool:
+        """Block until every worker holds a version ≥ ``version``; False if the learner stopped."""
+        while True:
+            answers = self.llm.collective_rpc("weights_version", kwargs={"at_least": version, "timeout_s": self.poll_s})
+            if any(stopped for _, stopped in answers):
+                self.stopped = True
+                return False
+            if min(v for v, _ in answers) >= version:
+                return True
+
+    def load_into(self, actor, version: int | None = None) -> float:
+        """Load ``version`` (None: the newest every worker can reach) into all workers, reset the
+        prefix cache; the checksum of the loaded weights. A worker waits for ``version`` to arrive."""
+        target = max(self.llm.collective_rpc("hold_weights")) if version is None else version
+        answers = self.llm.collective_rpc("load_held_weights", kwargs={"version": target})
+        if any(v != target for v, _ in answers):
+            self.stopped = True
+            return float("nan")
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM could not reset its prefix cache (requests still running?)")
+        actor.version = target
+        return answers[0][1]
+
+
+class IpcEngineWeights:
+    """A vLLM engine's weights by ``weight_transport: ipc``, with the receivers' interface
+    (``stopped``, ``wait_for``, ``load_into``): the engine polls the shared control table for a
+    new version, then its worker reloads from the shared buffer (:meth:`WeightSyncExtension.load_ipc_weights`)
+    and the engine resets the prefix cache. For one GPU shared with the learner (colocated)."""
+
+    def __init__(self, actor, handle: tuple, engine: int, parent_pid: int):
+        tp = actor.llm.llm_engine.vllm_config.parallel_config.tensor_parallel_size
+        if tp != 1 or os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") != "0":
+            raise RuntimeError(
+                "weight_transport = 'ipc' with actor = 'vllm' needs the worker in the engine's process: "
+                f"actor_devices = 1 (here {tp}) and VLLM_ENABLE_V1_MULTIPROCESSING=0 (here "
+                f"{os.environ.get('VLLM_ENABLE_V1_MULTIPROCESSING')!r})"
+            )
+        self.llm = actor.llm
+        self.poller = IpcReceiver(handle, engine, parent_pid)
+        model = actor.model
+        layout = [(name, tuple(p.shape)) for name, p in model.named_parameters()]
+        kwargs = {"handle": handle, "engine": engine, "parent_pid": parent_pid, "layout": layout,
+                  "tied": bool(model.config.tie_word_embeddings)}
+        self.llm.collective_rpc("attach_ipc_weights", kwargs=kwargs)
+
+    @property
+    def stopped(self) -> bool:
+        return self.poller.stopped
+
+    def wait_for(self, version: int) -> bool:
+        """Poll until a version ≥ ``version`` is shared; False once the learner stops or dies."""
+        return self.poller.wait_for(version)
+
+    def load_into(self, actor) -> float:
+        """Reload the newest shared version (unless the engine has it), reset the prefix cache;
+        the checksum of the weights loaded."""
+        if actor.version == self.poller.version:
+            return self._checksum
+        (version, self._checksum), = self.llm.collective_rpc("load_ipc_weights")
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM could not reset its prefix cache (requests still running?)")
+        actor.version = version
+        return self._checksum
+
+
+# -- the backend's functions (stalegrpo.actors) -------------------------------------------------
+def make(model_path_or_model, tokenizer, task: Task, device="cpu", **options) -> VLLMActor:
+    """A :class:`VLLMActor` over a model object or a ``save_pretrained`` directory."""
+    return VLLMActor(model_path_or_model, tokenizer, task, device=device, **options)
+
+
+def options(cfg) -> dict:
+    """This backend's options from a train config: ``gpu_memory_utilization`` where it is set (on
+    CUDA; the CPU backend drops it)."""
+    return {} if cfg.gpu_memory_utilization is None else {"gpu_memory_utilization": cfg.gpu_memory_utilization}
+
+
+def engine_actor(cfg, model, tokenizer, task: Task, device, options: dict) -> VLLMActor:
+    """An async engine's actor: a vLLM engine over ``actor_devices`` devices (tensor parallel),
+    whose workers take the weights themselves (:class:`WeightSyncExtension`), with its share of
+    the GPU's memory (:func:`stalegrpo.placement.gpu_memory_utilization`)."""
+    memory = {}
+    if device.type == "cuda":
+        memory["gpu_memory_utilization"] = gpu_memory_utilization(cfg, torch.cuda.device_count())
+    return VLLMActor(
+        model, tokenizer, task, device=device, tensor_parallel_size=cfg.actor_devices,
+        worker_extension_cls=WORKER_EXTENSION, **(options | memory),
+    )
+
+
+def engine_receiver(actor: VLLMActor, cfg, store, engine: int, device, ipc, parent_pid: int):
+    """The engine's workers receive the weights: each reads the learner's shared buffer (``ipc``,
+    TP = 1) or joins the engine's process group through the run's ``store`` (TP > 1 runs worker
+    processes)."""
+    if ipc is not None:
+        return IpcEngineWeights(actor, ipc, engine, parent_pid)
+    return EngineWeights(actor, store.port, engine)

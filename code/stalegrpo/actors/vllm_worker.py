@@ -3,12 +3,12 @@
 vLLM runs the model in worker processes, one per tensor-parallel rank (with TP = 1 and
 ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` the one worker lives in the engine's own process). Weights
 therefore have to reach the workers, not the process that holds the ``LLM`` object.
-``LLM(worker_extension_cls="stalegrpo.vllm_worker.WeightSyncExtension")`` mixes this class into
+``LLM(worker_extension_cls="stalegrpo.actors.vllm_worker.WeightSyncExtension")`` mixes this class into
 every worker, and ``LLM.collective_rpc(name, kwargs=...)`` calls one of its methods on all of them:
 
 * :meth:`~WeightSyncExtension.join_weight_group`: each worker joins the engine's weight group
   with the learner's rank 0 (group rank 0; worker with TP rank r is group rank 1 + r) and starts
-  a :class:`~stalegrpo.weights.WeightReceiver` thread that takes every version the learner
+  a :class:`~stalegrpo.weights.GroupReceiver` thread that takes every version the learner
   broadcasts into a staging buffer at once, so the learner never waits while the engine
   generates.
 * :meth:`~WeightSyncExtension.hold_weights` then :meth:`~WeightSyncExtension.load_held_weights`:
@@ -24,7 +24,9 @@ every worker, and ``LLM.collective_rpc(name, kwargs=...)`` calls one of its meth
   (``weight_transport: ipc``, engines colocated on the learner's GPU): the worker reads the
   learner's shared buffer (CUDA IPC; shared memory on the CPU) and reloads from it, the buffer
   marked as read meanwhile. The handle carries the tensors themselves, so the worker must be in
-  the engine's process (TP = 1); :class:`IpcEngineWeights` is the engine's side.
+  the engine's process (TP = 1).
+
+The engine's side of both is in :mod:`stalegrpo.actors.vllm` (``EngineWeights``, ``IpcEngineWeights``).
 
 The same code runs on CPU (gloo or shared memory, in-process or worker processes) and on CUDA
 (NCCL or CUDA IPC).
@@ -52,7 +54,7 @@ class WeightSyncExtension:
         import torch.distributed as dist
         from vllm.distributed import get_tensor_model_parallel_rank, get_tensor_model_parallel_world_size
 
-        from stalegrpo.weights import TIMEOUT, WeightReceiver, weight_group
+        from stalegrpo.weights import TIMEOUT, GroupReceiver, weight_group
 
         on_cuda = torch.cuda.is_available() and not cpu
         device = torch.device("cuda", torch.cuda.current_device()) if on_cuda else torch.device("cpu")
@@ -60,7 +62,7 @@ class WeightSyncExtension:
         self._weight_store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=TIMEOUT)
         group = weight_group(self._weight_store, engine, rank, device, size)
         self._layout, self._tied = layout, tied
-        self._receiver = WeightReceiver(group, sum(torch.Size(s).numel() for _, s in layout), device)
+        self._receiver = GroupReceiver(group, sum(torch.Size(s).numel() for _, s in layout), device)
         return rank
 
     def weights_version(self, at_least: int, timeout_s: float) -> tuple[int, bool]:
@@ -122,88 +124,3 @@ class WeightSyncExtension:
             embedding = next(w for name, w in weights if name.endswith("embed_tokens.weight"))
             weights.append(("lm_head.weight", embedding))
         self.model_runner.reload_weights(weights_iterator=weights)
-
-
-class EngineWeights:
-    """The engine's view of its workers' receivers, with :class:`~stalegrpo.weights.WeightReceiver`'s
-    interface (``stopped``, ``wait_for``, ``load_into``), for a :class:`~stalegrpo.actors_vllm.VLLMActor`
-    built with ``worker_extension_cls`` = :class:`WeightSyncExtension`."""
-
-    poll_s = 0.5
-
-    def __init__(self, actor, port: int, engine: int, cpu: bool = False):
-        self.llm, self.stopped = actor.llm, False
-        model = actor.model
-        layout = [(name, tuple(p.shape)) for name, p in model.named_parameters()]
-        kwargs = {"port": port, "engine": engine, "layout": layout, "tied": bool(model.config.tie_word_embeddings), "cpu": cpu}
-        # returns once the learner's rank 0 has joined the group too
-        self.llm.collective_rpc("join_weight_group", kwargs=kwargs)
-
-    def wait_for(self, version: int) -> bool:
-        """Block until every worker holds a version ≥ ``version``; False if the learner stopped."""
-        while True:
-            answers = self.llm.collective_rpc("weights_version", kwargs={"at_least": version, "timeout_s": self.poll_s})
-            if any(stopped for _, stopped in answers):
-                self.stopped = True
-                return False
-            if min(v for v, _ in answers) >= version:
-                return True
-
-    def load_into(self, actor, version: int | None = None) -> float:
-        """Load ``version`` (None: the newest every worker can reach) into all workers, reset the
-        prefix cache; the checksum of the loaded weights. A worker waits for ``version`` to arrive."""
-        target = max(self.llm.collective_rpc("hold_weights")) if version is None else version
-        answers = self.llm.collective_rpc("load_held_weights", kwargs={"version": target})
-        if any(v != target for v, _ in answers):
-            self.stopped = True
-            return float("nan")
-        if not self.llm.reset_prefix_cache():
-            raise RuntimeError("vLLM could not reset its prefix cache (requests still running?)")
-        actor.version = target
-        return answers[0][1]
-
-
-class IpcEngineWeights:
-    """A vLLM engine's weights by ``weight_transport: ipc``, with the receivers' interface
-    (``stopped``, ``wait_for``, ``load_into``): the engine polls the shared control table for a
-    new version, then its worker reloads from the shared buffer (:meth:`WeightSyncExtension.load_ipc_weights`)
-    and the engine resets the prefix cache. For one GPU shared with the learner (colocated)."""
-
-    def __init__(self, actor, handle: tuple, engine: int, parent_pid: int):
-        import os
-
-        from stalegrpo.weights import IpcReceiver
-
-        tp = actor.llm.llm_engine.vllm_config.parallel_config.tensor_parallel_size
-        if tp != 1 or os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") != "0":
-            raise RuntimeError(
-                "weight_transport = 'ipc' with actor = 'vllm' needs the worker in the engine's process: "
-                f"actor_devices = 1 (here {tp}) and VLLM_ENABLE_V1_MULTIPROCESSING=0 (here "
-                f"{os.environ.get('VLLM_ENABLE_V1_MULTIPROCESSING')!r})"
-            )
-        self.llm = actor.llm
-        self.poller = IpcReceiver(handle, engine, parent_pid)
-        model = actor.model
-        layout = [(name, tuple(p.shape)) for name, p in model.named_parameters()]
-        kwargs = {"handle": handle, "engine": engine, "parent_pid": parent_pid, "layout": layout,
-                  "tied": bool(model.config.tie_word_embeddings)}
-        self.llm.collective_rpc("attach_ipc_weights", kwargs=kwargs)
-
-    @property
-    def stopped(self) -> bool:
-        return self.poller.stopped
-
-    def wait_for(self, version: int) -> bool:
-        """Poll until a version ≥ ``version`` is shared; False once the learner stops or dies."""
-        return self.poller.wait_for(version)
-
-    def load_into(self, actor) -> float:
-        """Reload the newest shared version (unless the engine has it), reset the prefix cache;
-        the checksum of the weights loaded."""
-        if actor.version == self.poller.version:
-            return self._checksum
-        (version, self._checksum), = self.llm.collective_rpc("load_ipc_weights")
-        if not self.llm.reset_prefix_cache():
-            raise RuntimeError("vLLM could not reset its prefix cache (requests still running?)")
-        actor.version = version
-        return self._checksum

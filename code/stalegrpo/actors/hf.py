@@ -1,16 +1,14 @@
-"""Actors: sample G completions per prompt from the behavior policy μ = π_{θ_v} and record μ.
+"""The ``hf`` actor backend: sample G completions per prompt from μ = π_{θ_v} with a KV-cache
+loop over a transformers model, recording log μ as it goes (docs/method.md §1-§2).
 
-docs/method.md §1-§2: every sample carries the behavior version v of the weights that generated it
-and the log-prob log μ(y_t | x, y_<t) of each sampled token, at the sampling temperature. The
-learner's ratio ρ = π_θ / μ uses exactly these numbers, so in fp32 they must equal the learner's
-own computation (:func:`stalegrpo.policy.sequence_logprobs`) at the same weights: the sampler
-uses the same left padding and position ids ``cumsum(mask) - 1``, and the gap is tested to 1e-5.
-
-Backends implement the contract of :mod:`stalegrpo.rollout` (:class:`~stalegrpo.rollout.Actor`
-returning a :class:`~stalegrpo.rollout.Rollout`) and are built by :func:`make_actor` (with the
-options of a train config from :func:`actor_options`): ``hf`` is a hand-written KV-cache sampling
-loop over a transformers model (CPU or CUDA), which is at least as fast as ``model.generate`` and
-yields the log-probs as it goes; ``vllm`` is :mod:`stalegrpo.actors_vllm`.
+Every sample carries the behavior version v of the weights that generated it and the log-prob
+log μ(y_t | x, y_<t) of each sampled token, at the sampling temperature. The learner's ratio
+ρ = π_θ / μ uses exactly these numbers, so in fp32 they must equal the learner's own computation
+(:func:`stalegrpo.policy.sequence_logprobs`) at the same weights: the sampler uses the same left
+padding and position ids ``cumsum(mask) - 1``, and the gap is tested to 1e-5. The loop is at
+least as fast as ``model.generate`` (:mod:`stalegrpo.actors.throughput` measures both) and runs
+on the CPU or CUDA. The backend's functions for the factory and the engines are at the end
+(:mod:`stalegrpo.actors`).
 
 Precision (``dtype``; the train key ``actor_dtype``)
 ----------------------------------------------------
@@ -59,15 +57,14 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 from transformers import DynamicCache, StaticCache
 
-from stalegrpo.policy import encode_prompts, load_policy, position_ids, prompt_format, resolve_dtype
-from stalegrpo.rollout import Actor, Rollout, copy_weights
-from stalegrpo.tasks import Problem, Task
+from stalegrpo.policy import encode_prompts, flat_params, load_policy, position_ids, resolve_dtype
+from stalegrpo.rollout import Rollout, copy_weights
+from stalegrpo.tasks.base import Problem, Task
+from stalegrpo.weights import GroupReceiver, IpcReceiver, WeightReceiver, weight_group
 
-BACKENDS = ("hf", "vllm")
 STATIC_BUCKET = 64
 """a static KV cache holds a multiple of this many positions (fewer distinct shapes to compile)"""
 CUDA_CHECK_EVERY = 8
@@ -313,138 +310,34 @@ class HFActor:
             torch.cuda.synchronize(self.device)
         self.weight_sync_s = time.perf_counter() - start
 
-
-def make_actor(backend: str, model_path_or_model, tokenizer, task: Task, device="cpu", **kw) -> Actor:
-    """An actor of ``backend`` over a model object or a local checkpoint directory.
-
-    ``kw`` are the backend's options (:class:`HFActor`, :class:`stalegrpo.actors_vllm.VLLMActor`);
-    a behavior actor of a training run gets them from :func:`actor_options`."""
-    if backend == "hf":
-        if isinstance(model_path_or_model, (str, bytes)) or hasattr(model_path_or_model, "__fspath__"):
-            model, saved_tokenizer = load_policy(model_path_or_model)
-            tokenizer = tokenizer or saved_tokenizer
-        else:
-            model = model_path_or_model
-        return HFActor(model, tokenizer, task, device=device, **kw)
-    if backend == "vllm":
-        from stalegrpo.actors_vllm import VLLMActor  # vLLM is optional; import only when asked for
-
-        return VLLMActor(model_path_or_model, tokenizer, task, device=device, **kw)
-    raise ValueError(f"unknown actor backend {backend!r}; choose from {list(BACKENDS)}")
+    def close(self) -> None:
+        """Nothing to shut down: the model is an ordinary module of this process."""
 
 
-def actor_options(cfg, backend: str | None = None) -> dict:
-    """The :func:`make_actor` keyword arguments of a behavior actor of the train config ``cfg``
-    (backend ``backend``, default ``cfg.actor``): the prompt format, the sampling precision
-    (``actor_dtype``, resolved against the actor's device by the actor) and, for ``hf``, the
-    compiled decode (``actor_compile``).
-
-    Evaluation and the bias probe do not use these: their scratch actor samples in fp32 eagerly.
-    """
-    backend = backend or cfg.actor
-    options = prompt_format(cfg) | {"dtype": cfg.actor_dtype}
-    if backend == "hf":
-        options["compile"] = cfg.actor_compile
-    if backend == "vllm" and cfg.gpu_memory_utilization is not None:  # on CUDA; the CPU backend ignores it
-        options["gpu_memory_utilization"] = cfg.gpu_memory_utilization
-    return options
+def make(model_path_or_model, tokenizer, task: Task, device="cpu", **options) -> HFActor:
+    """An :class:`HFActor` over a model object or a ``save_pretrained`` directory (``tokenizer``
+    None: the directory's)."""
+    if isinstance(model_path_or_model, (str, bytes)) or hasattr(model_path_or_model, "__fspath__"):
+        model, saved_tokenizer = load_policy(model_path_or_model)
+        tokenizer = tokenizer or saved_tokenizer
+    else:
+        model = model_path_or_model
+    return HFActor(model, tokenizer, task, device=device, **options)
 
 
-def benchmark_sampling(
-    actor: HFActor, problems: list[Problem], G: int, repeats: int = 3, temperature: float = 1.0
-) -> dict:
-    """Sampled tokens per second of :func:`sample` (the actor's decoder) and of ``model.generate``
-    (over the same model, in the actor's dtype) on the same batch.
-
-    Both sample at ``temperature`` up to the task's budget and stop when every row has emitted
-    EOS; only ``sample`` also returns log-probs. Each is warmed up once, then timed ``repeats``
-    times (alternating); tokens are counted up to and including EOS, and the medians over repeats
-    are reported.
-    """
-    prompt_ids, prompt_mask = actor.encode(problems, G)
-    max_new = actor.task.max_new_tokens
-    tok = actor.tokenizer
-
-    def run_loop():
-        _, mask, _ = actor.sample(prompt_ids, prompt_mask, temperature, max_new_tokens=max_new)
-        return int(mask.sum())
-
-    @torch.no_grad()
-    def run_generate():
-        out = actor.model.generate(
-            input_ids=prompt_ids,
-            attention_mask=prompt_mask.long(),
-            do_sample=True,
-            temperature=temperature,
-            top_k=0,
-            top_p=1.0,
-            max_new_tokens=max_new,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-        )
-        completion = out[:, prompt_ids.shape[1] :]
-        # tokens up to and including the first EOS
-        before_eos = (completion == tok.eos_token_id).long().cumsum(1) - (
-            completion == tok.eos_token_id
-        ).long()
-        return int((before_eos == 0).sum())
-
-    # the two samplers alternate and the medians are reported, so that a load spike on a shared
-    # machine neither favours one sampler nor dominates the result
-    result = {"batch": prompt_ids.shape[0], "max_new_tokens": max_new, "repeats": repeats, "mode": actor.mode}
-    timings = {"loop": [], "generate": []}
-    run_loop(), run_generate()  # warm-up
-    for _ in range(repeats):
-        for name, fn in (("loop", run_loop), ("generate", run_generate)):
-            start = time.perf_counter()
-            n_tokens = fn()
-            if actor.device.type == "cuda":
-                torch.cuda.synchronize(actor.device)
-            timings[name].append((time.perf_counter() - start, n_tokens))
-    for name, runs in timings.items():
-        medians = median_rates(runs)
-        result[f"{name}_seconds_per_batch"] = medians["seconds_per_batch"]
-        result[f"{name}_tokens_per_s"] = medians["tokens_per_s"]
-    result["ratio"] = result["loop_tokens_per_s"] / result["generate_tokens_per_s"]
-    return result
+def options(cfg) -> dict:
+    """This backend's options from a train config: the compiled decode (``actor_compile``)."""
+    return {"compile": cfg.actor_compile}
 
 
-def benchmark_modes(
-    actors: list[HFActor], problems: list[Problem], G: int, repeats: int = 3, temperature: float = 1.0
-) -> dict[str, dict]:
-    """Sampled tokens per second of each actor's :meth:`HFActor.sample` on the same batch, by
-    :attr:`HFActor.mode` (e.g. ``"float32/eager"`` against ``"bfloat16/compiled"``).
-
-    Each actor samples the batch once untimed (``first_batch_s``: a compiled decoder compiles
-    then), then ``repeats`` times with a seeded generator, the actors alternating so that a load
-    spike on a shared machine favours none; tokens up to and including EOS, medians over repeats.
-    """
-    runs = {}
-    for actor in actors:
-        if actor.mode in runs:
-            raise ValueError(f"two actors of mode {actor.mode!r}")
-        runs[actor.mode] = []
-
-    def run(actor, seed):
-        ids, mask = actor.encode(problems, G)
-        generator = torch.Generator(device=actor.device).manual_seed(seed)
-        start = time.perf_counter()
-        _, completion_mask, _ = actor.sample(ids, mask, temperature, generator)
-        n_tokens = int(completion_mask.sum())  # waits for the device
-        return time.perf_counter() - start, n_tokens
-
-    first = {actor.mode: run(actor, 0)[0] for actor in actors}
-    for repeat in range(repeats):
-        for actor in actors:
-            runs[actor.mode].append(run(actor, repeat + 1))
-    return {mode: median_rates(timed) | {"first_batch_s": first[mode]} for mode, timed in runs.items()}
+def engine_actor(cfg, model, tokenizer, task: Task, device, options: dict) -> HFActor:
+    """An async engine's actor: the engine's copy of the model, in its process."""
+    return HFActor(model, tokenizer, task, device=device, **options)
 
 
-def median_rates(timed: list[tuple[float, int]]) -> dict:
-    """Medians over repeats of (seconds, tokens) pairs: tokens/s (the median of the per-batch
-    rates), seconds and tokens per batch."""
-    return {
-        "tokens_per_s": float(np.median([n / sec for sec, n in timed])),
-        "seconds_per_batch": float(np.median([sec for sec, _ in timed])),
-        "tokens_per_batch": float(np.median([n for _, n in timed])),
-    }
+def engine_receiver(actor: HFActor, cfg, store, engine: int, device, ipc, parent_pid: int) -> WeightReceiver:
+    """The engine's process receives every version itself: from the learner's shared buffers
+    (``ipc``), else over the engine's process group through the run's ``store``."""
+    if ipc is not None:
+        return IpcReceiver(ipc, engine, parent_pid)
+    return GroupReceiver(weight_group(store, engine, 1, device), flat_params(actor.model).numel(), device)
