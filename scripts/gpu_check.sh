@@ -34,9 +34,9 @@
 # memory of a learner step and of the actor, the memory target (a learner peak under 40 GB at
 # the paper batch, so that a 40 GB A100 runs the preset), weight-sync seconds per step, the async
 # speedup with A = 1 and 2 actor engines over the synchronous baseline (docs/method.md §7), and
-# the train run's seconds per step and peak. An async run needs a GPU per learner and per engine:
-# on one GPU the baseline is the synchronous loop in one process on that GPU, the weight sync is
-# a copy on the device, and the speedup rows say how many GPUs they need.
+# the train run's seconds per step and peak. On one GPU the bench's engines are colocated with the
+# learner (colocate: auto, weights by CUDA IPC); with colocate: false they would need a GPU each,
+# and the baseline would be the fixed schedule at S = 0 with the actor in the learner's process.
 #
 # Time: budgeted at 6 min on one H200 (install 0.5, tests 1.5, bench 2, train 2); the table's
 # seconds column gives what each step took. Without CUDA it says so and runs the same steps at

@@ -10,12 +10,13 @@ import pytest
 import stalegrpo.bench
 from stalegrpo.bench import bench
 from stalegrpo.policy import build_model, build_tokenizer
+from stalegrpo.tasks.arithmetic import ALPHABET
 
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory):
     out = tmp_path_factory.mktemp("random_policy")
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(ALPHABET)
     build_model(tokenizer, hidden=32, layers=1, heads=2, intermediate=64).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
@@ -128,10 +129,11 @@ def test_a_padded_vocabulary_decodes_sampled_ids_without_a_token(tmp_path):
     assert tokenizer.decode([600, 999], skip_special_tokens=True) == ""
 
 
-def test_one_device_benches_the_colocated_loop(tmp_path, monkeypatch):
+def test_one_device_without_colocation_benches_the_fixed_schedule(tmp_path, monkeypatch):
     """A machine with one CUDA device has none for an actor engine of its own (with colocate off):
-    the async points are left out with the placement's reason and the baseline is the synchronous
-    loop in one process (here on CPU, with the device count of a one-GPU machine)."""
+    the async points are left out with the placement's reason and the baseline is a train run of
+    the fixed schedule at S = 0, its actor in the learner's process (here on CPU, with the device
+    count of a one-GPU machine)."""
     monkeypatch.setattr(stalegrpo.bench, "cuda_devices", lambda: 1)
     overrides = [
         "bench.model=qwen2:64x2,heads=2,intermediate=128,vocab=1000",
@@ -151,12 +153,13 @@ def test_one_device_benches_the_colocated_loop(tmp_path, monkeypatch):
     assert bench(None, overrides, tmp_path) == 0
     result = json.loads((tmp_path / "bench.json").read_text())
     (base,) = result["runs"]
-    assert base["schedule"] == "colocated" and base["actors"] == 0 and base["lag_mean"] == 0
+    assert base["schedule"] == "fixed" and base["S"] == 0 and base["actors"] == 0 and base["lag_mean"] == 0
+    assert (tmp_path / "fixed_S0" / "steps.parquet").exists()  # the train loop's own step rows
     assert [(s["S"], s["actors"]) for s in result["skipped"]] == [(0, 1), (1, 1), (1, 2)]
     assert "placement needs 2 CUDA devices" in result["skipped"][0]["reason"]
     assert "skipped" in result["weight_sync"][0]  # its broadcast needs an engine's device too
     summary = result["summary"]
-    assert summary["baseline"].startswith("colocated") and summary["weight_sync"] == "copy on the device"
+    assert summary["baseline"].startswith("fixed S=0") and summary["weight_sync"].startswith("snapshot copy")
     assert summary["learner_tokens_per_s"] > 0 and summary["actor_tokens_per_s"] > 0 and summary["weight_sync_s"] > 0
     assert [("skipped" in s, s["A"]) for s in summary["speedups"]] == [(True, 1), (True, 2)]
     assert summary["model"].startswith("qwen2:64x2") and summary["parameters"] > 1000 * 64  # the padded embedding
@@ -168,7 +171,7 @@ def test_one_device_benches_the_colocated_loop(tmp_path, monkeypatch):
 def test_bench_compares_hf_and_vllm_actors_on_the_same_batch(tmp_path):
     pytest.importorskip("vllm")
     out = tmp_path / "policy"
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(ALPHABET)
     # vLLM's CPU attention needs a head dimension of 32 or more
     build_model(tokenizer, hidden=64, layers=1, heads=2, intermediate=128).save_pretrained(out)
     tokenizer.save_pretrained(out)

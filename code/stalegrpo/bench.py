@@ -26,10 +26,11 @@ In one process, one after the other on the same machine:
 to a temporary folder with the stand-in's BPE tokenizer and chat template
 (:mod:`stalegrpo.checkpoints`); ``bench.model=qwen2.5-0.5b`` is Qwen2.5-0.5B's shape and vocabulary.
 
-On CUDA an async run needs a device per learner rank and per actor engine
-(:func:`stalegrpo.train.check_placement`). Points that do not fit the machine are left out and
-listed with the reason; where not even the baseline fits (one GPU), the baseline is the
-synchronous loop in one process on one device (:func:`colocated`), with no speedup to measure.
+On CUDA an async run needs a device per learner rank and per actor engine, or engines colocated
+on the learners' GPUs (:func:`stalegrpo.placement.check_placement`). Points that do not fit the
+machine are left out and listed with the reason; where not even the baseline fits (one GPU with
+``colocate: false``), the baseline is the ``fixed`` schedule at S = 0, a train run whose actor
+lives in the learner's process, with no speedup to measure.
 
 Overrides ``bench.KEY=VALUE`` set :class:`BenchConfig`; all others set the train config.
 The ratios are printed and written to OUT/bench.json, whose ``summary`` holds the headline
@@ -54,6 +55,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from stalegrpo.actors import NAMES as ACTORS
 from stalegrpo.config import ConfigError, load_config, to_dict
 from stalegrpo.memory import PeakMemory
 from stalegrpo.placement import weight_transport
@@ -85,7 +87,7 @@ class BenchConfig:
     """hf actor modes DTYPE/DECODE whose sampling tokens/s are measured on the same batch. None: all
     four on CUDA; on the CPU float32/eager alone (bf16 gains little there, or is several times slower
     without bf16 instructions, and a compiled decode first compiles for ten seconds or more)"""
-    actors: list[Literal["hf", "vllm"]] = field(default_factory=lambda: ["hf"])
+    actors: list[Literal[ACTORS]] = field(default_factory=lambda: ["hf"])
     """actor backends whose generation tokens/s and weight-sync time are measured on the same batch"""
     engines: list[int] = field(default_factory=lambda: [1], metadata={"minimum": 1, "minItems": 1})
     """numbers of actor engines A of the async runs (each A runs at every S)"""
@@ -242,65 +244,9 @@ def measure(cfg, out: Path, skip: int) -> dict:
     # the run's final checkpoint (engine, optimizer, snapshot ring) is no measurement: gigabytes at 0.5B
     shutil.rmtree(out / "checkpoint", ignore_errors=True)
     rows = steady(pd.read_parquet(out / "steps.parquet"), skip)
-    return {"S": cfg.S, "schedule": "async"} | rates(rows) | {
+    return {"S": cfg.S, "schedule": cfg.schedule} | rates(rows) | {
         "actors": cfg.actors,
         "admission_violations": summary["admission_violations"],
-    }
-
-
-def colocated(cfg, steps: int, skip: int) -> dict:
-    """The synchronous loop in one process on the learner's device: batch n from an ``hf``
-    actor, the learner's step(s) on it, the new weights copied into the actor.
-
-    The baseline where the machine has no device left for an actor engine (one GPU): t_gen,
-    t_train and their tokens/s as :func:`measure` gives them; its weight sync is the copy on
-    the device, not a broadcast. ``actors`` = 0: the actor lives in the learner's process."""
-    from stalegrpo.actors import actor_options, make_actor
-    from stalegrpo.learner import Learner
-    from stalegrpo.policy import load_policy
-    from stalegrpo.schedules import make_batch, minibatch
-    from stalegrpo.tasks import make_task
-
-    torch.set_num_threads(cfg.threads)
-    task = make_task(cfg)
-    model, tokenizer = load_policy(cfg.init_checkpoint)
-    actor_model = copy.deepcopy(model)  # before DeepSpeed takes the model
-    learner = Learner(model, None, cfg)
-    actor = make_actor("hf", actor_model, tokenizer, task, device=learner.device, **actor_options(cfg, "hf"))
-    m, rows, start = cfg.updates_per_batch, [], time.perf_counter()
-    for n in range(-(-steps // m)):
-        with PeakMemory(learner.device) as gen_peak:
-            rollout = make_batch(cfg, task, actor, n)
-        for j in range(m):
-            batch = minibatch(rollout, j, m, cfg.group_size)
-            train_start = time.perf_counter()
-            with PeakMemory(learner.device) as train_peak:
-                learner.step(batch)
-            train_s = time.perf_counter() - train_start
-            actor.load_weights(learner.model.state_dict(), learner.version)
-            rows.append({
-                "wall_time": time.perf_counter() - start,
-                "step_time_s": time.perf_counter() - train_start + (rollout.gen_seconds if j == 0 else 0.0),
-                "gen_s": rollout.gen_seconds / m,
-                "train_s": train_s,
-                "weight_sync_s": actor.weight_sync_s,
-                "bookkeeping_s": 0.0,
-                "learner_wait_s": rollout.gen_seconds if j == 0 else 0.0,
-                "actor_wait_s": 0.0,
-                "lag_mean": 0.0,
-                "gen_tokens_per_s": int(rollout.completion_mask.sum()) / max(rollout.gen_seconds, 1e-9),
-                "train_tokens_per_s": int(batch.prompt_mask.sum() + batch.completion_mask.sum()) / train_s,
-                "train_peak_gib": train_peak.gib,
-                "gen_peak_gib": gen_peak.gib,
-            })
-    del learner, actor, model
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()  # the in-process actors that follow get the device's memory back
-    rows = steady(pd.DataFrame(rows[:steps]), skip)
-    return {"S": 0, "schedule": "colocated"} | rates(rows) | {
-        "actors": 0,
-        "admission_violations": 0,
-        "gen_peak_gib": float(rows["gen_peak_gib"].max()),  # the actor's batch beside the learner's state
     }
 
 
@@ -348,8 +294,9 @@ def actor_device() -> str:
 
 def sampling(cfg, repeats: int) -> dict:
     """The ``hf`` actor's KV-cache loop (in the config's actor_dtype/actor_compile) against
-    ``generate`` (:func:`stalegrpo.actors.benchmark_sampling`)."""
-    from stalegrpo.actors import actor_options, benchmark_sampling, make_actor
+    ``generate`` (:func:`stalegrpo.actors.throughput.benchmark_sampling`)."""
+    from stalegrpo.actors import actor_options, make_actor
+    from stalegrpo.actors.throughput import benchmark_sampling
     from stalegrpo.policy import load_policy
     from stalegrpo.tasks import make_task
 
@@ -368,9 +315,10 @@ def default_actor_modes(cuda: bool) -> list[str]:
 
 def actor_modes(cfg, modes: list[str], repeats: int) -> dict[str, dict]:
     """The ``hf`` actor's sampling tokens/s in each mode DTYPE/DECODE of ``modes``, on the bench's
-    batch (:func:`stalegrpo.actors.benchmark_modes`: the decode loop alone, without scoring; a
+    batch (:func:`stalegrpo.actors.throughput.benchmark_modes`: the decode loop alone, without scoring; a
     compiled mode's compilation is in its ``first_batch_s``, not in its tokens/s)."""
-    from stalegrpo.actors import actor_options, benchmark_modes, make_actor
+    from stalegrpo.actors import actor_options, make_actor
+    from stalegrpo.actors.throughput import benchmark_modes
     from stalegrpo.policy import load_policy
     from stalegrpo.tasks import make_task
 
@@ -419,8 +367,7 @@ def actor_throughput(cfg, backend: str, repeats: int, step_s: float) -> dict:
         actor.load_weights(state, version)
         syncs.append(actor.weight_sync_s)
     weight_sync_s = float(np.median(syncs))
-    if hasattr(actor, "close"):  # a vLLM actor's engine holds the device's memory
-        actor.close()
+    actor.close()  # a vLLM actor's engine holds the device's memory
     return {
         "backend": backend,
         "tokens_per_s": float(np.sum(tokens) / np.sum(seconds)),
@@ -454,14 +401,14 @@ def summary(cfg, options: BenchConfig, result: dict) -> dict:
         "actor": cfg.actor,
         "task": cfg.task,
         "batch": f"{cfg.batch_prompts} x {cfg.group_size}",
-        "baseline": "async S=0, A=1" if engines else "colocated (the actor in the learner's process)",
+        "baseline": "async S=0, A=1" if engines else "fixed S=0 (the actor in the learner's process)",
         "learner_tokens_per_s": base["train_tokens_per_s"],
         "actor_tokens_per_s": base["gen_tokens_per_s"],
         "actor_tokens_per_s_by_mode": {mode: r["tokens_per_s"] for mode, r in result["actor_modes"].items()},
         "weight_sync_s": base["weight_sync_s"],
         "weight_sync": transport_words(weight_transport(replace(cfg, S=0, actors=1), cuda_devices()))
         if engines
-        else "copy on the device",
+        else "snapshot copy into the in-process actor",
         "learner_peak_gib": base["train_peak_gib"],
         "actor_peak_gib": next((a["peak_gib"] for a in result["actors"] if a["backend"] == cfg.actor), None),
         "peak_memory": "CUDA max_memory_allocated" if cuda else "peak RSS of the process",
@@ -522,12 +469,13 @@ def bench_checkpoint(options: BenchConfig, config_path, overrides, out: Path) ->
             f"t_train {runs[-1]['t_train'] * 1e3:.0f} ms, mean lag {runs[-1]['lag_mean']:.2f}",
             flush=True,
         )
-    if not runs:  # not even the baseline's engine fits: the synchronous loop on the learner's device
-        check(replace(cfg, schedule="fixed", S=0))
-        runs.append(colocated(replace(cfg, S=0), options.steps, options.skip))
+    if not runs:  # not even the baseline's engine fits: the fixed schedule at S = 0, in one process
+        fixed_cfg = replace(cfg, schedule="fixed", S=0)
+        check(fixed_cfg)
+        runs.append(measure(fixed_cfg, out / "fixed_S0", options.skip) | {"actors": 0})
         print(
-            f"colocated baseline: {runs[0]['steps_per_s']:.2f} steps/s, t_gen {runs[0]['t_gen'] * 1e3:.0f} ms, "
-            f"t_train {runs[0]['t_train'] * 1e3:.0f} ms",
+            f"fixed S=0 baseline (actor in the learner's process): {runs[0]['steps_per_s']:.2f} steps/s, "
+            f"t_gen {runs[0]['t_gen'] * 1e3:.0f} ms, t_train {runs[0]['t_train'] * 1e3:.0f} ms",
             flush=True,
         )
     sync = runs[0]
