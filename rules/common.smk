@@ -163,10 +163,19 @@ def _imported(path: Path) -> set[str]:
     return names
 
 
+def _by_name() -> dict[Path, list[str]]:
+    """Modules that a package imports by name (importlib), which no import statement shows: the
+    actor factory's backends (stalegrpo.actors.registry)."""
+    from stalegrpo.actors.registry import BACKENDS
+
+    return {_module_file("stalegrpo.actors"): [backend.module for backend in BACKENDS.values()]}
+
+
 def code_inputs(*roots: str) -> list[str]:
     """The repository files that ``roots`` (scripts, or modules such as "stalegrpo.train") run:
-    the roots and, transitively, every module of code/ they import. A rule lists them as inputs,
-    so that editing any of them reruns the rule and only the rules that use it."""
+    the roots and, transitively, every module of code/ they import (by name too, _by_name). A rule
+    lists them as inputs, so that editing any of them reruns the rule and only the rules that use it."""
+    by_name = _by_name()
     seen, todo = set(), []
     for root in roots:
         todo.append(Path(workflow.basedir) / root if root.endswith(".py") else _module_file(root))
@@ -175,7 +184,7 @@ def code_inputs(*roots: str) -> list[str]:
         if path is None or path in seen:
             continue
         seen.add(path)
-        for name in _imported(path):
+        for name in _imported(path) | set(by_name.get(path, [])):
             # importing a package's module runs its parents' __init__ too
             todo += [_module_file(".".join(name.split(".")[:i])) for i in range(1, name.count(".") + 2)]
     return sorted(str(p.relative_to(workflow.basedir)) for p in seen)

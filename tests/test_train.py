@@ -18,7 +18,8 @@ import torch
 
 from stalegrpo.config import ConfigError, load_config
 from stalegrpo.ranks import TEST_SIGNAL_ENV
-from stalegrpo.train import WALL_COLUMNS, TrainConfig, check, run
+from stalegrpo.records import WALL_COLUMNS
+from stalegrpo.train import TrainConfig, check, run
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "config" / "train_smoke.yaml"

@@ -175,6 +175,14 @@ def test_smoke_preset_end_to_end_and_reruns_exactly_what_changed(checkout):
     readers = {"figure_bias", "figure_collapse", "figure_frontier", "figure_schedules", "figure_dashboard"}
     assert set(plan) == fits_rules | readers, plan
 
+    # an actor backend, which the factory imports by name (no import statement names it): every
+    # rule that samples from a policy reruns, the exact testbed does not
+    backend = checkout / "code/stalegrpo/actors/hf.py"
+    original = _edited(backend, "\n# edited\n")
+    plan = smoke_plan(checkout)
+    backend.write_text(original)
+    assert {"pretrain", "train", "bench"} <= set(plan) and "exact" not in plan, plan
+
     # a fit setting: the fits, the figures that read fits, the paper; no simulation
     preset = checkout / "config/smoke.yaml"
     original = preset.read_text()

@@ -7,8 +7,8 @@ One module per concept; read them in this order:
   and the paper's numbers);
 - the learner's step: ``policy`` (models, tokenizers, log-probs from hidden states), ``learner``
   (the DeepSpeed step and the bias probe), ``memory`` (peak-memory readings);
-- the training loop: ``train`` (the loop and its config), ``records`` (the step-row schema and
-  the tables), ``evaluation`` (held-out evals and the bias probe), ``runstate`` (checkpoints and
+- the training loop: ``train`` (the loop), ``train_config`` (its keys and their checks),
+  ``records`` (the step-row schema and the tables), ``evaluation`` (held-out evals and the bias probe), ``runstate`` (checkpoints and
   resume), ``ranks`` (learner ranks and test hooks), ``schedules`` (the fixed schedule and admission control), ``engines`` (the
   async actor engines), ``placement`` (where processes go), ``weights`` (weight transports and the WeightReceiver protocol),
   ``checkpoints`` (checkpoint checks), ``logger`` (TensorBoard);

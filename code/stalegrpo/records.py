@@ -117,3 +117,32 @@ def write_tables(out: Path, state, summary: dict | None = None) -> None:
     if summary is not None:
         text = json.dumps(summary, indent=2, default=float)
         _replace_atomically(out / "summary.json", lambda tmp: tmp.write_text(text))
+
+
+WALL_COLUMNS = (
+    "wall_time",
+    "cpu_time",
+    "gen_s",
+    "train_s",
+    "step_time_s",
+    "actor_wait_s",
+    "learner_wait_s",
+    "weight_sync_s",
+    "bookkeeping_s",
+    "gen_tokens_per_s",
+    "train_tokens_per_s",
+    "probe_s",
+    "train_peak_gib",
+)
+"""columns that measure the machine (wall time, memory): excluded when runs are compared for determinism"""
+MEAN_COLUMNS = (
+    "gen_s",
+    "train_s",
+    "step_time_s",
+    "bookkeeping_s",
+    "weight_sync_s",
+    "learner_wait_s",
+    "actor_wait_s",
+    "lag_mean",
+)
+"""step columns whose run means go into summary.json"""
