@@ -1,7 +1,7 @@
 """F3 (docs/method.md §8): the stability frontier η*(S) at several horizons T, with the fit
 η* = min(a/S, b/T) and the regime boundaries S* = a·T/b.
 
-η* per (S, T, seed) comes from stalegrpo.fits.laws (the largest stable η, interpolated geometrically
+η* per (S, T, seed) comes from stalegrpo.fits.frontier (the largest stable η, interpolated geometrically
 to the first collapsing one; shorter horizons by truncating the runs). Markers are the median
 over seeds, bars the range; a hollow marker is only a bound (no η collapsed: η* ≥ the largest η;
 the smallest η collapsed: η* ≤ the smallest η). Lines are the fit, vertical dotted lines S*.
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 import figures_common as fc
-from stalegrpo.fits import laws
+from stalegrpo.fits.frontier import EXACT
 
 
 def draw(ax, table: pd.DataFrame, frontier: dict, title: str) -> None:
@@ -42,7 +42,7 @@ def draw(ax, table: pd.DataFrame, frontier: dict, title: str) -> None:
             color=colours[k],
             marker=marker,
         )
-        exact = (sub["bound"] == laws.EXACT).to_numpy()
+        exact = (sub["bound"] == EXACT).to_numpy()
         ax.scatter(
             x[exact],
             sub["median"][exact],

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stalegrpo.fits import laws, lm, report, verdicts
+from stalegrpo.fits import frontier, laws, lm, report, verdicts
 
 # --- F1: bias slope ---------------------------------------------------------------------------
 
@@ -105,7 +105,7 @@ def test_eta_star_geometric_interpolation_and_censoring_both_ways():
             (8, 0, 0.16, None),  # non-monotone
         ]
     )
-    table = laws.eta_star_table(runs, [100]).set_index("S")
+    table = frontier.eta_star_table(runs, [100]).set_index("S")
     assert table.loc[1, "eta_star"] == pytest.approx(0.08) and table.loc[1, "bound"] == "none"
     assert table.loc[2, "eta_star"] == 0.16 and table.loc[2, "bound"] == "lower"
     assert table.loc[4, "eta_star"] == 0.01 and table.loc[4, "bound"] == "upper"
@@ -115,13 +115,13 @@ def test_eta_star_geometric_interpolation_and_censoring_both_ways():
 
 def test_eta_star_truncation_to_shorter_horizons():
     runs = _runs([(1, 0, 0.01, None), (1, 0, 0.04, 60), (1, 0, 0.16, 20)])
-    table = laws.eta_star_table(runs, [10, 50, 100]).set_index("T")
+    table = frontier.eta_star_table(runs, [10, 50, 100]).set_index("T")
     assert table.loc[10, "eta_star"] == 0.16 and table.loc[10, "bound"] == "lower"  # nothing yet
     assert table.loc[50, "eta_star"] == pytest.approx(0.08)  # 0.16 collapsed
     assert table.loc[100, "eta_star"] == pytest.approx(0.02)  # 0.04 too
-    assert len(laws.eta_star_table(runs, [200])) == 0  # censored at 100 says nothing about 200
+    assert len(frontier.eta_star_table(runs, [200])) == 0  # censored at 100 says nothing about 200
     runs.loc[0, "horizon"] = runs.loc[0, "collapse_step"] = 400  # now known stable up to 400
-    assert laws.eta_star_table(runs, [200])["eta_star"].item() == pytest.approx(0.02)
+    assert frontier.eta_star_table(runs, [200])["eta_star"].item() == pytest.approx(0.02)
 
 
 def test_eta_star_summary_median_range_and_bound():
@@ -134,12 +134,12 @@ def test_eta_star_summary_median_range_and_bound():
             "bound": ["none", "none", "lower"],
         }
     )
-    row = laws.eta_star_summary(table).iloc[0]
+    row = frontier.eta_star_summary(table).iloc[0]
     assert (row["median"], row["min"], row["max"]) == (0.04, 0.02, 0.16)
     assert row["frac_censored"] == pytest.approx(1 / 3)
     assert row["bound"] == "none"  # the censored seed is above the median: the median is exact
     table.loc[1, "bound"] = "lower"
-    assert laws.eta_star_summary(table).iloc[0]["bound"] == "lower"
+    assert frontier.eta_star_summary(table).iloc[0]["bound"] == "lower"
 
 
 # --- F3: frontier fit --------------------------------------------------------------------------
@@ -168,7 +168,7 @@ def _frontier_points(a, b, S, T, noise=0.0, seed=0):
 
 def test_frontier_recovers_a_b_and_s_star():
     points = _frontier_points(2.0, 50.0, [0, 1, 2, 4, 8, 16, 32], [100, 200, 400], noise=0.05)
-    fit = laws.fit_frontier(points)
+    fit = frontier.fit_frontier(points)
     assert fit["status"] == "ok" and fit["a_identified"] and fit["b_identified"]
     assert fit["a"] == pytest.approx(2.0, rel=0.1) and fit["b"] == pytest.approx(50.0, rel=0.1)
     # the true boundary a/S = b/T is at S* = 2·T/50: 4, 8 and 16 at T = 100, 200, 400
@@ -184,7 +184,7 @@ def test_frontier_recovers_a_b_and_s_star():
 
 def test_frontier_one_regime_only_pure_fit_matches():
     points = _frontier_points(2.0, 1e6, [1, 2, 4, 8, 16], [100, 200], noise=0.02)
-    fit = laws.fit_frontier(points)
+    fit = frontier.fit_frontier(points)
     assert fit["status"] == "ok" and not fit["b_identified"] and "bound" in fit["message"]
     assert fit["a"] == pytest.approx(2.0, rel=0.05)
     assert fit["pure_S"]["r2"] == pytest.approx(fit["r2"], abs=0.02)
@@ -194,11 +194,11 @@ def test_frontier_one_regime_only_pure_fit_matches():
 def test_frontier_censored_points_are_one_sided_and_too_few():
     points = _frontier_points(2.0, 50.0, [0, 1, 2, 4, 8, 16], [100, 200])
     points.loc[0, ["median", "bound"]] = [1e-3, "lower"]  # a consistent lower bound: no pull
-    fit = laws.fit_frontier(points)
+    fit = frontier.fit_frontier(points)
     assert fit["n_censored"] == 1 and fit["a"] == pytest.approx(2.0, rel=1e-3)
     assert fit["b"] == pytest.approx(50.0, rel=1e-3)
-    assert laws.fit_frontier(points.iloc[:2])["status"] == "too_few_points"
-    assert laws.fit_frontier(pd.DataFrame())["status"] == "too_few_points"
+    assert frontier.fit_frontier(points.iloc[:2])["status"] == "too_few_points"
+    assert frontier.fit_frontier(pd.DataFrame())["status"] == "too_few_points"
 
 
 # --- one grid, end to end ----------------------------------------------------------------------
@@ -443,7 +443,7 @@ def test_summarize_lm_without_any_collapse_column():
     assert summary["counts"]["n_collapsed"] == 0 and len(summary["cells"]) == 3
     unprobed = lm.summarize_lm(pd.DataFrame({"run": ["r0"], "step": [0]}), runs, {"n_boot": 50})
     assert unprobed["bias_sq_slope"]["status"] == laws.TOO_FEW  # no probe columns at all
-    assert all(r["bound"] == laws.LOWER for r in summary["eta_star_summary"])
+    assert all(r["bound"] == frontier.LOWER for r in summary["eta_star_summary"])
 
 
 def test_lm_grid_macros_name_the_task_and_base_policy():
@@ -818,7 +818,7 @@ def test_an_efficiency_above_one_is_called_noise_and_the_load_is_printed():
 def test_the_frontier_interval_widens_only_when_seeds_differ():
     """F3's bootstrap over seeds: four seeds with the same η* in every cell give a point interval;
     the same law with a seed-to-seed factor on η* gives a wide one."""
-    from stalegrpo.fits.laws import frontier_seed_interval
+    from stalegrpo.fits.frontier import frontier_seed_interval
 
     def table(spread: float) -> pd.DataFrame:
         rows = []

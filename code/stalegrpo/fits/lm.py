@@ -21,17 +21,15 @@ import numpy as np
 import pandas as pd
 
 from stalegrpo.fits import verdicts
+from stalegrpo.fits.frontier import eta_star_table, frontier_horizons, frontier_seed_interval
 from stalegrpo.fits.laws import (
     _bootstrap_info,
     _counts,
     _has,
     bootstrap_indices,
     eta_ratio,
-    eta_star_table,
     fit_bias_slope,
     fit_bias_sq_slope,
-    frontier_horizons,
-    frontier_seed_interval,
     jsonable,
     summarize_exact,
     tc_eta_cv,
@@ -423,7 +421,7 @@ def summarize_lm(steps: pd.DataFrame, runs: pd.DataFrame, config: dict | None = 
         other = collapsed & ~hack
         summary["mechanisms"]["other_rate_max"] = float(rate[other].max()) if other.any() else float("nan")
     if len(claims) and {"seed", "horizon"} <= set(claims.columns):
-        # F3's interval: the frontier fit bootstrapped over seeds (laws.frontier_seed_interval)
+        # F3's interval: the frontier fit bootstrapped over seeds (frontier.frontier_seed_interval)
         table = eta_star_table(claims, frontier_horizons(claims, config))
         summary["frontier"]["seed_interval"] = frontier_seed_interval(table, n_boot, seed)
     if hacked:

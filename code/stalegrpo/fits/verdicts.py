@@ -26,6 +26,8 @@ import math
 import numpy as np
 
 OK = "ok"
+TOO_FEW = "too_few_points"
+"""a fit's status where the data are too few for it (its numbers are NaN)"""
 """the status of a fit that succeeded"""
 MIN_SEEDS_FOR_SEED_VARIANCE = 3
 """a pooled interval over fewer seeds than this cannot carry seed-to-seed variance (with two seeds
