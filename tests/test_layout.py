@@ -118,3 +118,23 @@ def test_the_package_docstring_names_every_module():
     modules |= {p.parent.name for p in PACKAGE.glob("*/__init__.py")}  # fits, tasks, actors
     named = set(re.findall(r"``(\w+)``", stalegrpo.__doc__))
     assert modules <= named, sorted(modules - named)
+
+
+def test_no_module_outside_a_backend_branches_on_its_name():
+    """Code outside ``stalegrpo/actors/`` never compares anything with an actor backend's name
+    (``cfg.actor == "vllm"``): what differs between backends is asked of the backend module or of
+    its line in ``actors/registry.py``."""
+    from stalegrpo.actors.registry import BACKENDS
+
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if "actors" in path.relative_to(PACKAGE).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                operands = [node.left, *node.comparators]
+                for operand in operands:
+                    names = [operand] if isinstance(operand, ast.Constant) else getattr(operand, "elts", [])
+                    if any(isinstance(c, ast.Constant) and c.value in BACKENDS for c in names):
+                        found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert not found, found

@@ -50,7 +50,7 @@ from stalegrpo.placement import colocated, weight_transport
 from stalegrpo.policy import load_policy
 from stalegrpo.schedules import admission_version, make_batch
 from stalegrpo.tasks import make_task
-from stalegrpo.weights import STOP, TIMEOUT, IpcWeights, receivers, weight_group
+from stalegrpo.weights import STOP, TIMEOUT, IpcWeights, WeightReceiver, receivers, weight_group
 
 ENGINE_DEVICE_ENV = "STALEGRPO_ENGINE_DEVICE"
 """set by :func:`placement` for a colocated engine: the CUDA device it works on"""
@@ -109,7 +109,7 @@ def engine_main(cfg, engine: int, port: int, env: dict, ipc=None, parent_pid: in
             _leave(actor)
         time.sleep(0.01)
     start_batch = int(store.get("start_batch"))
-    receiver = actor_backend.engine_receiver(actor, cfg, store, engine, device, ipc, parent_pid)
+    receiver: WeightReceiver = actor_backend.engine_receiver(actor, cfg, store, engine, device, ipc, parent_pid)
     actor.version = -1
     n = start_batch + (engine - start_batch) % cfg.actors  # this engine's first batch
     kill_at, _, stamp = os.environ.get(TEST_KILL_ENV, "").partition("@")
