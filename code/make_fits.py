@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stalegrpo.fits import laws, lm, report
+from stalegrpo.fits import laws, lm, report, report_lm
 
 
 def _tables(args) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -78,7 +78,7 @@ def write_macros(args) -> list[str]:
     if (lm_fits.get("counts") or {}).get("n_runs"):
         lines += report.macro_lines(lm_fits, "LM")
         extra |= report.grid_macros("LM", lm_fits["grid"], lm_fits)
-    extra |= report.lm_macros(lm_fits, throughput)
+    extra |= report_lm.lm_macros(lm_fits, throughput)
     lines += [report.newcommand(name, value) for name, value in extra.items()]
     return lines
 

@@ -227,7 +227,7 @@ train_step() {
   args+=($TRAIN_ARGS)
   say "train ($SIZE size): stalegrpo train config/train.yaml ${args[*]}"
   rm -rf "$OUT/train" "$OUT/model"
-  if ! "$PYTHON" -c "import sys; from pathlib import Path; from stalegrpo.bench import make_model; make_model(sys.argv[1], Path(sys.argv[2]))" \
+  if ! "$PYTHON" -c "import sys; from pathlib import Path; from stalegrpo.checkpoints import make_model; make_model(sys.argv[1], Path(sys.argv[2]))" \
       "$shape" "$OUT/model" >"$OUT/train.log" 2>&1 ||
      ! "$PYTHON" -m stalegrpo.cli train config/train.yaml "init_checkpoint=$OUT/model" "${args[@]}" --out "$OUT/train" \
       >>"$OUT/train.log" 2>&1; then

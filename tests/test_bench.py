@@ -100,7 +100,7 @@ def test_bench_ratios_from_known_component_times(policy, tmp_path, monkeypatch):
 
 
 def test_model_specs_name_their_sizes():
-    from stalegrpo.bench import model_shape
+    from stalegrpo.checkpoints import model_shape
     from stalegrpo.config import ConfigError
 
     assert model_shape("qwen2.5-0.5b") == {"arch": "qwen2", "hidden": 896, "layers": 24, "heads": 14,
@@ -116,7 +116,7 @@ def test_model_specs_name_their_sizes():
 
 def test_a_padded_vocabulary_decodes_sampled_ids_without_a_token(tmp_path):
     """As Qwen's checkpoints: more embedding rows than tokens; an id without a token decodes to nothing."""
-    from stalegrpo.bench import count_parameters_of, make_model
+    from stalegrpo.checkpoints import count_parameters_of, make_model
     from stalegrpo.checkpoints import check_checkpoint
     from stalegrpo.policy import load_policy
 

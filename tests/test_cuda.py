@@ -167,7 +167,7 @@ def test_a_wide_vocabulary_step_on_cuda_peaks_below_its_full_logits(tmp_path):
     from memory_step import batch
     from test_memory import QWEN_VOCAB_TINY_BODY
 
-    from stalegrpo.bench import make_model
+    from stalegrpo.checkpoints import make_model
     from stalegrpo.memory import PeakMemory
 
     model, _ = load_policy(make_model(QWEN_VOCAB_TINY_BODY, tmp_path / "model"))

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stalegrpo.fits import frontier, laws, lm, report, verdicts
+from stalegrpo.fits import frontier, laws, lm, report, report_lm, verdicts
 
 # --- F1: bias slope ---------------------------------------------------------------------------
 
@@ -430,7 +430,7 @@ def test_summarize_lm_takes_each_claim_from_its_own_grid():
     assert [row["seed"] for row in summary["per_seed"]] == [0, 1]
     assert all(row["tc_exponent"]["slope"] == pytest.approx(-1.0, abs=0.01) for row in summary["per_seed"])
     assert "bias_sq_slope" in summary["per_seed"][0] and "bias_sq_slope" not in summary["per_seed"][1]
-    text = report.seeds_summary(seeds)
+    text = report_lm.seeds_summary(seeds)
     assert text.startswith(r"1--2 per $\eta$ at $S=0$ for F2;") and "F5" not in text
     json.dumps(summary, allow_nan=False)
 
@@ -480,7 +480,7 @@ def test_objectives_summary_and_verdicts_read_the_numbers():
         {"S": 8, "objective": "recompute", "n_collapsed": 1, "n": 1, "median_collapse_step": 17, "clip_frac": 0.0},
         {"S": 8, "objective": "behavior", "n_collapsed": 0, "n": 1, "median_collapse_step": None, "clip_frac": 0.13},
     ]
-    assert report.objectives_summary(rows) == (
+    assert report_lm.objectives_summary(rows) == (
         r"At $S=8$: \texttt{behavior} 0 of 1 collapsed, 13.0\% of tokens clipped; "
         r"\texttt{recompute} 1 of 1 collapsed (median $\Tc$ 17), 0\% of tokens clipped"
     )
@@ -517,7 +517,7 @@ def test_vary_s_summary_names_where_runs_collapsed():
         {"lr_schedule": "constant", "S": 4, "n": 2, "n_collapsed": 1, "final_accuracy": 0.3, "steps_per_s": 4.5},
         {"lr_schedule": "constant", "S": 8, "n": 2, "n_collapsed": 0, "final_accuracy": 0.4, "steps_per_s": 5.0},
     ]
-    text = report.vary_s_summary(rows)
+    text = report_lm.vary_s_summary(rows)
     assert text.isascii() and r"collapsed at $S\in\{0, 4\mbox{ (1 of 2)}\}$, stable at $S\in\{8\}$" in text
     assert r"20.0\% at $S=0$ and 40.0\% at $S=8$, at 4.00 and 5.00 learner steps" in text
 
@@ -532,13 +532,13 @@ def test_frontier_shape_names_where_eta_star_rises_with_s():
         {"S": 32, "T": 600, "median": 1.8e-4, "bound": "none"},
         {"S": 0, "T": 300, "median": 9.0e-3, "bound": "none"},  # a shorter horizon: not read
     ]
-    text = report.frontier_shape(cells, 2**0.5)
+    text = report_lm.frontier_shape(cells, 2**0.5)
     assert text.isascii() and "from $S=2$ to $S=8$ (a factor 2.77)" in text and "$S=0$ to" not in text
     falling = [dict(c, median=1e-3 / (1 + c["S"])) for c in cells]
-    assert "nowhere rises" in report.frontier_shape(falling, 2**0.5)
+    assert "nowhere rises" in report_lm.frontier_shape(falling, 2**0.5)
     bounded = [dict(c, bound="upper") if c["S"] == 8 else c for c in cells]
-    assert "nowhere rises" in report.frontier_shape(bounded, 2**0.5)
-    assert report.frontier_shape([], None).startswith("not read")
+    assert "nowhere rises" in report_lm.frontier_shape(bounded, 2**0.5)
+    assert report_lm.frontier_shape([], None).startswith("not read")
 
 
 def test_per_seed_summary_groups_seeds_by_verdict():
@@ -552,16 +552,16 @@ def test_per_seed_summary_groups_seeds_by_verdict():
          "frontier": {"status": "ok", "n": 3, "r2": 0.4}},
         {"seed": 2, "bias_sq_slope": enough | {"slope": 0.9, "ci_low": 0.6, "ci_high": 1.2}},
     ]
-    text = report.per_seed_summary(rows)
+    text = report_lm.per_seed_summary(rows)
     assert text == (
         "F1 bound consistent on seeds 0, 2 and supported on seed 1; "
         "F1 first-order law consistent on seeds 0, 2 and inconsistent on seed 1; "
         "F3 supported on seed 0 and illustration on seed 1 (too few runs per seed for a verdict; "
         "$R^2$ by seed: $0.400$)"
     )
-    assert report.per_seed_summary([{"seed": 0, "frontier": {}}]).startswith("no seed")
+    assert report_lm.per_seed_summary([{"seed": 0, "frontier": {}}]).startswith("no seed")
     few = {"status": "ok", "n": 3, "n_x": 3, "slope": 1.29, "ci_low": 0.913, "ci_high": 1.45}
-    assert report.per_seed_summary([{"seed": 0, "bias_sq_slope": few}]) == (
+    assert report_lm.per_seed_summary([{"seed": 0, "bias_sq_slope": few}]) == (
         "F1 illustration on seed 0 (too few runs per seed for a verdict; slope by seed: $1.29$ $[0.913, 1.45]$)"
     )
 
@@ -645,7 +645,7 @@ def test_the_default_builds_f1_macros_no_longer_read_as_a_contradiction():
     (the CI excludes it)". Its bounds now keep their digits and its text is an illustration."""
     fit = ENOUGH | {"n": 3, "n_x": 3, "slope": 1.45, "ci_low": 1.0004, "ci_high": 5.0, "n_nonpositive": 1}
     lm_summary = {"bias_sq_slope": fit, "counts": {"n_runs": 3}}
-    values = report.lm_macros(lm_summary, pd.DataFrame())
+    values = report_lm.lm_macros(lm_summary, pd.DataFrame())
     assert values["LMBiasSqSlopeLow"] == "1.0004" and values["LMBiasSqSlopeHigh"] == "5.00"
     assert values["LMIllustrationSummary"].startswith("For F1 (bias), F2 (collapse time) and F3 (frontier) this build")
     assert values["LMAnyVerdict"] == 0 and values["LMTcHasVerdict"] == 0
@@ -772,7 +772,7 @@ def test_summarize_lm_pools_over_seeds_and_judges_each_claim(tmp_path):
     per_seed = {row["seed"]: row["verdicts"] for row in summary["per_seed"]}
     assert per_seed[0]["tc"]["verdict"] == "illustration"  # one run per η on one seed
     assert per_seed[0]["bias_bound"]["enough"]  # nine runs over six S·η
-    values = report.lm_macros(summary, pd.DataFrame())
+    values = report_lm.lm_macros(summary, pd.DataFrame())
     assert (values["LMTcHasVerdict"], values["LMFrontierHasVerdict"], values["LMAnyVerdict"]) == (1, 0, 1)
     assert values["LMIllustrationSummary"].startswith("For F3 (frontier) this build's runs are an illustration")
     assert values["LMIllustrationSummary"].endswith(r"\texttt{config/lm\_full.yaml} tests it).")
@@ -798,7 +798,7 @@ def test_an_efficiency_above_one_is_called_noise_and_the_load_is_printed():
     """docs/method.md §7: overlap alone cannot make an async step faster than max(t_gen, t_train)."""
     import pandas as pd
 
-    from stalegrpo.fits.report import lm_macros
+    from stalegrpo.fits.report_lm import lm_macros
 
     def macros(efficiency):
         table = pd.DataFrame([

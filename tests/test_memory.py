@@ -26,7 +26,7 @@ QWEN_VOCAB_TINY_BODY = "qwen2:64x1,heads=1,kv_heads=1,intermediate=128,vocab=151
 
 @pytest.fixture(scope="module")
 def wide_vocab_model(tmp_path_factory) -> Path:
-    from stalegrpo.bench import make_model
+    from stalegrpo.checkpoints import make_model
 
     return make_model(QWEN_VOCAB_TINY_BODY, tmp_path_factory.mktemp("wide_vocab") / "model")
 

@@ -56,17 +56,13 @@ import pandas as pd
 import torch
 
 from stalegrpo.actors import NAMES as ACTORS
+from stalegrpo.checkpoints import count_parameters_of, make_model
 from stalegrpo.config import ConfigError, load_config, to_dict
 from stalegrpo.memory import PeakMemory
 from stalegrpo.placement import weight_transport
 
 ACTOR_MODES = ("float32/eager", "bfloat16/eager", "float32/compiled", "bfloat16/compiled")
 """the ``hf`` actor's precisions and decodes that ``bench.actor_modes`` can measure"""
-MODELS = {"qwen2.5-0.5b": "qwen2:896x24,heads=14,kv_heads=2,intermediate=4864,vocab=151936"}
-"""named shapes of ``bench.model``: Qwen2.5-0.5B (494M parameters, tied embeddings, grouped-query
-attention with 2 key/value heads, its 151936-row embedding)"""
-SHAPE_KEYS = ("heads", "kv_heads", "intermediate", "vocab")
-"""the optional ``KEY=VALUE`` parts of a ``bench.model`` spec"""
 
 
 @dataclass
@@ -100,74 +96,10 @@ class BenchConfig:
     sync_steps: int = field(default=6, metadata={"minimum": 2})
     """learner steps of the weight-sync run of each of sync_models (synchronous, the first one left out)"""
     model: str | None = None
-    """a random model to bench instead of init_checkpoint: a name in MODELS (qwen2.5-0.5b) or
+    """a random model to bench instead of init_checkpoint: a name in checkpoints.MODELS (qwen2.5-0.5b) or
     ARCH:HIDDENxLAYERS[,KEY=VALUE...] with ARCH qwen2 or llama and KEY heads (default hidden/64),
     kv_heads (1), intermediate (8/3 hidden) or vocab (the stand-in tokenizer's 512; more pads the
     embedding as Qwen's checkpoints do)"""
-
-
-# -- the benched model ----------------------------------------------------------------------------
-def model_shape(spec: str) -> dict:
-    """The sizes of a ``bench.model`` spec, as :func:`stalegrpo.checkpoints.build_standin_model`
-    takes them, plus ``vocab`` (None: the tokenizer's)."""
-    text = MODELS.get(spec, spec)
-    arch, _, rest = text.partition(":")
-    size, *parts = rest.split(",")
-    try:
-        hidden, layers = (int(v) for v in size.lower().split("x"))
-        options = {key.strip(): int(value) for key, value in (part.split("=") for part in parts)}
-    except ValueError:
-        raise ConfigError(
-            f"bench.model = {spec!r}: expected one of {sorted(MODELS)} or ARCH:HIDDENxLAYERS[,KEY=VALUE...], "
-            "e.g. qwen2:896x24,heads=14,kv_heads=2"
-        ) from None
-    unknown = sorted(set(options) - set(SHAPE_KEYS))
-    if unknown or arch not in ("qwen2", "llama"):
-        raise ConfigError(
-            f"bench.model = {spec!r}: " + (f"unknown key(s) {unknown}, expected {list(SHAPE_KEYS)}" if unknown
-                                            else f"arch {arch!r}, expected qwen2 or llama")
-        )
-    shape = {"arch": arch, "hidden": hidden, "layers": layers, "heads": max(1, hidden // 64), "kv_heads": 1,
-             "intermediate": 8 * (hidden * 8 // 3 // 8), "vocab": None}
-    return shape | options
-
-
-def make_model(spec: str, path: Path) -> Path:
-    """A random model of the ``bench.model`` spec with the stand-in BPE tokenizer (and, for
-    qwen2, the ChatML template), saved to ``path``.
-
-    A ``vocab`` above the tokenizer's size pads the tied embedding, as Qwen's own checkpoints
-    do (151936 rows for 151665 tokens): the full-vocabulary softmax then costs what the real
-    model's does, and a sampled id that has no token decodes to nothing."""
-    from stalegrpo.checkpoints import build_standin_model, build_standin_tokenizer
-
-    shape = model_shape(spec)
-    vocab = shape.pop("vocab")
-    tokenizer = build_standin_tokenizer(shape["arch"])
-    if vocab is not None and vocab < len(tokenizer):
-        raise ConfigError(
-            f"bench.model = {spec!r}: vocab = {vocab} is below the tokenizer's {len(tokenizer)} tokens"
-        )
-    try:
-        model = build_standin_model(tokenizer, **shape)
-    except ValueError as err:  # head counts that do not divide
-        raise ConfigError(f"bench.model = {spec!r}: {err}") from err
-    if vocab is not None and vocab > len(tokenizer):
-        model.resize_token_embeddings(vocab, mean_resizing=False)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def count_parameters_of(path) -> int:
-    """Parameters of the checkpoint at ``path`` (tied weights once), from its config alone."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from stalegrpo.policy import count_parameters
-
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path, local_files_only=True))
-    return count_parameters(model)
 
 
 # -- what fits the machine ----------------------------------------------------------------------

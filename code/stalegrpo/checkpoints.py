@@ -19,6 +19,7 @@ Interface::
     def make_standin_checkpoint(path, arch="qwen2", hidden=64, layers=2, heads=2, kv_heads=1,
                                 intermediate=128, vocab_size=512, seed=0) -> Path
     def check_checkpoint(path) -> None  # FileNotFoundError / ValueError naming the path
+    def make_model(spec, path) -> Path  # a stand-in of a bench.model shape, e.g. "qwen2.5-0.5b"
     stalegrpo make-checkpoint --out DIR [arch=llama]  # main(config_path, overrides, out)
 """
 
@@ -34,6 +35,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
     AutoConfig,
+    AutoModelForCausalLM,
     AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
@@ -340,3 +342,67 @@ def main(config_path: str | None, overrides: list[str], out: str) -> int:
     check_checkpoint(path)
     print(f"wrote a {cfg.arch} stand-in checkpoint to {path}")
     return 0
+
+
+# -- stand-ins of a given shape (``stalegrpo bench lm bench.model=...``) -------------------------
+MODELS = {"qwen2.5-0.5b": "qwen2:896x24,heads=14,kv_heads=2,intermediate=4864,vocab=151936"}
+"""named shapes of ``bench.model``: Qwen2.5-0.5B (494M parameters, tied embeddings, grouped-query
+attention with 2 key/value heads, its 151936-row embedding)"""
+SHAPE_KEYS = ("heads", "kv_heads", "intermediate", "vocab")
+"""the optional ``KEY=VALUE`` parts of a ``bench.model`` spec"""
+
+
+def model_shape(spec: str) -> dict:
+    """The sizes of a ``bench.model`` spec, as :func:`build_standin_model` takes them, plus ``vocab`` (None: the tokenizer's)."""
+    text = MODELS.get(spec, spec)
+    arch, _, rest = text.partition(":")
+    size, *parts = rest.split(",")
+    try:
+        hidden, layers = (int(v) for v in size.lower().split("x"))
+        options = {key.strip(): int(value) for key, value in (part.split("=") for part in parts)}
+    except ValueError:
+        raise ConfigError(
+            f"bench.model = {spec!r}: expected one of {sorted(MODELS)} or ARCH:HIDDENxLAYERS[,KEY=VALUE...], "
+            "e.g. qwen2:896x24,heads=14,kv_heads=2"
+        ) from None
+    unknown = sorted(set(options) - set(SHAPE_KEYS))
+    if unknown or arch not in ("qwen2", "llama"):
+        raise ConfigError(
+            f"bench.model = {spec!r}: " + (f"unknown key(s) {unknown}, expected {list(SHAPE_KEYS)}" if unknown
+                                            else f"arch {arch!r}, expected qwen2 or llama")
+        )
+    shape = {"arch": arch, "hidden": hidden, "layers": layers, "heads": max(1, hidden // 64), "kv_heads": 1,
+             "intermediate": 8 * (hidden * 8 // 3 // 8), "vocab": None}
+    return shape | options
+
+
+def make_model(spec: str, path: Path) -> Path:
+    """A random model of the ``bench.model`` spec with the stand-in BPE tokenizer (and, for
+    qwen2, the ChatML template), saved to ``path``.
+
+    A ``vocab`` above the tokenizer's size pads the tied embedding, as Qwen's own checkpoints
+    do (151936 rows for 151665 tokens): the full-vocabulary softmax then costs what the real
+    model's does, and a sampled id that has no token decodes to nothing."""
+    shape = model_shape(spec)
+    vocab = shape.pop("vocab")
+    tokenizer = build_standin_tokenizer(shape["arch"])
+    if vocab is not None and vocab < len(tokenizer):
+        raise ConfigError(
+            f"bench.model = {spec!r}: vocab = {vocab} is below the tokenizer's {len(tokenizer)} tokens"
+        )
+    try:
+        model = build_standin_model(tokenizer, **shape)
+    except ValueError as err:  # head counts that do not divide
+        raise ConfigError(f"bench.model = {spec!r}: {err}") from err
+    if vocab is not None and vocab > len(tokenizer):
+        model.resize_token_embeddings(vocab, mean_resizing=False)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def count_parameters_of(path) -> int:
+    """Parameters of the checkpoint at ``path`` (tied weights once), from its config alone."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path, local_files_only=True))
+    return sum(p.numel() for p in model.parameters())

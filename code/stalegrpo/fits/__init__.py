@@ -7,5 +7,6 @@
   its bootstrap over seeds;
 - :mod:`stalegrpo.fits.lm`: which language-model runs each comparison uses, and their fits;
 - :mod:`stalegrpo.fits.report`: JSON and the paper's LaTeX macros;
+- :mod:`stalegrpo.fits.report_lm`: the LM comparisons' macros, tables and sentences;
 - :mod:`stalegrpo.fits.verdicts`: what each fit lets the paper say.
 """
