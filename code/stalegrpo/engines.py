@@ -25,9 +25,10 @@ once it holds weights of version ≥ :func:`~stalegrpo.schedules.admission_versi
 sample is consumed with lag ≤ S. Each rollout records its engine and a checksum of the weights it
 was generated with, which the learner compares with its own checksum of that version.
 
-Placement: on CUDA the L learner ranks use devices 0 to L - 1 and engine e the ``actor_devices``
-devices after them, pinned with ``CUDA_VISIBLE_DEVICES`` before CUDA initialises in the engine; on CPU each
-process gets its share of the run's ``threads``.
+Placement (:mod:`stalegrpo.placement`): on CUDA the L learner ranks use devices 0 to L - 1 and
+engine e the ``actor_devices`` devices after them, pinned with ``CUDA_VISIBLE_DEVICES`` before
+CUDA initialises in the engine, or learner rank (e mod L)'s device when colocated; each process
+gets its share of the run's ``threads``.
 
 Faults: the learner checks that the engine it waits for is alive every ``poll_s`` seconds, and
 that every engine is alive before it sends weights; a dead engine raises :class:`ActorDied`
@@ -46,14 +47,12 @@ import torch
 import torch.distributed as dist
 
 from stalegrpo.actors import BACKENDS, actor_options, backend
-from stalegrpo.placement import colocated, weight_transport
+from stalegrpo.placement import ENGINE_DEVICE_ENV, engine_env, weight_transport
 from stalegrpo.policy import load_policy
 from stalegrpo.schedules import admission_version, make_batch
 from stalegrpo.tasks import make_task
 from stalegrpo.weights import STOP, TIMEOUT, IpcWeights, WeightReceiver, receivers, weight_group
 
-ENGINE_DEVICE_ENV = "STALEGRPO_ENGINE_DEVICE"
-"""set by :func:`placement` for a colocated engine: the CUDA device it works on"""
 TEST_KILL_ENV = "STALEGRPO_TEST_KILL_ACTOR_AT_BATCH"
 """test hook, ``ENGINE:BATCH`` or ``ENGINE:BATCH@FILE``: that engine kills itself (SIGKILL) before
 generating that batch (first writing the time to FILE)"""
@@ -63,25 +62,8 @@ class ActorDied(RuntimeError):
     """An actor engine ended while the learner still needed its batches."""
 
 
-def placement(cfg, engine: int) -> dict:
-    """The environment that pins ``engine`` to its devices, and its CPU threads.
-
-    On its own GPUs an engine sees only them (``CUDA_VISIBLE_DEVICES``). Colocated, it sees what
-    the learner sees and works on learner rank (engine mod L)'s GPU, so that the CUDA IPC buffers
-    of rank 0 open on the same device numbers in both processes."""
-    threads = max(1, cfg.threads // (cfg.learners + cfg.actors))
-    env = {"OMP_NUM_THREADS": str(threads)}
-    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if colocated(cfg, cuda):
-        env[ENGINE_DEVICE_ENV] = str(engine % cfg.learners)
-    elif cuda:
-        first = cfg.learners + engine * cfg.actor_devices  # devices 0..L-1 are the learner ranks'
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(cfg.actor_devices))
-    return env
-
-
 def engine_device(env: dict) -> torch.device:
-    """The device an engine works on (see :func:`placement`)."""
+    """The device an engine works on, from the environment :func:`stalegrpo.placement.engine_env` gave it."""
     if not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", int(env.get(ENGINE_DEVICE_ENV, 0)))
@@ -169,7 +151,7 @@ class EngineSource:
         self.engines = [
             context.Process(
                 target=engine_main,
-                args=(cfg, e, self.store.port, placement(cfg, e), ipc, os.getpid()),
+                args=(cfg, e, self.store.port, engine_env(cfg, e, cuda), ipc, os.getpid()),
                 # not a daemon: a vLLM engine with TP > 1 starts worker processes of its own;
                 # close() (always called) ends the engines
                 daemon=False,

@@ -16,6 +16,9 @@ from __future__ import annotations
 from stalegrpo.actors.registry import BACKENDS
 from stalegrpo.config import ConfigError
 
+ENGINE_DEVICE_ENV = "STALEGRPO_ENGINE_DEVICE"
+"""set by :func:`engine_env` for a colocated engine: the CUDA device it works on"""
+
 
 def engines_colocated(
     schedule: str, learners: int, actors: int, actor_devices: int, colocate, gpus: int | None
@@ -46,6 +49,30 @@ def colocated(cfg, cuda_devices: int) -> bool:
     return cuda_devices > 0 and engines_colocated(
         cfg.schedule, cfg.learners, cfg.actors, cfg.actor_devices, cfg.colocate, cuda_devices
     )
+
+
+def threads_per_process(cfg) -> int:
+    """CPU threads of each process of a run: its ``threads`` shared by the L learner ranks and the
+    ``async`` schedule's engines."""
+    engines = cfg.actors if cfg.schedule == "async" else 0
+    return max(1, cfg.threads // (cfg.learners + engines))
+
+
+def engine_env(cfg, engine: int, cuda_devices: int) -> dict:
+    """The environment that pins async ``engine`` to its devices, and its CPU threads.
+
+    On its own GPUs an engine sees only them (``CUDA_VISIBLE_DEVICES``: the ``actor_devices``
+    after the learner ranks' devices 0 to L - 1 and the engines before it). Colocated, it sees
+    what the learner sees and works on learner rank (engine mod L)'s GPU
+    (:data:`ENGINE_DEVICE_ENV`), so that the CUDA IPC buffers of rank 0 open on the same device
+    numbers in both processes."""
+    env = {"OMP_NUM_THREADS": str(threads_per_process(cfg))}
+    if colocated(cfg, cuda_devices):
+        env[ENGINE_DEVICE_ENV] = str(engine % cfg.learners)
+    elif cuda_devices:
+        first = cfg.learners + engine * cfg.actor_devices
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(cfg.actor_devices))
+    return env
 
 
 def gpu_memory_utilization(cfg, cuda_devices: int) -> float:

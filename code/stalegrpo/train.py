@@ -42,6 +42,7 @@ from stalegrpo.evaluation import evaluate, probe, probe_step, reward_metrics
 from stalegrpo.learner import Learner, LearnerRankLost, is_collective_failure
 from stalegrpo.logger import make_logger
 from stalegrpo.memory import PeakMemory
+from stalegrpo.placement import threads_per_process
 from stalegrpo.policy import flat_params, load_policy, prompt_format, weights_checksum
 from stalegrpo.ranks import TEST_KILL_RANK_ENV, Ranks, signal_after_checkpoint
 from stalegrpo.records import MEAN_COLUMNS, check_row, write_tables
@@ -82,8 +83,7 @@ class Run:
     def __init__(self, cfg: TrainConfig, out: Path):
         self.cfg, self.out, self.ranks = cfg, out, Ranks()
         out.mkdir(parents=True, exist_ok=True)
-        engines = cfg.actors if cfg.schedule == "async" else 0
-        torch.set_num_threads(max(1, cfg.threads // (cfg.learners + engines)))
+        torch.set_num_threads(threads_per_process(cfg))
         self.task = make_task(cfg)
         model, self.tokenizer = load_policy(cfg.init_checkpoint)
         # copies made before DeepSpeed touches the model: the reference, the fixed-schedule actor's
