@@ -542,3 +542,21 @@ def test_every_step_row_has_the_documented_columns(policy, tmp_path):
     assert check_row(row) is row
     with pytest.raises(ValueError, match=r"missing columns \['drift'\], undocumented columns \['shiny'\]"):
         check_row({k: v for k, v in row.items() if k != "drift"} | {"shiny": 1.0})
+
+
+def test_each_engine_is_pinned_to_its_own_devices_or_its_learners(policy):
+    """placement.engine_env: engine e gets the actor_devices GPUs after the learners' and the
+    engines' before it, or, colocated, learner rank (e mod L)'s GPU; every process gets an equal
+    share of the run's threads."""
+    from stalegrpo.placement import ENGINE_DEVICE_ENV, engine_env, threads_per_process
+
+    def config(*overrides):  # not checked against this machine (which has no GPU)
+        return load_config(TrainConfig, SMOKE, [f"init_checkpoint={policy}", "digits=1", *overrides])
+
+    tp = config("schedule=async", "S=1", "learners=2", "actors=2", "actor=vllm", "actor_devices=2", "threads=12")
+    assert engine_env(tp, 0, 6) == {"OMP_NUM_THREADS": "3", "CUDA_VISIBLE_DEVICES": "2,3"}
+    assert engine_env(tp, 1, 6) == {"OMP_NUM_THREADS": "3", "CUDA_VISIBLE_DEVICES": "4,5"}
+    shared = config("schedule=async", "S=1", "learners=2", "actors=3", "threads=10")
+    assert [engine_env(shared, e, 2).get(ENGINE_DEVICE_ENV) for e in range(3)] == ["0", "1", "0"]
+    assert engine_env(shared, 2, 0) == {"OMP_NUM_THREADS": "2"}  # the CPU: threads only
+    assert threads_per_process(config("schedule=fixed", "learners=2", "actors=3", "threads=10")) == 5
